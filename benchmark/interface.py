@@ -1,0 +1,108 @@
+"""The contract every algorithm implements.
+
+The evaluator owns the per-session state: an algorithm never keeps a hidden "current
+session". It is fitted once on training sessions, then asked, for many sessions in parallel
+("slots"), to consume one click per slot and score every training item as the next click.
+
+Conventions (scikit-learn style):
+- ``__init__`` only stores its keyword arguments, under the same names; every hyperparameter is a
+  constructor argument, so ``get_params()`` reports exactly what a run used.
+- What ``fit`` learns ends in ``_``; ``fit`` returns ``self`` and forgets earlier fits; it must
+  not modify its input.
+- Item inputs may be ``UNKNOWN`` (-1, an item not seen in training); that must not fail.
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+from typing import Any, ClassVar
+
+import numpy as np
+
+from datasets.sessions import Sessions
+
+try:  # torch is a dependency, but the interface itself does not need it
+    import torch
+except ImportError:  # pragma: no cover
+    torch = None  # type: ignore[assignment]
+
+State = Any
+"""Per-slot state: whatever the algorithm needs (None, arrays, tensors, or tuples of those).
+
+Arrays/tensors whose first dimension is the slot dimension are handled generically by
+``select_state``; algorithms with another layout override it."""
+
+Scores = Any
+"""A (n_slots, n_items) numpy array or torch tensor (on any device); higher is better."""
+
+
+class SessionRecommender(abc.ABC):
+    """Base class of all session-based recommenders in the benchmark.
+
+    Subclasses set ``name`` (the registry name) and implement ``fit``, ``init_state`` and
+    ``step``. Stochastic algorithms take a ``seed`` constructor argument and algorithms that
+    can use a GPU take a ``device`` argument; the runner fills both from the command line.
+    """
+
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def fit(self, train: Sessions, valid: Sessions | None = None) -> "SessionRecommender":
+        """Learn from ``train`` (and optionally report progress on ``valid``); return ``self``."""
+
+    @abc.abstractmethod
+    def init_state(self, n_slots: int) -> State:
+        """The state of ``n_slots`` empty sessions."""
+
+    @abc.abstractmethod
+    def step(self, state: State, items: np.ndarray, reset: np.ndarray) -> Scores:
+        """Consume one click per slot and score every training item as that slot's next click.
+
+        Args:
+            state: the state from ``init_state`` (updated in place).
+            items: int64 array (n_slots,), the clicked item index per slot (may be ``UNKNOWN``).
+            reset: bool array (n_slots,); ``reset[k]`` means ``items[k]`` is the first click of
+                a new session in slot ``k``, so everything that slot held before is forgotten.
+
+        Returns:
+            scores of shape (n_slots, n_items), numpy or torch; higher means more likely.
+        """
+
+    def select_state(self, state: State, keep: np.ndarray) -> State:
+        """The state of the slots ``keep`` only (in that order); used when the batch shrinks."""
+        return _select(state, keep)
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [
+            p.name
+            for p in sig.parameters.values()
+            if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor arguments this instance was built with."""
+        return {name: getattr(self, name) for name in self.param_names()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _select(state: State, keep: np.ndarray) -> State:
+    if state is None:
+        return None
+    if isinstance(state, np.ndarray):
+        return state[keep]
+    if torch is not None and isinstance(state, torch.Tensor):
+        return state[torch.as_tensor(keep, device=state.device)]
+    if isinstance(state, (list, tuple)):
+        return type(state)(_select(s, keep) for s in state)
+    if isinstance(state, dict):
+        return {k: _select(v, keep) for k, v in state.items()}
+    raise TypeError(
+        f"select_state cannot index a state of type {type(state).__name__}; "
+        "override SessionRecommender.select_state"
+    )

@@ -1,0 +1,42 @@
+"""Name -> algorithm class. Adding an algorithm is one file in ``algorithms/`` plus one line here.
+
+Classes are imported lazily, so running POP does not import torch or implicit.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from benchmark.interface import SessionRecommender
+
+ALGORITHMS: dict[str, str] = {
+    "pop": "algorithms.pop:Pop",
+    "spop": "algorithms.spop:SPop",
+    "item-knn": "algorithms.item_knn:ItemKNN",
+    "bpr-mf": "algorithms.bpr_mf:BPRMF",
+    "gru4rec": "algorithms.gru4rec:GRU4Rec",
+}
+
+
+def get_algorithm(name: str) -> type[SessionRecommender]:
+    """The class registered under ``name``; a clear error listing the valid names otherwise."""
+    try:
+        target = ALGORITHMS[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown algorithm {name!r}; valid: {', '.join(sorted(ALGORITHMS))}"
+        ) from None
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def available_algorithms() -> list[str]:
+    """Registered names whose module can be imported (a missing optional piece is skipped)."""
+    names = []
+    for name in ALGORITHMS:
+        try:
+            get_algorithm(name)
+        except (ImportError, AttributeError):
+            continue
+        names.append(name)
+    return names
