@@ -1,0 +1,153 @@
+"""Per-algorithm hyperparameters from TOML files, validated against the constructors.
+
+A config file has one table per run label::
+
+    [item-knn]                 # a registered algorithm name: its hyperparameters
+    reg_lambda = 20
+
+    [gru4rec]
+    preset = "rsc15-best"      # expands configs/presets/gru4rec.toml [rsc15-best]
+    n_epochs = 10              # explicit keys override the preset
+
+    [gru4rec-top1]             # any other label names its algorithm
+    algorithm = "gru4rec"
+    preset = "2016-top1-100"
+
+On the command line ``--algorithms gru4rec@2016-top1-100`` is short for such a table.
+Unknown labels, algorithms, presets and hyperparameters are errors that list the valid ones.
+``seed`` and ``device`` are filled from the command line unless a table sets them.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmark.interface import SessionRecommender
+from benchmark.registry import ALGORITHMS, get_algorithm
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = PROJECT_ROOT / "configs"
+PRESET_DIR = CONFIG_DIR / "presets"
+RESERVED_KEYS = ("algorithm", "preset")
+
+
+class ConfigError(ValueError):
+    """An invalid config file or algorithm specification; the message names what is wrong."""
+
+
+@dataclass
+class AlgorithmSpec:
+    """One algorithm of a run: its label, registered name and explicit hyperparameters."""
+
+    label: str
+    algorithm: str
+    params: dict[str, Any] = field(default_factory=dict)
+    preset: str | None = None
+
+    def build(self, *, seed: int, device: str) -> SessionRecommender:
+        """A fresh, unfitted instance; ``seed``/``device`` apply where the class takes them."""
+        cls = get_algorithm(self.algorithm)
+        kwargs = dict(self.params)
+        names = cls.param_names()
+        if "seed" in names:
+            kwargs.setdefault("seed", seed)
+        if "device" in names:
+            kwargs.setdefault("device", device)
+        return cls(**kwargs)
+
+    def is_stochastic(self) -> bool:
+        return "seed" in get_algorithm(self.algorithm).param_names()
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+
+
+def default_config_path(dataset: str) -> Path | None:
+    """The shipped per-dataset config (``configs/<dataset>.toml``), if there is one."""
+    path = CONFIG_DIR / f"{dataset}.toml"
+    return path if path.is_file() else None
+
+
+def load_tables(dataset: str, config_file: Path | None) -> tuple[dict[str, dict], list[str]]:
+    """The dataset's shipped tables, overridden key by key by ``config_file``'s; and the sources."""
+    tables: dict[str, dict] = {}
+    sources = []
+    for path in (default_config_path(dataset), config_file):
+        if path is None:
+            continue
+        sources.append(str(path))
+        for label, table in read_toml(Path(path)).items():
+            if not isinstance(table, dict):
+                raise ConfigError(
+                    f"{path}: top-level key {label!r} must be a table like [{label}], "
+                    "one per algorithm"
+                )
+            tables.setdefault(label, {}).update(table)
+    return tables, sources
+
+
+def resolve(labels: list[str], tables: dict[str, dict], source: str = "config") -> list[AlgorithmSpec]:
+    """Validated specs for the requested labels."""
+    unknown = [lb for lb in tables if _algorithm_of(lb, tables[lb]) not in ALGORITHMS]
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown algorithm in table(s) {', '.join(map(repr, unknown))}; valid: "
+            f"{', '.join(sorted(ALGORITHMS))} (or set algorithm = \"NAME\" in the table)"
+        )
+    specs = []
+    for label in labels:
+        table = dict(tables.get(label, {}))
+        name, _, inline_preset = label.partition("@")
+        if label not in tables and name not in ALGORITHMS:
+            valid = sorted(set(ALGORITHMS) | set(tables))
+            raise ConfigError(f"unknown algorithm {label!r}; valid: {', '.join(valid)}")
+        if inline_preset:
+            table.setdefault("preset", inline_preset)
+            table.setdefault("algorithm", name)
+        specs.append(_spec(label, table, source))
+    if len({s.label for s in specs}) != len(specs):
+        raise ConfigError(f"an algorithm is listed twice in {', '.join(labels)}")
+    return specs
+
+
+def _algorithm_of(label: str, table: dict) -> str:
+    return table.get("algorithm", label.partition("@")[0])
+
+
+def _spec(label: str, table: dict, source: str) -> AlgorithmSpec:
+    algorithm = _algorithm_of(label, table)
+    cls = get_algorithm(algorithm)
+    preset = table.get("preset")
+    params = {k: v for k, v in table.items() if k not in RESERVED_KEYS}
+    if preset is not None:
+        params = {**load_preset(algorithm, preset), **params}
+    valid = cls.param_names()
+    bad = sorted(set(params) - set(valid))
+    if bad:
+        raise ConfigError(
+            f"{source}: [{label}] unknown hyperparameter(s) {', '.join(bad)} for {algorithm}; "
+            f"valid: {', '.join(valid) or '(none)'}"
+        )
+    return AlgorithmSpec(label=label, algorithm=algorithm, params=params, preset=preset)
+
+
+def load_preset(algorithm: str, preset: str) -> dict[str, Any]:
+    """Hyperparameters of a named preset from ``configs/presets/<algorithm>.toml``."""
+    path = PRESET_DIR / f"{algorithm}.toml"
+    presets = read_toml(path) if path.is_file() else {}
+    if preset not in presets:
+        raise ConfigError(
+            f"unknown preset {preset!r} for {algorithm}; valid: "
+            f"{', '.join(sorted(presets)) or '(none: ' + str(path) + ' is missing)'}"
+        )
+    return dict(presets[preset])

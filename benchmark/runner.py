@@ -1,0 +1,298 @@
+"""One benchmark run: load a dataset, fit and evaluate each algorithm, write the run directory.
+
+Layout of ``<out>/<dataset>/<run-id>/`` (see results/README.md for every column):
+    run.json             options, resolved hyperparameters, versions, hardware, data, protocol
+    predictions.parquet  one row per next-click prediction: session, position, target, target_support
+    ranks/<label>.parquet   the rank of each prediction (rows aligned with predictions.parquet)
+    done/<label>.json    written last for each algorithm: its metrics, timings and parameters
+    metrics.csv, timings.csv, seeds.csv, history/, table.md, plots/   rendered from the above
+
+Every file is written atomically and an algorithm counts as finished only once its
+``done/<label>.json`` exists, so ``--resume RUN_DIR`` after a kill redoes exactly the
+algorithms that had not finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import logging
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark import io
+from benchmark.config import PROJECT_ROOT, AlgorithmSpec, ConfigError, load_tables, resolve
+from benchmark.evaluator import DEFAULT_TIE_MODE, Predictions, evaluate
+from benchmark.metrics import compute_metrics
+from benchmark.resources import measure
+from datasets import load_dataset
+from datasets.sessions import UNKNOWN, Dataset
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ALGORITHMS = ("pop", "spop", "item-knn", "bpr-mf", "gru4rec")
+DEFAULT_CUTOFFS = (1, 5, 10, 20)
+
+
+@dataclass
+class RunOptions:
+    """Everything a run depends on; stored in run.json so ``--resume`` can rebuild it."""
+
+    dataset: str
+    algorithms: list[str] = field(default_factory=lambda: list(DEFAULT_ALGORITHMS))
+    data_dir: Path = Path("data")
+    clicks: Path | None = None
+    out: Path = Path("results")
+    cutoffs: list[int] = field(default_factory=lambda: list(DEFAULT_CUTOFFS))
+    tie_mode: str = DEFAULT_TIE_MODE
+    seed: int = 0
+    seeds: int = 1
+    device: str = "auto"
+    config: Path | None = None
+    cache_dir: Path = Path("cache")
+    eval_batch_size: int = 256
+    progress: bool = True
+
+    def to_json(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "RunOptions":
+        paths = {"data_dir", "clicks", "out", "config", "cache_dir"}
+        return cls(**{k: (Path(v) if k in paths and v is not None else v) for k, v in obj.items()})
+
+
+def run(options: RunOptions, *, resume: Path | None = None, command: str = "") -> Path:
+    """Run (or resume) one dataset and return its run directory."""
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "run.json").is_file():
+            raise ConfigError(f"--resume {run_dir}: no run.json there, so nothing to resume")
+        record = io.read_json(run_dir / "run.json")
+        options = RunOptions.from_json(record["options"])
+        log.info("resuming %s", run_dir)
+    else:
+        run_dir = new_run_dir(options.out, options.dataset)
+        record = {}
+    if options.seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {options.seeds}")
+    if any(k < 1 for k in options.cutoffs):
+        raise ConfigError(f"--cutoffs must be positive, got {options.cutoffs}")
+
+    tables, config_sources = load_tables(options.dataset, options.config)
+    specs = resolve(options.algorithms, tables, source=" + ".join(config_sources) or "config")
+    data = load_dataset(options.dataset, data_dir=options.data_dir, clicks=options.clicks,
+                        cache_dir=options.cache_dir, seed=options.seed)
+    fingerprint = data.fingerprint()
+    if record and record["data"]["fingerprint"] != fingerprint:
+        raise ConfigError(
+            f"--resume {run_dir}: the data changed since the run started "
+            f"(fingerprint {record['data']['fingerprint']} then, {fingerprint} now)"
+        )
+    record = record or run_record(options, data, config_sources, command)
+    io.write_json(run_dir / "run.json", record)
+    targets = prediction_frame(data)
+    if not (run_dir / "predictions.parquet").is_file():
+        io.write_parquet(run_dir / "predictions.parquet", targets)
+
+    for spec in specs:
+        done_file = run_dir / "done" / f"{spec.label}.json"
+        if done_file.is_file():
+            log.info("%s: finished in an earlier attempt, reused", spec.label)
+            continue
+        result = run_algorithm(spec, data, options, targets, run_dir)
+        io.write_json(done_file, result)
+        gc.collect()
+
+    write_tables(run_dir, [s.label for s in specs])
+    record["finished"] = _now()
+    record["config"] = {
+        s.label: io.read_json(run_dir / "done" / f"{s.label}.json")["config"] for s in specs
+    }
+    io.write_json(run_dir / "run.json", record)
+    _finalize(run_dir)
+    return run_dir
+
+
+def run_algorithm(
+    spec: AlgorithmSpec, data: Dataset, options: RunOptions, targets: pd.DataFrame, run_dir: Path
+) -> dict:
+    """Fit and evaluate one algorithm (for every seed if stochastic); return its done record."""
+    seeds = [options.seed + i for i in range(options.seeds if spec.is_stochastic() else 1)]
+    timings, seed_metrics, config = [], [], {}
+    for n, seed in enumerate(seeds):
+        model = spec.build(seed=seed, device=options.device)
+        log.info("%s: fitting %r (seed %d)", spec.label, model, seed)
+        with measure() as fit_usage:
+            model.fit(data.train)
+        log.info("%s: fit in %.1f s, peak RSS %.0f MB", spec.label, fit_usage.seconds,
+                  fit_usage.peak_rss_mb)
+        with measure() as eval_usage:
+            preds = evaluate(model, data.test, tie_mode=options.tie_mode,
+                             batch_size=options.eval_batch_size, progress=options.progress)
+        ranks = aligned_ranks(preds, targets)
+        metrics = compute_metrics(ranks, options.cutoffs)
+        log.info("%s: evaluated %d predictions in %.1f s; Recall@20 %s", spec.label, len(ranks),
+                 eval_usage.seconds, _value(metrics, "recall", 20))
+        seed_metrics += [{"seed": seed, **row} for row in metrics]
+        for stage, usage in (("fit", fit_usage), ("evaluate", eval_usage)):
+            timings.append({"seed": seed, "stage": stage, **dataclasses.asdict(usage)})
+        if n == 0:  # the first seed's ranks, history and parameters represent the algorithm
+            config = {"algorithm": spec.algorithm, "preset": spec.preset,
+                      "params": model.get_params()}
+            io.write_parquet(run_dir / "ranks" / f"{spec.label}.parquet",
+                             pd.DataFrame({"rank": ranks}))
+            history = getattr(model, "history_", None)
+            if history:
+                io.write_csv(run_dir / "history" / f"{spec.label}.csv", pd.DataFrame(history))
+            first_metrics = metrics
+        del model
+        gc.collect()
+    return {"label": spec.label, "config": config, "metrics": first_metrics,
+            "seed_metrics": seed_metrics, "timings": timings}
+
+
+def prediction_frame(data: Dataset) -> pd.DataFrame:
+    """One row per next-click target of the test set, sorted by (session, position)."""
+    test = data.test
+    session = test.session_index()
+    position = np.arange(test.n_events) - test.offsets[session]
+    is_target = position > 0  # the first click of a session is never a target
+    session, position, target = session[is_target], position[is_target], test.items[is_target]
+    known = data.train.items[data.train.items != UNKNOWN]
+    support = np.bincount(known, minlength=data.n_items)
+    target_support = np.where(target == UNKNOWN, 0, support[np.maximum(target, 0)])
+    return pd.DataFrame({"session": session, "position": position, "target": target,
+                         "target_support": target_support})
+
+
+def aligned_ranks(preds: Predictions, targets: pd.DataFrame) -> np.ndarray:
+    """The evaluator's ranks reordered to the rows of ``targets`` (checked, not assumed)."""
+    order = np.lexsort((preds.position, preds.session))
+    if not (np.array_equal(preds.session[order], targets["session"].to_numpy())
+            and np.array_equal(preds.position[order], targets["position"].to_numpy())
+            and np.array_equal(preds.target[order], targets["target"].to_numpy())):
+        raise RuntimeError("evaluator predictions do not match the protocol's target list")
+    return preds.rank[order]
+
+
+def write_tables(run_dir: Path, labels: list[str]) -> None:
+    """metrics.csv, timings.csv and seeds.csv from the done records, in the run's label order."""
+    done = [io.read_json(run_dir / "done" / f"{label}.json") for label in labels]
+    metrics = pd.DataFrame([{"algorithm": d["label"], **row} for d in done for row in d["metrics"]])
+    io.write_csv(run_dir / "metrics.csv", metrics)
+    timings = pd.DataFrame([
+        {"algorithm": d["label"], "stage": t["stage"], "seconds": t["seconds"],
+         "peak_rss_mb": t["peak_rss_mb"], "peak_gpu_mb": t["peak_gpu_mb"]}
+        for d in done for t in d["timings"] if t["seed"] == d["timings"][0]["seed"]
+    ])
+    io.write_csv(run_dir / "timings.csv", timings)
+    seeds = pd.DataFrame([{"algorithm": d["label"], **row} for d in done
+                          for row in d["seed_metrics"]])
+    if seeds["seed"].nunique() > 1:
+        io.write_csv(run_dir / "seeds.csv",
+                     seeds[["algorithm", "seed", "metric", "cutoff", "value"]])
+
+
+def _finalize(run_dir: Path) -> None:
+    from benchmark import report  # imports matplotlib; only needed once results exist
+
+    report.finalize_run(run_dir)
+
+
+def new_run_dir(out: Path, dataset: str) -> Path:
+    run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+    path = Path(out) / dataset / run_id
+    path.mkdir(parents=True, exist_ok=False)
+    return path
+
+
+def run_record(options: RunOptions, data: Dataset, config_sources: list[str], command: str) -> dict:
+    return {
+        "command": command,
+        "options": options.to_json(),
+        "config_files": config_sources,
+        "config": {},  # filled with the resolved hyperparameters when the run finishes
+        "versions": versions(),
+        "hardware": hardware(),
+        "data": {"dataset": data.name, "fingerprint": data.fingerprint(),
+                 "counts": data.split_counts(), "policy": data.policy, "source": data.source},
+        "protocol": {
+            "task": "next click: every click of a test session but the first is a target; "
+                    "the clicks before it are the input; only the next item is relevant",
+            "ranking": f"full ranking against all {data.n_items} training items",
+            "tie_mode": options.tie_mode,
+            "rank": {"standard": "1 + #items scoring higher",
+                     "conservative": "1 + #items scoring higher or equal (target excluded)",
+                     "median": "1 + #higher + #tied/2"}[options.tie_mode],
+            "metrics": "Recall@K = share of predictions with rank <= K; MRR@K = mean of "
+                       "1/rank over predictions, 0 where rank > K",
+            "cutoffs": options.cutoffs,
+        },
+        "started": _now(),
+    }
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("numpy", "scipy", "pandas", "torch", "implicit", "pyarrow"):
+        try:
+            out[name] = __import__(name).__version__
+        except Exception:  # noqa: BLE001 - a missing optional package is just not recorded
+            continue
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, text=True,
+                                capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=PROJECT_ROOT, text=True, capture_output=True).stdout.strip()
+        out["code"] = commit + ("+uncommitted changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        out["code"] = "unknown (not a git checkout)"
+    return out
+
+
+def hardware() -> dict[str, object]:
+    info: dict[str, object] = {"machine": platform.machine(), "system": platform.system(),
+                               "cpus": os.cpu_count()}
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                info["memory_gib"] = round(int(line.split()[1]) / 2**20, 1)
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:  # pragma: no cover
+        pass
+    return info
+
+
+def _value(metrics: list[dict], metric: str, cutoff: int) -> str:
+    for row in metrics:
+        if row["metric"] == metric and row["cutoff"] == cutoff:
+            return f"{row['value']:.4f}"
+    return "n/a"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def command_line() -> str:
+    return " ".join([Path(sys.executable).name, *sys.argv])
