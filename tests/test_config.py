@@ -1,0 +1,59 @@
+"""Config files: validation against constructors, presets, inline NAME@PRESET."""
+
+import pytest
+
+from benchmark import config
+from benchmark.config import ConfigError, load_tables, resolve
+
+
+def test_unknown_algorithm_lists_valid_names():
+    with pytest.raises(ConfigError, match=r"unknown algorithm 'knn'.*item-knn.*pop"):
+        resolve(["knn"], {})
+
+
+def test_unknown_table_in_config_file_is_an_error(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[popular]\n")
+    tables, _ = load_tables("no-such-dataset", path)
+    with pytest.raises(ConfigError, match="popular"):
+        resolve(["pop"], tables)
+
+
+def test_unknown_hyperparameter_lists_valid_ones(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[item-knn]\nlambda = 3\n")
+    tables, _ = load_tables("no-such-dataset", path)
+    with pytest.raises(ConfigError, match=r"\[item-knn\] unknown hyperparameter\(s\) lambda.*valid: "):
+        resolve(["item-knn"], tables, source=str(path))
+
+
+def test_invalid_toml_names_the_file(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text("[pop\n")
+    with pytest.raises(ConfigError, match="broken.toml: invalid TOML"):
+        load_tables("no-such-dataset", path)
+
+
+def test_labels_presets_and_overrides(tmp_path, monkeypatch):
+    presets = tmp_path / "presets"
+    presets.mkdir()
+    (presets / "item-knn.toml").write_text("[wide]\nn_sims = 500\nalpha = 0.75\n")
+    monkeypatch.setattr(config, "PRESET_DIR", presets)
+    path = tmp_path / "c.toml"
+    path.write_text('[knn-wide]\nalgorithm = "item-knn"\npreset = "wide"\nalpha = 0.5\n')
+    tables, _ = load_tables("no-such-dataset", path)
+    (spec,) = resolve(["knn-wide"], tables)
+    assert (spec.algorithm, spec.preset) == ("item-knn", "wide")
+    assert spec.params == {"n_sims": 500, "alpha": 0.5}  # explicit keys beat the preset
+    (inline,) = resolve(["item-knn@wide"], {})
+    assert inline.params == {"n_sims": 500, "alpha": 0.75}
+    model = inline.build(seed=0, device="cpu")
+    assert model.get_params()["n_sims"] == 500
+    with pytest.raises(ConfigError, match=r"unknown preset 'narrow'.*wide"):
+        resolve(["item-knn@narrow"], {})
+
+
+def test_seed_and_device_fill_only_where_taken():
+    (pop,) = resolve(["pop"], {})
+    assert pop.build(seed=5, device="cpu").get_params() == {}
+    assert not pop.is_stochastic()
