@@ -1,0 +1,401 @@
+"""RSC15 (YooChoose) from the raw ``yoochoose-clicks.dat``, with the GRU4Rec preprocessing.
+
+The raw file has no header and four comma-separated columns,
+``SessionId,Timestamp,ItemId,Category`` (e.g. ``832,2014-04-06T20:21:58.444Z,214717095,0``);
+the category is not used. The rules are those of PROTOCOL.md, one pass each, in order:
+
+1. drop sessions of length 1;
+2. drop items with fewer than 5 clicks (support counted on all remaining clicks);
+3. drop sessions now shorter than 2;
+4. split by session: ``tmax`` = the last click time; a session whose *last* click is at or
+   after ``tmax - 86400 s`` is a test session, every other one a training session;
+5. drop test clicks on items absent from training, then test sessions shorter than 2;
+6. no de-duplication; rules 4-5 applied again to the training set give train_tr / valid.
+
+The prepared splits are cached as parquet under ``<cache_dir>/rsc15/<key>/``, where the key
+combines the sha256 of the input file and ``RULES_VERSION``; a second load reads the cache.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from datasets.clicks import (
+    MICROS,
+    Clicks,
+    file_sha256,
+    item_index,
+    locate_bad_line,
+    session_starts,
+    sort_clicks,
+    starts_of,
+    to_sessions,
+    vocabulary,
+)
+from datasets.errors import DataError, MissingDataError
+from datasets.sessions import Dataset, Sessions
+
+log = logging.getLogger(__name__)
+
+RULES_VERSION = 1
+"""Bump whenever preprocessing or the cache layout changes: old caches are then ignored."""
+
+CLICKS_FILE = "yoochoose-clicks.dat"
+OFFICIAL_SIZE = 1_486_798_186
+OFFICIAL_SHA256 = "0deaf041a4f60955928fe8430e525a1dbf38e9013c7482420973e4aa492fa762"
+SPLIT_SECONDS = 86_400
+MIN_ITEM_SUPPORT = 5
+MIN_SESSION_LENGTH = 2
+
+_COLUMNS = ["session_id", "time", "item_id", "category"]
+_TYPES = {
+    "session_id": pa.int64(),
+    "time": pa.timestamp("us", tz="UTC"),
+    "item_id": pa.int64(),
+}
+SPLITS = ("train", "test", "train_tr", "valid")
+
+POLICY = {
+    "preprocessing": (
+        "GRU4Rec RSC15 rules (PROTOCOL.md 1-6): sessions of length 1 dropped, items with < 5 "
+        "clicks dropped, sessions < 2 dropped; last 86,400 s by session end = test; test clicks "
+        "on items not in train dropped, then test sessions < 2; same split again on train "
+        "gives train_tr/valid"
+    ),
+    "unseen_targets": "none: test clicks on items absent from training are dropped (rule 5)",
+}
+
+
+def missing_message(path: Path) -> str:
+    """What to tell a user whose ``yoochoose-clicks.dat`` is not where we looked."""
+    return (
+        f"RSC15 click file not found: {path}\n"
+        "Download the RecSys Challenge 2015 (YooChoose) dataset, e.g. the archive linked from "
+        "https://recsys.acm.org/recsys15/challenge/ (yoochoose-data.7z), and extract "
+        f"{CLICKS_FILE} ({OFFICIAL_SIZE:,} bytes, sha256 {OFFICIAL_SHA256}).\n"
+        f"Put it at <data-dir>/rsc15/{CLICKS_FILE} or pass --clicks PATH.\n"
+        "No download? `python -m datasets.generate_rsc15 FILE` writes a simulated file of the "
+        "same shape, or use --dataset synthetic."
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class Splits:
+    """The four prepared click tables, each in protocol order."""
+
+    train: Clicks
+    test: Clicks
+    train_tr: Clicks
+    valid: Clicks
+
+    def as_dict(self) -> dict[str, Clicks]:
+        return {name: getattr(self, name) for name in SPLITS}
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def _parse_options() -> pacsv.ParseOptions:
+    return pacsv.ParseOptions(delimiter=",", quote_char=False)
+
+
+def _convert_options() -> pacsv.ConvertOptions:
+    return pacsv.ConvertOptions(
+        column_types=_TYPES,
+        include_columns=["session_id", "time", "item_id"],
+        null_values=[],
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+    )
+
+
+def _parse_block(data: bytes) -> pa.Table:
+    return pacsv.read_csv(
+        pa.BufferReader(data),
+        read_options=pacsv.ReadOptions(column_names=_COLUMNS, use_threads=False),
+        parse_options=_parse_options(),
+        convert_options=_convert_options(),
+    )
+
+
+def read_clicks(path: Path) -> Clicks:
+    """Read a raw ``yoochoose-clicks.dat``-format file (multithreaded, Category skipped).
+
+    Raises:
+        MissingDataError: the file does not exist (the message says where to get it).
+        DataError: empty file, or a bad row (message names the file and line).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise MissingDataError(missing_message(path))
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (expected rows 'SessionId,Timestamp,ItemId,Category')")
+    started = time.perf_counter()
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=_COLUMNS, block_size=16 << 20),
+            parse_options=_parse_options(),
+            convert_options=_convert_options(),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise _bad_row_error(path, e) from None
+    if table.num_rows == 0:
+        raise DataError(f"{path}: no data rows (expected 'SessionId,Timestamp,ItemId,Category')")
+    clicks = _table_to_clicks(table)
+    del table
+    log.info("read %s: %d clicks in %.1f s", path, len(clicks), time.perf_counter() - started)
+    return clicks
+
+
+def _table_to_clicks(table: pa.Table) -> Clicks:
+    columns = {}
+    for name in ("session_id", "time", "item_id"):
+        column = table.column(name)
+        if name == "time":
+            column = column.cast(pa.int64())
+        columns[name] = column.to_numpy()
+        table = table.drop_columns([name])  # free each column as soon as it is converted
+    return Clicks(**columns)
+
+
+def _bad_row_error(path: Path, error: Exception) -> DataError:
+    log.info("locating the bad row of %s", path)
+    found = locate_bad_line(path, _parse_block)
+    if found is None:
+        return DataError(f"{path}: {error}")
+    line, message = found
+    return DataError(f"{path}, line {line}: {message}")
+
+
+# --- preprocessing rules --------------------------------------------------------------------
+
+
+def session_lengths(clicks: Clicks) -> np.ndarray:
+    """Clicks per session, one entry per session of grouped clicks."""
+    return np.diff(session_starts(clicks))
+
+
+def drop_short_sessions(clicks: Clicks, min_length: int) -> Clicks:
+    """Rules 1 and 3: drop sessions with fewer than ``min_length`` clicks (grouped clicks)."""
+    lengths = session_lengths(clicks)
+    return clicks.take(np.repeat(lengths >= min_length, lengths))
+
+
+def drop_rare_items(clicks: Clicks, min_support: int) -> Clicks:
+    """Rule 2: drop clicks on items with fewer than ``min_support`` clicks in ``clicks``."""
+    codes, _ = pd.factorize(clicks.item_id)
+    support = np.bincount(codes)
+    return clicks.take(support[codes] >= min_support)
+
+
+def split_by_time(clicks: Clicks, seconds: int = SPLIT_SECONDS) -> tuple[Clicks, Clicks]:
+    """Rule 4: (train, test) where test = sessions whose last click is >= tmax - ``seconds``.
+
+    Sessions are never cut: the decision is made per session and applied to all its clicks.
+    """
+    if len(clicks) == 0:
+        return clicks, clicks
+    starts = session_starts(clicks)
+    lengths = np.diff(starts)
+    last = np.maximum.reduceat(clicks.time, starts[:-1])
+    is_test = np.repeat(last >= clicks.time.max() - seconds * MICROS, lengths)
+    return clicks.take(~is_test), clicks.take(is_test)
+
+
+def drop_unknown_items(test: Clicks, train: Clicks) -> Clicks:
+    """Rule 5: drop test clicks on items absent from ``train``, then test sessions < 2."""
+    known = item_index(test.item_id, vocabulary(train)) >= 0
+    return drop_short_sessions(test.take(known), MIN_SESSION_LENGTH)
+
+
+def filter_clicks(clicks: Clicks) -> Clicks:
+    """Rules 1-3 on grouped clicks, one pass each, in order."""
+    clicks = drop_short_sessions(clicks, MIN_SESSION_LENGTH)
+    clicks = drop_rare_items(clicks, MIN_ITEM_SUPPORT)
+    return drop_short_sessions(clicks, MIN_SESSION_LENGTH)
+
+
+def split_train_test(clicks: Clicks) -> tuple[Clicks, Clicks]:
+    """Rules 4-5: the time split and the cleaning of its test part."""
+    train, test = split_by_time(clicks)
+    return train, drop_unknown_items(test, train)
+
+
+def preprocess(clicks: Clicks, *, source: str = "<clicks>") -> Splits:
+    """All the rules, on raw clicks in any order; the result is in protocol order.
+
+    Raises:
+        DataError: train or test is empty after the rules (``source`` names the input).
+    """
+    started = time.perf_counter()
+    filtered = filter_clicks(sort_clicks(clicks))
+    train, test = split_train_test(filtered)
+    del filtered
+    train_tr, valid = split_train_test(train)
+    splits = Splits(train, test, train_tr, valid)
+    _check_not_empty(splits, len(clicks), source)
+    log.info("preprocessed %d raw clicks in %.1f s", len(clicks), time.perf_counter() - started)
+    return splits
+
+
+def _check_not_empty(splits: Splits, n_raw: int, source: str) -> None:
+    for name in ("train", "test"):
+        if len(getattr(splits, name)) == 0:
+            raise DataError(
+                f"{source}: the {name} split is empty after the RSC15 preprocessing "
+                f"({n_raw} raw clicks; sessions of length 1 and items with < {MIN_ITEM_SUPPORT} "
+                f"clicks are dropped, the last {SPLIT_SECONDS} s form the test set). "
+                "The file is too small or covers too short a time span."
+            )
+    if len(splits.train_tr) == 0 or len(splits.valid) == 0:
+        log.warning("%s: the train_tr/valid split is empty; no validation split", source)
+
+
+# --- Dataset --------------------------------------------------------------------------------
+
+
+def splits_to_dataset(
+    splits: Splits, *, name: str, source: dict[str, object], policy: dict[str, str] | None = None
+) -> Dataset:
+    """The ``Dataset`` of prepared splits, all over the vocabulary of ``splits.train``."""
+    vocab = vocabulary(splits.train)
+    has_valid = len(splits.train_tr) > 0 and len(splits.valid) > 0
+    return Dataset(
+        name=name,
+        train=to_sessions(splits.train, vocab),
+        test=to_sessions(splits.test, vocab),
+        item_ids=vocab,
+        valid_train=to_sessions(splits.train_tr, vocab) if has_valid else None,
+        valid_test=to_sessions(splits.valid, vocab) if has_valid else None,
+        policy=dict(POLICY if policy is None else policy),
+        source=source,
+    )
+
+
+def load_rsc15(
+    clicks_path: Path, *, cache_dir: Path | None = Path("cache"), name: str = "rsc15"
+) -> Dataset:
+    """The prepared RSC15 dataset from a raw click file, through the cache when possible.
+
+    Args:
+        clicks_path: the raw ``yoochoose-clicks.dat`` (or a file of the same format).
+        cache_dir: root of the cache; None disables caching.
+        name: the dataset name recorded in the result.
+
+    Raises:
+        MissingDataError: no file at ``clicks_path``.
+        DataError: the file is malformed or too small for the protocol.
+    """
+    clicks_path = Path(clicks_path)
+    if not clicks_path.exists():
+        raise MissingDataError(missing_message(clicks_path))
+    sha = file_sha256(clicks_path)
+    key = f"{sha[:16]}-rules{RULES_VERSION}"
+    source: dict[str, object] = {
+        "files": [{"path": str(clicks_path), "size": clicks_path.stat().st_size, "sha256": sha}],
+        "official_file": sha == OFFICIAL_SHA256,
+        "rules_version": RULES_VERSION,
+        "cache_key": key,
+    }
+    cached = None if cache_dir is None else Path(cache_dir) / "rsc15" / key
+    if cached is not None and (cached / "meta.json").exists():
+        log.info("reading prepared RSC15 splits from %s", cached)
+        return _read_cache(cached, name=name, source=source | {"cache": "hit"})
+    splits = preprocess(read_clicks(clicks_path), source=str(clicks_path))
+    dataset = splits_to_dataset(splits, name=name, source=source | {"cache": "miss"})
+    if cached is not None:
+        _write_cache(cached, dataset, sha)
+    return dataset
+
+
+# --- cache ----------------------------------------------------------------------------------
+
+
+def _write_cache(directory: Path, dataset: Dataset, sha: str) -> None:
+    """Write the splits to ``directory`` atomically (a temporary folder renamed into place)."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    try:
+        parts = _dataset_parts(dataset)
+        for split, sessions in parts.items():
+            pq.write_table(_sessions_table(sessions), tmp / f"{split}.parquet")
+        pq.write_table(pa.table({"item_id": dataset.item_ids}), tmp / "items.parquet")
+        meta = {
+            "rules_version": RULES_VERSION,
+            "sha256": sha,
+            "counts": {split: s.stats() for split, s in parts.items()},
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        os.replace(tmp, directory)
+        log.info("cached prepared splits in %s", directory)
+    except OSError as e:
+        if (directory / "meta.json").exists():  # another process cached it first
+            log.info("cache %s written concurrently; keeping it", directory)
+        else:
+            log.warning("could not write the cache %s: %s", directory, e)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _dataset_parts(dataset: Dataset) -> dict[str, Sessions]:
+    parts = {"train": dataset.train, "test": dataset.test}
+    if dataset.valid_train is not None and dataset.valid_test is not None:
+        parts |= {"train_tr": dataset.valid_train, "valid": dataset.valid_test}
+    return parts
+
+
+def _sessions_table(sessions: Sessions) -> pa.Table:
+    assert sessions.session_ids is not None and sessions.times is not None
+    return pa.table(
+        {
+            "session_id": np.repeat(sessions.session_ids, sessions.lengths),
+            "item": sessions.items.astype(np.int32),
+            "time": np.rint(sessions.times * MICROS).astype(np.int64),
+        }
+    )
+
+
+def _read_cache(directory: Path, *, name: str, source: dict[str, object]) -> Dataset:
+    meta = json.loads((directory / "meta.json").read_text())
+    item_ids = pq.read_table(directory / "items.parquet").column("item_id").to_numpy()
+    parts = {}
+    for split in meta["counts"]:
+        parts[split] = _table_sessions(pq.read_table(directory / f"{split}.parquet"), len(item_ids))
+        if parts[split].stats() != meta["counts"][split]:
+            raise DataError(f"{directory}: cached {split} split does not match meta.json; delete it")
+    return Dataset(
+        name=name,
+        train=parts["train"],
+        test=parts["test"],
+        item_ids=item_ids,
+        valid_train=parts.get("train_tr"),
+        valid_test=parts.get("valid"),
+        policy=dict(POLICY),
+        source=source,
+    )
+
+
+def _table_sessions(table: pa.Table, n_items: int) -> Sessions:
+    sid = table.column("session_id").to_numpy()
+    starts = starts_of(sid)
+    return Sessions(
+        items=table.column("item").to_numpy().astype(np.int64),
+        offsets=starts,
+        n_items=n_items,
+        times=table.column("time").to_numpy() / MICROS,
+        session_ids=sid[starts[:-1]],
+    )
