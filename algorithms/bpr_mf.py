@@ -1,0 +1,158 @@
+"""BPR-MF: matrix factorization with the BPR loss (via ``implicit``), sessions as mean item vectors."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from algorithms.item_knn import session_item_matrix
+from benchmark.interface import SessionRecommender
+from datasets.sessions import UNKNOWN, Sessions
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class BPRMF(SessionRecommender):
+    """BPR matrix factorization on the binary session x item training matrix.
+
+    ``implicit``'s BayesianPersonalizedRanking learns a vector ``q_j`` and a bias ``b_j`` per
+    item (and one vector per *training* session, which is discarded). A session being evaluated
+    is the mean of the vectors of the known items clicked in it so far (every click counts, a
+    repeated item counts as often as it was clicked; ``UNKNOWN`` clicks are ignored)::
+
+        p = (1 / n) * sum_{t <= n} q_{i_t}
+        score(j) = p . q_j + b_j
+
+    implicit stores ``[q_j, b_j]`` as one row of ``item_factors`` and gives every user a
+    constant 1 in the last column, so ``score = [p, 1] . [q_j, b_j]`` is the same dot product
+    implicit trains. A session without any known click has the all-zero vector ``[0, 0]``:
+    every item scores 0 (no popularity fallback).
+
+    Training is seeded by ``seed``; with ``num_threads`` > 1 implicit updates the factors from
+    several threads at once (Hogwild), so results then vary slightly from run to run.
+    ``implicit.recommend()`` is not used: it drops already-clicked items, which are valid next
+    clicks under the protocol.
+
+    Args:
+        factors: size of the item vectors (without the bias).
+        learning_rate: SGD learning rate.
+        regularization: L2 regularization of the factors.
+        iterations: passes over the training matrix.
+        seed: random seed of the initialisation and of the negative sampling.
+        device: ``"cpu"``, ``"cuda"`` (implicit's CUDA build), or ``"auto"`` (CUDA if built).
+        num_threads: CPU training threads; 0 lets implicit use every core.
+
+    Attributes:
+        item_factors_: ``[q_j, b_j]`` per item, float32 of shape (n_items, factors + 1).
+        device_: the device the model was trained on (``"cpu"`` or ``"cuda"``).
+    """
+
+    name = "bpr-mf"
+
+    def __init__(
+        self,
+        factors: int = 100,
+        learning_rate: float = 0.01,
+        regularization: float = 0.01,
+        iterations: int = 100,
+        seed: int = 0,
+        device: str = "auto",
+        num_threads: int = 1,
+    ) -> None:
+        self.factors = factors
+        self.learning_rate = learning_rate
+        self.regularization = regularization
+        self.iterations = iterations
+        self.seed = seed
+        self.device = device
+        self.num_threads = num_threads
+
+    def fit(self, train: Sessions, valid: Sessions | None = None) -> "BPRMF":
+        self._check_params()
+        self.device_ = _resolve_device(self.device)
+        x = session_item_matrix(train, binary=True)
+        log.info("bpr-mf: %d sessions x %d items, %d nonzeros, on %s",
+                 x.shape[0], x.shape[1], x.nnz, self.device_)
+        model = self._implicit_model()
+        model.fit(x, show_progress=log.isEnabledFor(logging.INFO))
+        if self.device_ == "cuda":
+            model = model.to_cpu()
+        self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+        return self
+
+    def init_state(self, n_slots: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per slot: the sum of the item vectors ``[q, b]`` seen so far, and their count."""
+        width = self.item_factors_.shape[1]
+        return np.zeros((n_slots, width), dtype=np.float32), np.zeros(n_slots, dtype=np.float32)
+
+    def step(
+        self, state: tuple[np.ndarray, np.ndarray], items: np.ndarray, reset: np.ndarray
+    ) -> np.ndarray:
+        total, count = state
+        total[reset] = 0.0
+        count[reset] = 0.0
+        known = np.flatnonzero(items != UNKNOWN)
+        total[known] += self.item_factors_[items[known]]
+        count[known] += 1.0
+        return self.session_vectors(state) @ self.item_factors_.T
+
+    def session_vectors(self, state: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """``[p, 1]`` per slot (``[0, 0]`` for a slot without known clicks), shape (n, factors+1).
+
+        The running sum also adds up the item biases in its last column; that column is
+        replaced by the constant 1 implicit pairs with the bias.
+        """
+        total, count = state
+        seen = count > 0
+        vectors = total / np.maximum(count, 1.0)[:, None]
+        vectors[:, -1] = seen
+        return vectors
+
+    def _implicit_model(self):
+        if self.device_ == "cuda":
+            from implicit.gpu.bpr import BayesianPersonalizedRanking
+            return BayesianPersonalizedRanking(
+                factors=self.factors, learning_rate=self.learning_rate,
+                regularization=self.regularization, iterations=self.iterations,
+                random_state=self.seed,
+            )
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+        return BayesianPersonalizedRanking(
+            factors=self.factors, learning_rate=self.learning_rate,
+            regularization=self.regularization, iterations=self.iterations,
+            num_threads=self.num_threads, random_state=self.seed,
+        )
+
+    def _check_params(self) -> None:
+        for name in ("factors", "iterations", "seed", "num_threads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+        if self.factors < 1:
+            raise ValueError(f"factors must be >= 1, got {self.factors}")
+        if self.iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+        if self.num_threads < 0:
+            raise ValueError(f"num_threads must be >= 0 (0 = all cores), got {self.num_threads}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not self.regularization >= 0:
+            raise ValueError(f"regularization must be >= 0, got {self.regularization!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+
+
+def _resolve_device(device: str) -> str:
+    """``"cuda"`` where implicit has a CUDA build and it was asked for (or ``"auto"``)."""
+    import implicit.gpu
+
+    has_cuda = bool(implicit.gpu.HAS_CUDA)
+    if device == "cuda" and not has_cuda:
+        raise ValueError(
+            "device='cuda' but this implicit build has no CUDA support "
+            "(install a CUDA build of implicit, or use device='cpu' or 'auto')"
+        )
+    return "cuda" if device == "cuda" or (device == "auto" and has_cuda) else "cpu"
