@@ -1,0 +1,214 @@
+"""Grid search of one algorithm's hyperparameters on a dataset's validation split.
+
+Every setting is fitted on ``Dataset.valid_train`` and evaluated on ``Dataset.valid_test``; the
+test set is never read. The best setting is chosen by Recall@20 (``--select recall``, the
+default; ties broken by MRR@20) or by MRR@20 (``--select mrr``). Example::
+
+    python -m benchmark.tune --dataset rsc15-64 --algorithm item-knn \\
+        --grid 'reg_lambda=0,20,50 n_sims=50,100,200' --out results/tune/rsc15-64-item-knn.csv
+
+A grid is space-separated ``name=v1,v2,...`` terms; values are read as TOML literals (``20``,
+``0.5``, ``true``), anything else as a string (``session``). Parameters not in the grid keep
+their constructor defaults (``--set 'name=value ...'`` fixes them instead). The table is printed
+and, with ``--out``, written as CSV (or JSON for a ``.json`` name), one row per setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import shlex
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from benchmark.evaluator import DEFAULT_TIE_MODE, TIE_MODES, evaluate
+from benchmark.interface import SessionRecommender
+from benchmark.metrics import mrr_at, recall_at
+from benchmark.registry import ALGORITHMS, get_algorithm
+from datasets.sessions import Dataset
+
+log = logging.getLogger(__name__)
+
+CUTOFF = 20
+SELECT_METRICS = {"recall": f"recall@{CUTOFF}", "mrr": f"mrr@{CUTOFF}"}
+DEFAULT_GRIDS = {
+    "item-knn": "reg_lambda=0,20,50,100 n_sims=100,200 include_self=false,true",
+    "bpr-mf": "factors=100 learning_rate=0.01,0.05,0.1 regularization=0.001,0.01 iterations=50,100",
+}
+
+
+@dataclass
+class TuneResult:
+    """All settings tried (one row each) and the chosen one."""
+
+    table: pd.DataFrame
+    best: dict[str, Any]
+    select: str
+
+
+def parse_value(text: str) -> Any:
+    """A TOML literal (int, float, bool, quoted string), else the text itself as a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_grid(spec: str) -> dict[str, list[Any]]:
+    """``'a=1,2 b=x'`` -> ``{'a': [1, 2], 'b': ['x']}``; ValueError naming a malformed term."""
+    grid: dict[str, list[Any]] = {}
+    for term in shlex.split(spec):
+        name, sep, values = term.partition("=")
+        if not sep or not name or not values:
+            raise ValueError(f"grid term {term!r} must look like name=v1,v2,...")
+        if name in grid:
+            raise ValueError(f"grid parameter {name!r} is given twice")
+        grid[name] = [parse_value(v) for v in values.split(",")]
+    return grid
+
+
+def expand(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, the last parameter varying fastest."""
+    names = list(grid)
+    return [dict(zip(names, combo)) for combo in itertools.product(*grid.values())]
+
+
+def check_params(cls: type[SessionRecommender], names: list[str], algorithm: str) -> None:
+    unknown = sorted(set(names) - set(cls.param_names()))
+    if unknown:
+        raise ValueError(
+            f"unknown hyperparameter(s) {', '.join(unknown)} for {algorithm}; "
+            f"valid: {', '.join(cls.param_names())}"
+        )
+
+
+def score_setting(
+    cls: type[SessionRecommender], params: dict[str, Any], dataset: Dataset, tie_mode: str
+) -> dict[str, Any]:
+    """Fit on valid_train, evaluate on valid_test; the row of the results table."""
+    model = cls(**params)
+    start = time.perf_counter()
+    model.fit(dataset.valid_train)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    ranks = evaluate(model, dataset.valid_test, tie_mode=tie_mode, progress=False).rank
+    eval_s = time.perf_counter() - start
+    return {
+        **params,
+        SELECT_METRICS["recall"]: recall_at(ranks, CUTOFF),
+        SELECT_METRICS["mrr"]: mrr_at(ranks, CUTOFF),
+        "fit_s": round(fit_s, 2),
+        "eval_s": round(eval_s, 2),
+    }
+
+
+def tune(
+    algorithm: str,
+    dataset: Dataset,
+    grid: dict[str, list[Any]],
+    *,
+    fixed: dict[str, Any] | None = None,
+    select: str = "recall",
+    tie_mode: str = DEFAULT_TIE_MODE,
+) -> TuneResult:
+    """Try every grid setting (on top of ``fixed``) on the validation split; pick the best."""
+    if dataset.valid_train is None or dataset.valid_test is None:
+        raise ValueError(f"dataset {dataset.name!r} has no validation split to tune on")
+    if select not in SELECT_METRICS:
+        raise ValueError(f"select must be one of {', '.join(SELECT_METRICS)}, got {select!r}")
+    cls = get_algorithm(algorithm)
+    fixed = dict(fixed or {})
+    check_params(cls, [*grid, *fixed], algorithm)
+    rows = []
+    settings = expand(grid)
+    for k, setting in enumerate(settings, 1):
+        params = {**fixed, **setting}
+        log.info("setting %d/%d: %s", k, len(settings), params)
+        rows.append(score_setting(cls, params, dataset, tie_mode))
+        log.info("  %s", {m: round(rows[-1][m], 4) for m in SELECT_METRICS.values()})
+    table = pd.DataFrame(rows)
+    order = [SELECT_METRICS[select], *(m for m in SELECT_METRICS.values() if m != SELECT_METRICS[select])]
+    best_row = table.sort_values(order, ascending=False, kind="stable").iloc[0]
+    best = {**fixed, **{name: _plain(best_row[name]) for name in grid}}
+    return TuneResult(table=table, best=best, select=select)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars from the table back to Python ints/floats/bools (for TOML and JSON)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def toml_table(algorithm: str, params: dict[str, Any]) -> str:
+    """``[algorithm]`` followed by ``name = value`` lines (TOML literals)."""
+    lines = [f"[{algorithm}]"]
+    for name, value in params.items():
+        lines.append(f"{name} = {json.dumps(value)}")
+    return "\n".join(lines)
+
+
+def write_table(table: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".json":
+        path.write_text(table.to_json(orient="records", indent=1))
+    else:
+        table.to_csv(path, index=False)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmark.tune", description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", required=True, help="dataset name (rsc15, rsc15-100k, rsc15-64, ...)")
+    p.add_argument("--algorithm", required=True, choices=sorted(ALGORITHMS))
+    p.add_argument("--data-dir", type=Path, default=None, help="where the dataset's files lie")
+    p.add_argument("--grid", default=None, help="e.g. 'reg_lambda=0,20,50 n_sims=50,100,200' "
+                   "(default: a built-in grid for item-knn and bpr-mf)")
+    p.add_argument("--set", dest="fixed", default="", help="fixed hyperparameters, 'name=value ...'")
+    p.add_argument("--select", choices=sorted(SELECT_METRICS), default="recall",
+                   help="metric @20 that chooses the best setting (default: recall)")
+    p.add_argument("--tie-mode", choices=TIE_MODES, default=DEFAULT_TIE_MODE)
+    p.add_argument("--out", type=Path, default=None, help="write the table here (.csv or .json)")
+    return p
+
+
+def _fixed_params(spec: str) -> dict[str, Any]:
+    fixed = {}
+    for name, values in parse_grid(spec).items():
+        if len(values) != 1:
+            raise ValueError(f"--set {name} takes one value, got {len(values)}")
+        fixed[name] = values[0]
+    return fixed
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from datasets import load_dataset  # imported late: loading data is the slow part
+
+    grid_spec = args.grid or DEFAULT_GRIDS.get(args.algorithm)
+    if grid_spec is None:
+        raise SystemExit(f"--grid is required for {args.algorithm} (no built-in grid)")
+    try:
+        grid, fixed = parse_grid(grid_spec), _fixed_params(args.fixed)
+        dataset = load_dataset(args.dataset, data_dir=args.data_dir)
+        result = tune(args.algorithm, dataset, grid, fixed=fixed, select=args.select,
+                      tie_mode=args.tie_mode)
+    except (ValueError, KeyError) as e:
+        raise SystemExit(f"error: {e}") from None
+    print(result.table.to_markdown(index=False, floatfmt=".4f"))
+    print(f"\nbest by {SELECT_METRICS[args.select]} on the validation split of {args.dataset}:")
+    print(toml_table(args.algorithm, result.best))
+    if args.out is not None:
+        write_table(result.table, args.out)
+        print(f"table written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
