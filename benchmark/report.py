@@ -1,0 +1,452 @@
+"""Turn a run directory's per-prediction ranks into trustworthy tables and plots.
+
+:func:`finalize_run` is called by the runner when a run ends (and by ``python -m
+benchmark.report RUN_DIR ...`` to re-render). From ``predictions.parquet`` and ``ranks/*.parquet``
+it computes, deterministically for a given ``seed``:
+
+- ``ci_low``/``ci_high`` columns of ``metrics.csv``: 95% percentile bootstrap over test sessions
+  (the values in ``metrics.csv`` are first checked against the ranks);
+- ``significance.csv``: the reference method (every label starting with ``gru4rec``) against each
+  other algorithm, paired over the same predictions (sign-flip permutation test over sessions),
+  with a session-bootstrap interval of the difference;
+- ``curves.csv`` (Recall@K and MRR@K for K = 1..20) and ``breakdown.csv`` (Recall and MRR by
+  position in the session and by the target's popularity decile), which the plots are drawn from;
+- ``report.json``: the settings used for all of the above;
+
+then renders ``table.md``/``table.csv`` and ``plots/*.png`` from those files only.
+:func:`summarize` puts several runs (datasets) side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark import io, plots, stats, tables
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REFERENCE = "gru4rec"
+N_RESAMPLES = 10_000
+ALPHA = 0.05
+MAX_CURVE_K = 20
+POSITION_CAP = 10
+N_POPULARITY_BINS = 10
+_VALUE_TOLERANCE = 1e-9
+
+
+# ------------------------------------------------------------------------------- reading
+
+
+def read_run(run_dir: Path) -> tuple[dict, pd.DataFrame]:
+    """``run.json`` (empty dict if absent) and ``metrics.csv`` of a run directory."""
+    run_dir = Path(run_dir)
+    metrics_file = run_dir / "metrics.csv"
+    if not metrics_file.is_file():
+        raise FileNotFoundError(f"{metrics_file}: no metrics.csv, so the run has no results yet")
+    record = io.read_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else {}
+    return record, pd.read_csv(metrics_file)
+
+
+def read_optional_csv(path: Path) -> pd.DataFrame | None:
+    """The CSV at ``path``, or ``None`` if there is no such file."""
+    return pd.read_csv(path) if Path(path).is_file() else None
+
+
+def read_ranks(run_dir: Path, labels: Sequence[str], n_predictions: int) -> dict[str, np.ndarray]:
+    """``ranks/<label>.parquet`` for every label, checked to align with ``predictions.parquet``."""
+    ranks = {}
+    for label in labels:
+        path = Path(run_dir) / "ranks" / f"{label}.parquet"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: metrics.csv lists {label!r} but its ranks are missing")
+        values = pd.read_parquet(path, columns=["rank"])["rank"].to_numpy(np.float64)
+        if len(values) != n_predictions:
+            raise ValueError(f"{path}: {len(values)} ranks for {n_predictions} predictions "
+                             "in predictions.parquet")
+        if np.isnan(values).any() or (values < 1).any():
+            raise ValueError(f"{path}: ranks must be >= 1 or inf (found NaN or a rank below 1)")
+        ranks[label] = values
+    return ranks
+
+
+def dataset_name(record: dict, run_dir: Path) -> str:
+    """The run's dataset (from ``run.json``; else the parent directory's name)."""
+    for getter in (lambda r: r["data"]["dataset"], lambda r: r["dataset"],
+                   lambda r: r["options"]["dataset"]):
+        try:
+            return str(getter(record))
+        except (KeyError, TypeError):
+            continue
+    return Path(run_dir).resolve().parent.name
+
+
+def algorithm_names(record: dict) -> dict[str, str]:
+    """Run label -> registry algorithm name, from ``run.json``'s ``config``."""
+    config = record.get("config") or {}
+    return {label: entry.get("algorithm", label) for label, entry in config.items()
+            if isinstance(entry, dict)}
+
+
+# ------------------------------------------------------------------------- computations
+
+
+def metric_values(ranks: np.ndarray, metric: str, cutoff: int) -> np.ndarray:
+    """Per-prediction values whose mean is the metric (hit 0/1 for recall, 1/rank for MRR)."""
+    hit = ranks <= cutoff
+    if metric == "recall":
+        return hit.astype(np.float64)
+    if metric == "mrr":
+        return np.where(hit, 1.0 / ranks, 0.0)
+    raise ValueError(f"no per-prediction definition for metric {metric!r}")
+
+
+def check_metric_values(metrics: pd.DataFrame, ranks: dict[str, np.ndarray]) -> None:
+    """Raise if a value in ``metrics.csv`` is not what the saved ranks give (files disagree)."""
+    for row in metrics.itertuples():
+        if row.metric not in tables.METRIC_NAMES:
+            continue
+        expected = metric_values(ranks[row.algorithm], row.metric, int(row.cutoff)).mean()
+        if abs(expected - row.value) > _VALUE_TOLERANCE:
+            raise ValueError(
+                f"metrics.csv: {row.algorithm} {row.metric}@{row.cutoff} is {row.value!r} but "
+                f"ranks/{row.algorithm}.parquet gives {expected!r}"
+            )
+
+
+def confidence_intervals(
+    metrics: pd.DataFrame, ranks: dict[str, np.ndarray], sessions: np.ndarray, *,
+    n_boot: int, seed: int, alpha: float = ALPHA,
+) -> pd.DataFrame:
+    """``metrics`` with ``ci_low``/``ci_high`` set for every recall/MRR row.
+
+    Every algorithm uses a fresh ``default_rng(seed)``: all algorithms see the same resampled
+    sessions (common random numbers), and the result does not depend on the order of the rows.
+    """
+    out = metrics.drop(columns=["ci_low", "ci_high"], errors="ignore").copy()
+    out["ci_low"], out["ci_high"] = np.nan, np.nan
+    for label, rows in out.groupby("algorithm", sort=False):
+        rows = rows[rows["metric"].isin(list(tables.METRIC_NAMES))]
+        if rows.empty:
+            continue
+        values = np.column_stack([metric_values(ranks[label], m, int(k))
+                                  for m, k in zip(rows["metric"], rows["cutoff"])])
+        bounds = stats.bootstrap_cis(values, sessions, n_boot, alpha,
+                                     rng=np.random.default_rng(seed))
+        out.loc[rows.index, "ci_low"] = bounds[:, 0]
+        out.loc[rows.index, "ci_high"] = bounds[:, 1]
+    return out
+
+
+def significance(
+    ranks: dict[str, np.ndarray], sessions: np.ndarray, *, reference: str, cutoff: int,
+    n_resamples: int, n_boot: int, seed: int,
+) -> pd.DataFrame:
+    """Each reference label against every other label at ``cutoff``, paired over predictions.
+
+    Returns:
+        Rows ``reference, algorithm, metric, cutoff, reference_value, value, difference,
+        difference_ci_low, difference_ci_high, p_value, n_predictions, n_sessions,
+        n_resamples``; ``difference = reference_value - value`` (positive: reference better).
+    """
+    rows = []
+    n_sessions = len(np.unique(sessions))
+    for ref in (label for label in ranks if tables.is_reference(label, reference)):
+        ref_values = _headline_values(ranks[ref], cutoff)
+        for other in (label for label in ranks if label != ref):
+            values = _headline_values(ranks[other], cutoff)
+            p = stats.paired_tests(ref_values, values, sessions, n_resamples,
+                                   rng=np.random.default_rng(seed))
+            ci = stats.bootstrap_cis(ref_values - values, sessions, n_boot,
+                                     rng=np.random.default_rng(seed))
+            for j, metric in enumerate(tables.METRIC_NAMES):
+                a, b = ref_values[:, j].mean(), values[:, j].mean()
+                rows.append({"reference": ref, "algorithm": other, "metric": metric,
+                             "cutoff": cutoff, "reference_value": a, "value": b,
+                             "difference": a - b, "difference_ci_low": ci[j, 0],
+                             "difference_ci_high": ci[j, 1], "p_value": p[j],
+                             "n_predictions": len(sessions), "n_sessions": n_sessions,
+                             "n_resamples": n_resamples})
+    return pd.DataFrame(rows, columns=_SIGNIFICANCE_COLUMNS)
+
+
+_SIGNIFICANCE_COLUMNS = ["reference", "algorithm", "metric", "cutoff", "reference_value",
+                         "value", "difference", "difference_ci_low", "difference_ci_high",
+                         "p_value", "n_predictions", "n_sessions", "n_resamples"]
+
+
+def _headline_values(ranks: np.ndarray, cutoff: int) -> np.ndarray:
+    return np.column_stack([metric_values(ranks, m, cutoff) for m in tables.METRIC_NAMES])
+
+
+def cutoff_curves(ranks: dict[str, np.ndarray], max_k: int = MAX_CURVE_K) -> pd.DataFrame:
+    """Tidy ``algorithm, metric, cutoff, value`` for every K in 1..max_k (``curves.csv``)."""
+    rows = []
+    for label, r in ranks.items():
+        for k in range(1, max_k + 1):
+            for metric in tables.METRIC_NAMES:
+                rows.append({"algorithm": label, "metric": metric, "cutoff": k,
+                             "value": metric_values(r, metric, k).mean()})
+    return pd.DataFrame(rows)
+
+
+def position_buckets(position: np.ndarray, cap: int = POSITION_CAP) -> tuple[np.ndarray, list[str]]:
+    """Bucket of each prediction by position (1..cap-1, then ``cap+``) and the bucket labels."""
+    bucket = np.minimum(position, cap)
+    return bucket, [str(p) for p in range(1, cap)] + [f"{cap}+"]
+
+
+def popularity_buckets(support: np.ndarray, n_bins: int = N_POPULARITY_BINS
+                       ) -> tuple[np.ndarray, list[str]]:
+    """Popularity decile (1 = least popular) of each prediction's target; 0 for unseen targets.
+
+    Predictions with a seen target are ordered by the target's training support (ties kept in
+    prediction order) and cut into ``n_bins`` groups of equal size, so every decile holds 10% of
+    those predictions. Unseen targets (support 0, always a miss) are left out of the deciles.
+
+    Returns:
+        Bucket per prediction (0 = unseen) and labels ``"1–3"`` (support range) for 1..n_bins.
+    """
+    bucket = np.zeros(len(support), dtype=np.int64)
+    seen = np.flatnonzero(support > 0)
+    if len(seen) == 0:
+        return bucket, []
+    n_bins = min(n_bins, len(seen))
+    order = seen[np.argsort(support[seen], kind="stable")]
+    bucket[order] = 1 + (np.arange(len(order)) * n_bins) // len(order)
+    labels = []
+    for b in range(1, n_bins + 1):
+        s = support[bucket == b]
+        labels.append(f"{s.min():,}" if s.min() == s.max() else f"{s.min():,}–{s.max():,}")
+    return bucket, labels
+
+
+def breakdown(predictions: pd.DataFrame, ranks: dict[str, np.ndarray], cutoff: int
+              ) -> pd.DataFrame:
+    """Recall/MRR at ``cutoff`` by position and by popularity decile (``breakdown.csv``).
+
+    Returns:
+        Tidy rows ``algorithm, by, bucket, bucket_label, metric, cutoff, value,
+        n_predictions``; ``by`` is ``position`` or ``popularity``.
+    """
+    groupings = {
+        "position": position_buckets(predictions["position"].to_numpy(np.int64)),
+        "popularity": popularity_buckets(predictions["target_support"].to_numpy(np.int64)),
+    }
+    rows = []
+    for by, (bucket, labels) in groupings.items():
+        for b, label in enumerate(labels, start=1):
+            mask = bucket == b
+            for algorithm, r in ranks.items():
+                for metric in tables.METRIC_NAMES:
+                    rows.append({"algorithm": algorithm, "by": by, "bucket": b,
+                                 "bucket_label": label, "metric": metric, "cutoff": cutoff,
+                                 "value": metric_values(r[mask], metric, cutoff).mean(),
+                                 "n_predictions": int(mask.sum())})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+def finalize_run(
+    run_dir: Path, *, n_boot: int = 1000, seed: int = 0, reference: str = DEFAULT_REFERENCE,
+    n_resamples: int = N_RESAMPLES,
+) -> None:
+    """Add confidence intervals and significance to a finished run, then render it.
+
+    Deterministic: the same files and ``seed`` give the same outputs, so re-running it (e.g.
+    after ``--resume``) changes nothing that was already right.
+
+    Args:
+        run_dir: the run directory (``<out>/<dataset>/<run-id>``).
+        n_boot: bootstrap resamples for every interval.
+        seed: seed of every random draw (each statistic gets a fresh generator from it).
+        reference: labels starting with this are the reference method, tested against the rest.
+        n_resamples: sign flips of the paired permutation test.
+    """
+    run_dir = Path(run_dir)
+    record, metrics = read_run(run_dir)
+    predictions = pd.read_parquet(run_dir / "predictions.parquet")
+    sessions = predictions["session"].to_numpy(np.int64)
+    labels = list(dict.fromkeys(metrics["algorithm"]))
+    ranks = read_ranks(run_dir, labels, len(predictions))
+    check_metric_values(metrics, ranks)
+    cutoff = tables.headline_cutoff(metrics["cutoff"].unique())
+    log.info("%s: bootstrap intervals (%d resamples of %d sessions)", run_dir, n_boot,
+             len(np.unique(sessions)))
+    io.write_csv(run_dir / "metrics.csv",
+                 confidence_intervals(metrics, ranks, sessions, n_boot=n_boot, seed=seed))
+    sig = significance(ranks, sessions, reference=reference, cutoff=cutoff,
+                       n_resamples=n_resamples, n_boot=n_boot, seed=seed)
+    io.write_csv(run_dir / "significance.csv", sig)
+    io.write_csv(run_dir / "curves.csv", cutoff_curves(ranks, max(MAX_CURVE_K, cutoff)))
+    io.write_csv(run_dir / "breakdown.csv", breakdown(predictions, ranks, cutoff))
+    io.write_json(run_dir / "report.json", {
+        "n_boot": n_boot, "alpha": ALPHA, "seed": seed, "reference": reference,
+        "n_resamples": n_resamples,
+        "interval": "percentile bootstrap over test sessions (clusters)",
+        "test": "two-sided paired sign-flip permutation test over test sessions",
+    })
+    render_run(run_dir)
+
+
+def render_run(run_dir: Path) -> None:
+    """Write ``table.md``, ``table.csv`` and ``plots/*.png`` from the run's saved files."""
+    run_dir = Path(run_dir)
+    record, metrics = read_run(run_dir)
+    settings = (io.read_json(run_dir / "report.json") if (run_dir / "report.json").is_file()
+                else {})
+    dataset = dataset_name(record, run_dir)
+    table = tables.run_table(
+        metrics, timings=read_optional_csv(run_dir / "timings.csv"),
+        significance=read_optional_csv(run_dir / "significance.csv"),
+        seeds=read_optional_csv(run_dir / "seeds.csv"), algorithms=algorithm_names(record),
+        dataset=dataset, reference=settings.get("reference", DEFAULT_REFERENCE),
+    )
+    io.write_csv(run_dir / "table.csv", table.reset_index())
+    predictions = pd.read_parquet(run_dir / "predictions.parquet",
+                                  columns=["session", "target"])
+    io.write_text(run_dir / "table.md",
+                  run_markdown(table, metrics, record, settings, predictions, run_dir))
+    plots.draw_run(run_dir, title=dataset)
+
+
+def run_markdown(table: pd.DataFrame, metrics: pd.DataFrame, record: dict, settings: dict,
+                 predictions: pd.DataFrame, run_dir: Path) -> str:
+    """The whole ``table.md``: protocol line, the two tables, notes on sources and the run."""
+    dataset = dataset_name(record, run_dir)
+    cutoffs = sorted(int(k) for k in metrics["cutoff"].unique())
+    cutoff = tables.headline_cutoff(cutoffs)
+    parts = [f"# {dataset}: run {Path(run_dir).name}", "",
+             protocol_line(record, predictions, dataset), "",
+             uncertainty_line(settings, table), "",
+             f"## Recall@{cutoff} and MRR@{cutoff}", "", tables.headline_markdown(table, cutoff),
+             "", *tables.published_notes(table, dataset), "",
+             "## Every cutoff, time and memory", "", tables.detail_markdown(table, cutoffs), "",
+             run_line(record), ""]
+    return "\n".join(parts)
+
+
+def protocol_line(record: dict, predictions: pd.DataFrame, dataset: str) -> str:
+    """Dataset, tie mode, counts and unseen-target policy in one paragraph."""
+    protocol = record.get("protocol") or {}
+    options = record.get("options") or {}
+    tie_mode = protocol.get("tie_mode") or record.get("tie_mode") or options.get("tie_mode", "?")
+    n = len(predictions)
+    unseen = int((predictions["target"] < 0).sum())
+    text = (f"**Protocol**: dataset **{dataset}**; next-click prediction, "
+            f"{protocol.get('ranking', 'full ranking against all training items')}; "
+            f"tie mode **{tie_mode}**"
+            + (f" (rank = {protocol['rank']})" if "rank" in protocol else "")
+            + f". Test: {n:,} predictions in {predictions['session'].nunique():,} sessions; "
+            f"{unseen:,} targets ({100.0 * unseen / max(n, 1):.2f}%) are items unseen in "
+            "training and count as misses.")
+    counts = (record.get("data") or {}).get("counts") or {}
+    if counts:
+        text += " Data: " + "; ".join(_count_text(k, v) for k, v in counts.items()) + "."
+    policy = (record.get("data") or {}).get("policy") or {}
+    if policy:
+        text += " Policy: " + "; ".join(
+            f"{k.replace('_', ' ')}: {v}" for k, v in policy.items()) + "."
+    return text
+
+
+def _count_text(split: str, counts: object) -> str:
+    if not isinstance(counts, dict):
+        return f"{split} {counts}"
+    shown = {k: v for k, v in counts.items() if k in ("events", "sessions", "items")}
+    return f"{split} " + " / ".join(f"{v:,} {k}" for k, v in shown.items())
+
+
+def uncertainty_line(settings: dict, table: pd.DataFrame) -> str:
+    """How the intervals and p-values were computed (or that they were not)."""
+    if not settings:
+        return "**Uncertainty**: not computed (run `python -m benchmark.report RUN_DIR`)."
+    text = (f"**Uncertainty**: {100 * (1 - settings['alpha']):.0f}% intervals are percentile "
+            f"bootstraps over test sessions ({settings['n_boot']:,} resamples, seed "
+            f"{settings['seed']}); they cover test-set sampling only, not training randomness "
+            "(see the seeds column where present).")
+    reference = table["reference"].iloc[0]
+    if reference:
+        text += (f" p-values: two-sided paired sign-flip permutation test over test sessions "
+                 f"({settings['n_resamples']:,} resamples) of **{reference}** against each row, "
+                 "not adjusted for multiple comparisons. Δ is the relative change against the "
+                 "best baseline by Recall.")
+    return text
+
+
+def run_line(record: dict) -> str:
+    """Command, time span, code version and hardware of the run."""
+    if not record:
+        return ""
+    versions = record.get("versions") or {}
+    hardware = record.get("hardware") or {}
+    hw = ", ".join(f"{k} {v}" for k, v in hardware.items())
+    return (f"Run: `{record.get('command', '')}`; {record.get('started', '?')} → "
+            f"{record.get('finished', '?')}; code {versions.get('code', '?')}; {hw}.")
+
+
+# ------------------------------------------------------------------------- several runs
+
+
+def summarize(run_dirs: Sequence[Path], out_dir: Path) -> None:
+    """Cross-dataset ``summary.md``, ``summary.csv`` and ``summary.png`` of finished runs."""
+    runs = []
+    for run_dir in run_dirs:
+        record, metrics = read_run(Path(run_dir))
+        runs.append((dataset_name(record, Path(run_dir)), metrics, algorithm_names(record)))
+    names = [r[0] for r in runs]
+    if len(set(names)) != len(names):  # the same dataset twice: tell the runs apart
+        runs = [(f"{name} ({Path(d).name})", m, a) for (name, m, a), d in zip(runs, run_dirs)]
+    summary = tables.summary_frame(runs)
+    out_dir = Path(out_dir)
+    io.write_csv(out_dir / "summary.csv", summary)
+    sources = "\n".join(f"- {name}: `{d}`" for (name, _, _), d in zip(runs, run_dirs))
+    io.write_text(out_dir / "summary.md",
+                  "# Summary across datasets\n\n" + tables.summary_markdown(summary)
+                  + "\n\nIntervals: 95% percentile bootstrap over test sessions. Runs:\n\n"
+                  + sources + "\n")
+    plots.draw_summary(summary, out_dir / "summary.png")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmark.report",
+        description="Recompute intervals and significance of finished runs and re-render their "
+                    "tables and plots; with several runs, also write a cross-dataset summary.")
+    parser.add_argument("run_dirs", nargs="+", type=Path, help="run directories")
+    parser.add_argument("--summary-dir", type=Path, default=None,
+                        help="where summary.* go (default: <common parent of the runs>/summary)")
+    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--n-resamples", type=int, default=N_RESAMPLES,
+                        help="sign flips of the paired test")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reference", default=DEFAULT_REFERENCE,
+                        help="label prefix of the reference method")
+    parser.add_argument("--render-only", action="store_true",
+                        help="only redraw tables and plots from the saved CSV files")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for run_dir in args.run_dirs:
+        if args.render_only:
+            render_run(run_dir)
+        else:
+            finalize_run(run_dir, n_boot=args.n_boot, seed=args.seed, reference=args.reference,
+                         n_resamples=args.n_resamples)
+        print(f"rendered {run_dir / 'table.md'}")
+    if len(args.run_dirs) > 1:
+        out = args.summary_dir or Path(os.path.commonpath(
+            [str(Path(d).resolve()) for d in args.run_dirs])) / "summary"
+        summarize(args.run_dirs, out)
+        print(f"summary in {out}")
+
+
+if __name__ == "__main__":
+    main()
