@@ -1,0 +1,89 @@
+"""Datasets: one reader per format, all returning the same ``Dataset`` of ``Sessions``.
+
+``<data-dir>`` (default ``data/``) holds one folder per dataset, laid out as ``../shared/data``:
+
+==============  ===============================================================================
+name            files under ``<data-dir>``
+==============  ===============================================================================
+``rsc15``       ``rsc15/yoochoose-clicks.dat`` (raw RecSys Challenge 2015 clicks; or ``clicks``)
+``rsc15-100k``  ``rsc15-100k/yoochoose-clicks-100k_{train_full,test,train_tr,train_valid}.txt``
+``rsc15-64``    ``rsc15-64/{all_train_seq.txt,test.txt}`` (SR-GNN pickles)
+``diginetica``  ``diginetica/{all_train_seq.txt,test.txt}`` (SR-GNN pickles)
+``synthetic``   nothing: generated from ``seed``
+==============  ===============================================================================
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from datasets.sessions import Dataset
+
+DATASETS = ("rsc15", "rsc15-100k", "rsc15-64", "diginetica", "synthetic")
+DEFAULT_DATA_DIR = Path("data")
+
+_REQUIRED_FILES = {
+    "rsc15": ("rsc15/yoochoose-clicks.dat",),
+    "rsc15-100k": tuple(
+        f"rsc15-100k/yoochoose-clicks-100k_{part}.txt"
+        for part in ("train_full", "test", "train_tr", "train_valid")
+    ),
+    "rsc15-64": ("rsc15-64/all_train_seq.txt", "rsc15-64/test.txt"),
+    "diginetica": ("diginetica/all_train_seq.txt", "diginetica/test.txt"),
+    "synthetic": (),
+}
+
+
+def load_dataset(
+    name: str,
+    *,
+    data_dir: Path | None = None,
+    clicks: Path | None = None,
+    cache_dir: Path = Path("cache"),
+    seed: int = 0,
+) -> Dataset:
+    """Load the dataset ``name`` with its train/test (and validation) splits.
+
+    Args:
+        name: one of :data:`DATASETS`.
+        data_dir: root with one folder per dataset (default ``data``).
+        clicks: for ``rsc15``, the raw click file to use instead of
+            ``<data-dir>/rsc15/yoochoose-clicks.dat``.
+        cache_dir: where ``rsc15`` keeps its prepared splits.
+        seed: seed of the ``synthetic`` generator (ignored by the real datasets).
+
+    Raises:
+        ValueError: unknown name, or ``clicks`` given for a dataset other than rsc15.
+        MissingDataError: the dataset's files are not there (the message says where to get them).
+        DataError: the files are malformed.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
+    if clicks is not None and name != "rsc15":
+        raise ValueError(f"clicks (--clicks) only applies to rsc15, not to {name!r}")
+    root = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
+    if name == "rsc15":
+        from datasets.rsc15 import CLICKS_FILE, load_rsc15
+
+        path = Path(clicks) if clicks is not None else root / "rsc15" / CLICKS_FILE
+        return load_rsc15(path, cache_dir=cache_dir)
+    if name == "rsc15-100k":
+        from datasets.tsv import load_rsc15_100k
+
+        return load_rsc15_100k(root / name)
+    if name in ("rsc15-64", "diginetica"):
+        from datasets.srgnn import load_srgnn
+
+        return load_srgnn(root / name, name=name)
+    from datasets.synthetic import load_synthetic
+
+    return load_synthetic(seed)
+
+
+def available_datasets(data_dir: Path | None = None) -> list[str]:
+    """The datasets whose files are all present under ``data_dir`` (``synthetic`` always)."""
+    root = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
+    return [
+        name for name in DATASETS
+        if all((root / file).is_file() for file in _REQUIRED_FILES[name])
+    ]
