@@ -243,6 +243,8 @@ def breakdown(predictions: pd.DataFrame, ranks: dict[str, np.ndarray], cutoff: i
     for by, (bucket, labels) in groupings.items():
         for b, label in enumerate(labels, start=1):
             mask = bucket == b
+            if not mask.any():
+                continue
             for algorithm, r in ranks.items():
                 for metric in tables.METRIC_NAMES:
                     rows.append({"algorithm": algorithm, "by": by, "bucket": b,

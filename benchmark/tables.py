@@ -203,7 +203,9 @@ def fmt_p(p: float) -> str:
 def fmt_seconds(seconds: float) -> str:
     if not np.isfinite(seconds):
         return "–"
-    return f"{seconds:,.2f}" if seconds < 10 else f"{seconds:,.0f}"
+    if seconds < 10:
+        return f"{seconds:.2f}"
+    return f"{seconds:.1f}" if seconds < 100 else f"{seconds:,.0f}"
 
 
 def fmt_mb(mb: float) -> str:
