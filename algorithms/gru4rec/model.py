@@ -1,0 +1,113 @@
+"""The GRU4Rec network's parameters and its inference step (no autograd, no nn.Module).
+
+Parameters (all float32, names as stored in checkpoints):
+
+- ``output.weight`` (n_items, d), ``output.bias`` (n_items,): item scores ``o @ W^T + b`` from the
+  last layer's output ``o`` (d = last layer size).
+- input, by ``embedding``:
+  ``"shared"`` -- the input vector of item i is ``output.weight[i]`` (the "constrained embedding");
+  ``k > 0``    -- ``embedding.weight`` (n_items, k);
+  ``0``        -- one-hot input: ``layer0.wx`` is (n_items, 3 H0) and row i is the first layer's input
+  projection for item i (multiplying a one-hot vector by a matrix selects a row).
+- per GRU layer l: ``layer{l}.wx`` (n_in, 3H), ``layer{l}.bx`` (3H,), ``layer{l}.w_rz`` (H, 2H),
+  ``layer{l}.w_c`` (H, H); see ``gru.py`` for the cell.
+
+Initialisation: weights uniform in ``±sqrt(6 / (fan_in + fan_out))`` of their matrix shape,
+biases zero, as in the official code.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from algorithms.gru4rec.gru import gru_step
+
+
+def uniform_init(shape: tuple[int, int], generator: torch.Generator,
+                 device: torch.device) -> torch.Tensor:
+    """Uniform in ``±sqrt(6 / (shape[0] + shape[1]))`` (Glorot)."""
+    bound = math.sqrt(6.0 / (shape[0] + shape[1]))
+    # Drawn on the CPU so a seed gives the same weights on every device.
+    w = torch.rand(shape, generator=generator, dtype=torch.float32) * (2 * bound) - bound
+    return w.to(device)
+
+
+def init_params(n_items: int, layers: list[int], embedding: int | str,
+                generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    """Freshly initialised parameters of a network (see the module docstring for the layout)."""
+    d = layers[-1]
+    params = {
+        "output.weight": uniform_init((n_items, d), generator, device),
+        "output.bias": torch.zeros(n_items, device=device),
+    }
+    if embedding == "shared":
+        n_in = d
+    elif embedding:
+        params["embedding.weight"] = uniform_init((n_items, int(embedding)), generator, device)
+        n_in = int(embedding)
+    else:
+        n_in = n_items
+    for l, size in enumerate(layers):
+        params[f"layer{l}.wx"] = uniform_init((n_in, 3 * size), generator, device)
+        params[f"layer{l}.bx"] = torch.zeros(3 * size, device=device)
+        params[f"layer{l}.w_rz"] = uniform_init((size, 2 * size), generator, device)
+        params[f"layer{l}.w_c"] = uniform_init((size, size), generator, device)
+        n_in = size
+    return params
+
+
+class Network:
+    """Inference with a set of parameters (which may be views into the optimizer's tables).
+
+    Attributes:
+        params: the parameter tensors by name.
+        embedding: ``"shared"``, an embedding size, or 0 (one-hot).
+        n_layers: number of GRU layers.
+    """
+
+    def __init__(self, params: dict[str, torch.Tensor], embedding: int | str) -> None:
+        self.params = params
+        self.embedding = embedding
+        self.n_layers = sum(1 for k in params if k.endswith(".w_c"))
+
+    @property
+    def layer_sizes(self) -> list[int]:
+        return [self.params[f"layer{l}.w_c"].shape[0] for l in range(self.n_layers)]
+
+    def input_projection(self, items: torch.Tensor) -> torch.Tensor:
+        """``x @ Wx + bx`` of the first layer for item indices ``items`` (all known)."""
+        p = self.params
+        if self.embedding == "shared":
+            x = p["output.weight"].index_select(0, items)
+        elif self.embedding:
+            x = p["embedding.weight"].index_select(0, items)
+        else:  # one-hot: the projection is a row of the input matrix
+            return p["layer0.wx"].index_select(0, items) + p["layer0.bx"]
+        return torch.addmm(p["layer0.bx"], x, p["layer0.wx"])
+
+    def step(self, hidden: list[torch.Tensor], items: torch.Tensor,
+             reset: torch.Tensor) -> torch.Tensor:
+        """Advance every slot by one click; return the last layer's output (B, d).
+
+        ``hidden`` (one (B, H) tensor per layer) is replaced in place. A slot whose item is
+        ``UNKNOWN`` (negative) keeps its hidden state (after a reset: zeros), i.e. the click is
+        skipped, because the network has no input vector for an item it never saw.
+        """
+        keep = (~reset).to(hidden[0].dtype).unsqueeze(1)
+        known = (items >= 0).to(hidden[0].dtype).unsqueeze(1)
+        gx = self.input_projection(items.clamp(min=0))
+        p = self.params
+        for l in range(self.n_layers):
+            h = hidden[l] * keep
+            if l > 0:
+                gx = torch.addmm(p[f"layer{l}.bx"], hidden[l - 1], p[f"layer{l}.wx"])
+            h_new, _ = gru_step(h, gx, p[f"layer{l}.w_rz"], p[f"layer{l}.w_c"])
+            hidden[l] = torch.lerp(h, h_new, known)
+        return hidden[-1]
+
+    def scores(self, out: torch.Tensor) -> torch.Tensor:
+        """Raw scores of every item, (B, n_items). The final activation is left out: it is
+        strictly increasing, so ranks are the same, and tanh would saturate into false ties."""
+        return torch.addmm(self.params["output.bias"], out, self.params["output.weight"].T)

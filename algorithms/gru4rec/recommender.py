@@ -1,0 +1,249 @@
+"""GRU4Rec (Hidasi et al., ICLR 2016; Hidasi & Karatzoglou, CIKM 2018) behind the benchmark API.
+
+Score of item j after the clicks of a session so far: ``o_t . W_j + b_j``, where ``o_t`` is the
+last GRU layer's state after feeding the session's clicks one by one (see ``model.py``).
+Training: session-parallel mini-batches, in-batch + popularity^alpha-sampled negatives, one of
+five losses, Adagrad with Nesterov momentum and sparse item-row updates (see ``trainer.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from algorithms.gru4rec.batching import plan_epoch
+from algorithms.gru4rec.checkpoint import load_checkpoint, save_checkpoint
+from algorithms.gru4rec.losses import LOSSES, FinalActivation
+from algorithms.gru4rec.model import Network, init_params
+from algorithms.gru4rec.trainer import TrainConfig, Trainer
+from benchmark.interface import SessionRecommender
+from datasets.sessions import UNKNOWN, Sessions
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FINAL_ACT = {"cross-entropy": "softmax", "bpr-max": "elu-1", "top1-max": "elu-1",
+                     "bpr": "tanh", "top1": "tanh"}
+
+
+class GRU4Rec(SessionRecommender):
+    """Session-based recommendations with a GRU, with every feature of the official code.
+
+    Args:
+        layers: GRU layer sizes (an int for one layer). The last size is the item vector size.
+        embedding: input of the first layer: ``"shared"`` (the output item vectors, a.k.a.
+            constrained embedding; usually best), a positive int (a separate embedding of that
+            size) or 0 (one-hot input).
+        loss: ``cross-entropy``, ``bpr-max``, ``top1-max``, ``bpr`` or ``top1``.
+        final_act: activation of the sampled scores before the loss: ``softmax`` (cross-entropy
+            only), ``linear``, ``tanh`` or ``elu-<alpha>``. None: softmax for cross-entropy,
+            elu-1 for the -max losses, tanh for bpr/top1. Scores returned by ``step`` are the raw
+            scores (every allowed activation is increasing, so ranks are unchanged).
+        n_sample: extra negative items per step, shared by the mini-batch (0: in-batch only).
+        sample_alpha: extra samples are drawn with probability proportional to support^alpha.
+        sample_cache_size: number of extra samples drawn at once on the device.
+        logq: weight of the logQ correction (cross-entropy only; training only): each sampled
+            column's score is lowered by ``logq * log(its sampling probability)``.
+        bpreg: score regularisation weight of bpr-max.
+        learning_rate: Adagrad learning rate.
+        momentum: Nesterov momentum (0 disables it).
+        dropout_embed: dropout on the input embedding (one-hot: drops the whole input click).
+        dropout_hidden: dropout on every GRU layer's output.
+        batch_size: number of session-parallel slots.
+        n_epochs: passes over the training data.
+        device: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"`` / ``"cuda:N"``.
+        seed: seeds the weight initialisation, sampling and dropout (no global seeding).
+
+    Attributes:
+        network_: the trained ``Network`` (parameters on ``device_``).
+        n_items_: number of items scored (the training vocabulary).
+        device_: the torch device used.
+        history_: one dict per epoch: ``epoch``, ``loss``, ``events_per_s``, ``valid_recall20``
+            (None without a validation set).
+
+    An ``UNKNOWN`` input item (not in training) leaves its slot's hidden state unchanged: the
+    click is skipped, since there is no input vector for it.
+    """
+
+    name = "gru4rec"
+
+    def __init__(
+        self,
+        layers: int | list[int] = 100,
+        embedding: int | str = "shared",
+        loss: str = "cross-entropy",
+        final_act: str | None = None,
+        n_sample: int = 2048,
+        sample_alpha: float = 0.5,
+        sample_cache_size: int = 10_000_000,
+        logq: float = 1.0,
+        bpreg: float = 1.0,
+        learning_rate: float = 0.2,
+        momentum: float = 0.2,
+        dropout_embed: float = 0.0,
+        dropout_hidden: float = 0.4,
+        batch_size: int = 32,
+        n_epochs: int = 10,
+        device: str = "auto",
+        seed: int = 0,
+    ) -> None:
+        self.layers = layers
+        self.embedding = embedding
+        self.loss = loss
+        self.final_act = final_act
+        self.n_sample = n_sample
+        self.sample_alpha = sample_alpha
+        self.sample_cache_size = sample_cache_size
+        self.logq = logq
+        self.bpreg = bpreg
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.dropout_embed = dropout_embed
+        self.dropout_hidden = dropout_hidden
+        self.batch_size = batch_size
+        self.n_epochs = n_epochs
+        self.device = device
+        self.seed = seed
+
+    # ------------------------------------------------------------------ validation
+    def _layer_sizes(self) -> list[int]:
+        sizes = [self.layers] if isinstance(self.layers, int) else list(self.layers)
+        if not sizes or any(not isinstance(s, int) or s < 1 for s in sizes):
+            raise ValueError(f"layers must be a positive int or a list of them, got {self.layers!r}")
+        return sizes
+
+    def _resolved_final_act(self) -> str:
+        act = self.final_act or DEFAULT_FINAL_ACT[self.loss]
+        FinalActivation(act)  # raises on a bad name
+        if (act == "softmax") != (self.loss == "cross-entropy"):
+            raise ValueError(
+                f"final_act {act!r} does not fit loss {self.loss!r}: cross-entropy needs "
+                "final_act 'softmax' and softmax is only used with cross-entropy"
+            )
+        return act
+
+    def _check_params(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        self._layer_sizes()
+        self._resolved_final_act()
+        emb = self.embedding
+        if not (emb == "shared" or (isinstance(emb, int) and not isinstance(emb, bool) and emb >= 0)):
+            raise ValueError(f"embedding must be 'shared', 0 (one-hot) or a size > 0, got {emb!r}")
+        for name in ("batch_size", "n_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_sample < 0:
+            raise ValueError(f"n_sample must be >= 0, got {self.n_sample}")
+        if self.n_sample and self.sample_cache_size < self.n_sample:
+            raise ValueError(f"sample_cache_size ({self.sample_cache_size}) must be >= n_sample "
+                             f"({self.n_sample})")
+        for name in ("dropout_embed", "dropout_hidden"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.logq < 0 or (self.logq > 0 and self.loss != "cross-entropy"):
+            raise ValueError(f"logq must be >= 0 and is only used with cross-entropy, "
+                             f"got logq={self.logq} with loss {self.loss!r}")
+        if self.sample_alpha < 0:
+            raise ValueError(f"sample_alpha must be >= 0, got {self.sample_alpha}")
+
+    def _resolve_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not (self.device == "cpu" or str(self.device).startswith("cuda")):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+        if str(self.device).startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device={self.device!r} but CUDA is not available here")
+        return torch.device(self.device)
+
+    # ------------------------------------------------------------------ training
+    def fit(self, train: Sessions, valid: Sessions | None = None) -> "GRU4Rec":
+        """Train from scratch on ``train``; if ``valid`` is given, log its Recall@20 each epoch."""
+        self._check_params()
+        self.device_ = self._resolve_device()
+        self.n_items_ = train.n_items
+        self.history_: list[dict[str, Any]] = []
+        init_seed, run_seed = np.random.SeedSequence(self.seed).generate_state(2)
+        init_gen = torch.Generator().manual_seed(int(init_seed))
+        run_gen = torch.Generator(device=self.device_).manual_seed(int(run_seed))
+
+        known = train.items[train.items != UNKNOWN]
+        support = np.bincount(known, minlength=train.n_items).astype(np.float64)
+        plan = plan_epoch(train, self.batch_size)
+        params = init_params(train.n_items, self._layer_sizes(), self.embedding, init_gen,
+                             self.device_)
+        trainer = Trainer(params, self.embedding, self._train_config(), support, plan,
+                          self.device_, run_gen)
+        log.info("GRU4Rec: %d items, %d training events/epoch in %d steps, device %s",
+                 train.n_items, plan.n_events, plan.n_steps, self.device_)
+        for epoch in range(1, self.n_epochs + 1):
+            stats = trainer.train_epoch(epoch)
+            self.network_ = trainer.net  # live views: validation sees the current weights
+            recall = self._valid_recall20(valid) if valid is not None else None
+            row = {"epoch": epoch, "loss": stats["loss"],
+                   "events_per_s": stats["events"] / max(stats["seconds"], 1e-9),
+                   "valid_recall20": recall}
+            self.history_.append(row)
+            log.info("epoch %d: loss %.4f, %.0f events/s%s", epoch, row["loss"],
+                     row["events_per_s"], "" if recall is None else f", valid Recall@20 {recall:.4f}")
+        self.network_ = Network(trainer.export_params(), self.embedding)
+        return self
+
+    def _train_config(self) -> TrainConfig:
+        return TrainConfig(
+            loss=self.loss, final_act=self._resolved_final_act(), n_sample=self.n_sample,
+            sample_alpha=self.sample_alpha, sample_cache_size=self.sample_cache_size,
+            logq=self.logq, bpreg=self.bpreg, learning_rate=self.learning_rate,
+            momentum=self.momentum, dropout_embed=self.dropout_embed,
+            dropout_hidden=self.dropout_hidden,
+        )
+
+    def _valid_recall20(self, valid: Sessions) -> float:
+        from benchmark.evaluator import evaluate  # the evaluator imports the interface
+        from benchmark.metrics import recall_at
+
+        return recall_at(evaluate(self, valid, progress=False).rank, 20)
+
+    # ------------------------------------------------------------------ inference
+    def init_state(self, n_slots: int) -> list[torch.Tensor]:
+        """Zero hidden states, one (n_slots, H) tensor per layer, on the model's device."""
+        return [torch.zeros(n_slots, size, device=self.device_)
+                for size in self.network_.layer_sizes]
+
+    def step(self, state: list[torch.Tensor], items: np.ndarray,
+             reset: np.ndarray) -> torch.Tensor:
+        """Feed one click per slot; return (n_slots, n_items) raw scores on the model's device."""
+        items_t = torch.as_tensor(np.asarray(items, dtype=np.int64), device=self.device_)
+        reset_t = torch.as_tensor(np.asarray(reset, dtype=bool), device=self.device_)
+        with torch.no_grad():
+            out = self.network_.step(state, items_t, reset_t)
+            return self.network_.scores(out)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, path: str | Path) -> None:
+        """Write the fitted model to ``path`` (see ``checkpoint.py`` for the layout)."""
+        save_checkpoint(path, self.get_params(), self.n_items_, self.network_.params,
+                        self.history_)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None) -> "GRU4Rec":
+        """A fitted model from a checkpoint, on ``device`` (default: the saved ``device``)."""
+        ckpt = load_checkpoint(path)
+        params = dict(ckpt["params"])
+        if device is not None:
+            params["device"] = device
+        model = cls(**params)
+        model._check_params()
+        model.device_ = model._resolve_device()
+        model.n_items_ = int(ckpt["n_items"])
+        model.history_ = list(ckpt["history"])
+        weights = {k: v.to(model.device_) for k, v in ckpt["network"].items()}
+        model.network_ = Network(weights, model.embedding)
+        return model

@@ -1,0 +1,76 @@
+"""Extra negative samples, drawn in bulk on the model's device.
+
+Besides the other targets of the mini-batch (which are popularity-sampled by construction),
+every step scores ``n_sample`` extra items shared by the whole mini-batch, drawn with replacement
+with probability proportional to ``support ** sample_alpha`` (alpha = 0: uniform, 1: popularity).
+Drawing one sample set per step would cost an op and a random-number call each step, so
+``cache_size`` items are drawn at once (inverse-CDF sampling: ``searchsorted`` of uniform numbers
+in the cumulative distribution) and consumed row by row; the cache is refilled when used up.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def sampling_weights(support: np.ndarray, alpha: float) -> np.ndarray:
+    """Unnormalised sampling probability of each item: ``support ** alpha`` (0 for unseen items)."""
+    support = np.asarray(support, dtype=np.float64)
+    weights = np.zeros_like(support)
+    seen = support > 0  # masked first: 0 ** 0 would give unseen items weight 1 at alpha = 0
+    weights[seen] = support[seen] ** alpha
+    return weights
+
+
+class SampleCache:
+    """Pre-drawn rows of ``n_sample`` items (and their log sampling weights) on ``device``.
+
+    Attributes:
+        cdf: float64 cumulative distribution over items (on ``device``).
+        items: int64 (n_rows, n_sample), the current cache.
+        log_weight: float32 (n_rows, n_sample), ``alpha * log(support / total)`` of each drawn
+            item, the log of its (unnormalised-by-alpha) sampling probability used by logQ.
+    """
+
+    def __init__(
+        self,
+        support: np.ndarray,
+        alpha: float,
+        n_sample: int,
+        cache_size: int,
+        device: torch.device,
+        generator: torch.Generator,
+    ) -> None:
+        if n_sample < 1:
+            raise ValueError(f"n_sample must be >= 1 to build a sample cache, got {n_sample}")
+        weights = sampling_weights(support, alpha)
+        if weights.sum() <= 0:
+            raise ValueError("no item has positive support: nothing to sample from")
+        cdf = np.cumsum(weights / weights.sum())
+        cdf[-1] = 1.0  # guard against rounding: every uniform draw must land on an item
+        self.cdf = torch.as_tensor(cdf, device=device)
+        prob = np.maximum(support, 1e-12) / support.sum()
+        self._log_prob = torch.as_tensor(alpha * np.log(prob), dtype=torch.float32, device=device)
+        self.n_sample = n_sample
+        self.n_rows = max(1, cache_size // n_sample)
+        self.generator = generator
+        self.device = device
+        self._next = self.n_rows  # forces a draw on first use
+
+    def _refill(self) -> None:
+        u = torch.rand(self.n_rows * self.n_sample, device=self.device, dtype=torch.float64,
+                       generator=self.generator)
+        # right=True: item i is drawn when cdf[i-1] <= u < cdf[i]; items of weight 0 never are.
+        self.items = torch.searchsorted(self.cdf, u, right=True).view(self.n_rows, self.n_sample)
+        self.items.clamp_(max=len(self.cdf) - 1)
+        self.log_weight = self._log_prob[self.items]
+        self._next = 0
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next row of samples and their log sampling weights (views into the cache)."""
+        if self._next >= self.n_rows:
+            self._refill()
+        i = self._next
+        self._next += 1
+        return self.items[i], self.log_weight[i]

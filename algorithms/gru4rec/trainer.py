@@ -1,0 +1,286 @@
+"""The GRU4Rec training loop: session-parallel steps, sampled scores, manual backward pass.
+
+One step (B active slots, S extra samples, K = B + S scored items, d = last layer size):
+
+1. hidden rows of slots that start a new session are zeroed (``reset``);
+2. one gather reads the output rows of the K scored items (targets, then samples) and, with a
+   shared embedding, the B input rows, from the item table ``[W | b]``;
+3. the GRU layers advance one click (dropout on the input embedding and each layer's output);
+4. scores ``[o, 1] @ [W | b]_K^T`` (minus ``logq * log Q`` of each column for cross-entropy),
+   the final activation and the loss with its gradient (``losses.py``);
+5. gradients by hand (one step deep: the previous hidden state is a constant, as in the
+   official code), dense Adagrad-momentum for the GRU weights, sparse for the touched item rows.
+
+Everything per epoch that does not depend on the parameters (the session-parallel layout, the
+reset masks, the samples) is prepared in bulk beforehand, so a step is ~60 tensor ops, no Python
+loops over slots and no host-device synchronisation (the loss is checked for NaN every
+``CHECK_EVERY`` steps).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from algorithms.gru4rec.batching import EpochPlan
+from algorithms.gru4rec.gru import GRUCache, gru_step, gru_step_backward
+from algorithms.gru4rec.losses import LOSSES, FinalActivation
+from algorithms.gru4rec.model import Network
+from algorithms.gru4rec.optimizer import DenseAdagradM, SparseAdagradM
+from algorithms.gru4rec.sampling import SampleCache
+
+log = logging.getLogger(__name__)
+
+CHECK_EVERY = 1024
+"""Steps between NaN/inf checks of the running loss (each check waits for the device)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training hyperparameters the trainer needs (validated by the caller)."""
+
+    loss: str
+    final_act: str
+    n_sample: int
+    sample_alpha: float
+    sample_cache_size: int
+    logq: float
+    bpreg: float
+    learning_rate: float
+    momentum: float
+    dropout_embed: float
+    dropout_hidden: float
+
+
+class Trainer:
+    """Owns the optimizer state and trains a network's parameters in place, epoch by epoch.
+
+    Attributes:
+        net: a ``Network`` whose parameters are views into the optimizer's buffers (usable for
+            validation between epochs).
+        hidden: per layer, the (B, H) hidden state of the current step's slots.
+    """
+
+    def __init__(self, params: dict[str, torch.Tensor], embedding: int | str,
+                 config: TrainConfig, support: np.ndarray, plan: EpochPlan,
+                 device: torch.device, generator: torch.Generator) -> None:
+        self.cfg = config
+        self.embedding = embedding
+        self.device = device
+        self.generator = generator
+        self.loss_fn = LOSSES[config.loss]
+        self.act = FinalActivation(config.final_act)
+        lr, mom = config.learning_rate, config.momentum
+        self.d = params["output.weight"].shape[1]
+        self.n_layers = sum(1 for k in params if k.endswith(".w_c"))
+        self.sizes = [params[f"layer{l}.w_c"].shape[0] for l in range(self.n_layers)]
+
+        # Item tables: output weights with the bias as an extra column, so one gather, one matmul
+        # and one sparse update serve both; plus the input table unless it is shared.
+        table = torch.cat([params["output.weight"], params["output.bias"].unsqueeze(1)], 1)
+        self.out_opt = SparseAdagradM(table, lr, mom)
+        self.in_opt: SparseAdagradM | None = None
+        if embedding != "shared":
+            key = "embedding.weight" if embedding else "layer0.wx"
+            self.in_opt = SparseAdagradM(params[key], lr, mom)
+        dense = {k: tuple(v.shape) for k, v in params.items()
+                 if k.startswith("layer") and not (not embedding and k == "layer0.wx")}
+        self.dense = DenseAdagradM(dense, lr, mom, device)
+        for k, view in self.dense.views.items():
+            view.copy_(params[k])
+        self.net = Network(self._param_views(), embedding)
+
+        self.samples = None
+        if config.n_sample > 0:
+            self.samples = SampleCache(support, config.sample_alpha, config.n_sample,
+                                       config.sample_cache_size, device, generator)
+        prob = np.maximum(support, 1e-12) / max(support.sum(), 1e-12)
+        self.log_prob = torch.as_tensor(np.log(prob), dtype=torch.float32, device=device)
+        self._load_plan(plan)
+        self._bufs: dict[tuple[str, int], torch.Tensor] = {}
+
+    # ----------------------------------------------------------------- setup helpers
+    def _param_views(self) -> dict[str, torch.Tensor]:
+        views = dict(self.dense.views)
+        views["output.weight"] = self.out_opt.param[:, : self.d]
+        views["output.bias"] = self.out_opt.param[:, self.d]
+        if self.in_opt is not None:
+            views["embedding.weight" if self.embedding else "layer0.wx"] = self.in_opt.param
+        return views
+
+    def _load_plan(self, plan: EpochPlan) -> None:
+        dev = self.device
+        self.plan = plan
+        self.inputs = torch.as_tensor(plan.inputs, device=dev)
+        self.targets = torch.as_tensor(plan.targets, device=dev)
+        self.keep_mask = torch.as_tensor(~plan.reset, dtype=torch.float32, device=dev).unsqueeze(2)
+        self.n_active = plan.n_active.tolist()
+        self.keep = [None if k is None else torch.as_tensor(k, device=dev) for k in plan.keep]
+
+    def export_params(self) -> dict[str, torch.Tensor]:
+        """Contiguous copies of the trained parameters (the optimizer state is left behind)."""
+        return {k: v.contiguous().clone() for k, v in self._param_views().items()}
+
+    def _buffer(self, name: str, n: int, shape: tuple[int, ...]) -> torch.Tensor:
+        """A reusable scratch tensor per (name, batch size): the batch only changes in the tail."""
+        buf = self._bufs.get((name, n))
+        if buf is None:
+            buf = torch.zeros(shape, device=self.device)
+            if name == "o_ext":
+                buf[:, -1] = 1.0  # the constant input of the bias column
+            self._bufs[(name, n)] = buf
+        return buf
+
+    def _dropout_mask(self, shape: tuple[int, ...], p: float) -> torch.Tensor:
+        return torch.empty(shape, device=self.device).bernoulli_(1.0 - p, generator=self.generator
+                                                                 ).div_(1.0 - p)
+
+    # ----------------------------------------------------------------- the step
+    def train_step(self, t: int) -> torch.Tensor | None:
+        """Forward, backward and update for step ``t`` of the plan; returns the loss (a tensor)."""
+        cfg, d, p = self.cfg, self.d, self.net.params
+        n = self.n_active[t]
+        if self.keep[t] is not None:  # the batch shrank: drop finished slots' states
+            self.hidden = [h.index_select(0, self.keep[t]) for h in self.hidden]
+        inp, tgt = self.inputs[t, :n], self.targets[t, :n]
+        keep_mask = self.keep_mask[t, :n]
+        shared = self.embedding == "shared"
+
+        # Scored items (targets, samples) and, when shared, the inputs: one gather for all.
+        parts = [tgt]
+        if self.samples is not None:
+            sample, sample_logw = self.samples.next()
+            parts.append(sample)
+        n_scored = n + cfg.n_sample
+        if shared:
+            parts.append(inp)
+        idx = torch.cat(parts)
+        rows = self.out_opt.param.index_select(0, idx)
+        w_out = rows[:n_scored]
+
+        # Input of the first layer.
+        mask_e = None
+        if shared:
+            x = rows[n_scored:, :d]
+        elif self.embedding:
+            x = self.in_opt.param.index_select(0, inp)
+        else:
+            x = None
+        if cfg.dropout_embed > 0:
+            width = x.shape[1] if x is not None else 1  # one-hot: drop the whole input click
+            mask_e = self._dropout_mask((n, width), cfg.dropout_embed)
+            x = x * mask_e if x is not None else None
+
+        # GRU layers.
+        layer_in, layer_inputs, caches, masks_h = x, [], [], []
+        for l in range(self.n_layers):
+            layer_inputs.append(layer_in)
+            h = self.hidden[l] * keep_mask
+            if x is None and l == 0:
+                gx = self.in_opt.param.index_select(0, inp)
+                gx = torch.addcmul(p["layer0.bx"], gx, mask_e) if mask_e is not None \
+                    else gx.add_(p["layer0.bx"])
+            else:
+                gx = torch.addmm(p[f"layer{l}.bx"], layer_in, p[f"layer{l}.wx"])
+            h_new, cache = gru_step(h, gx, p[f"layer{l}.w_rz"], p[f"layer{l}.w_c"])
+            self.hidden[l] = h_new
+            caches.append(cache)
+            if cfg.dropout_hidden > 0:
+                masks_h.append(self._dropout_mask(tuple(h_new.shape), cfg.dropout_hidden))
+                layer_in = h_new * masks_h[-1]
+            else:
+                layer_in = h_new
+        if n_scored < 2:  # a lone slot and no samples: no negative, nothing to learn
+            return None
+
+        # Scores, loss and its gradient.
+        o_ext = self._buffer("o_ext", n, (n, d + 1))
+        o_ext[:, :d].copy_(layer_in)
+        if cfg.logq > 0:
+            log_q = [self.log_prob[tgt]] + ([sample_logw] if self.samples is not None else [])
+            s = torch.addmm(torch.cat(log_q), o_ext, w_out.T, beta=-cfg.logq)
+        else:
+            s = torch.mm(o_ext, w_out.T)
+        y = self.act.forward(s)
+        loss, dy = self.loss_fn(y, cfg.bpreg)
+        ds = self.act.backward(y, s, dy)
+
+        # Backward: output layer (weights and bias in one matmul), then the GRU layers.
+        g_rows = self._buffer("g_rows", n, (len(idx), d + 1))
+        torch.mm(ds.T, o_ext, out=g_rows[:n_scored])
+        d_out = torch.mm(ds, w_out[:, :d])
+        g = self.dense.grad_views
+        for l in reversed(range(self.n_layers)):
+            if masks_h:
+                d_out.mul_(masks_h[l])
+            cache: GRUCache = caches[l]
+            size = self.sizes[l]
+            dgx = gru_step_backward(cache, d_out, p[f"layer{l}.w_c"],
+                                    torch.empty((n, 3 * size), device=self.device))
+            torch.mm(cache.h.T, dgx[:, : 2 * size], out=g[f"layer{l}.w_rz"])
+            torch.mm(cache.rh.T, dgx[:, 2 * size :], out=g[f"layer{l}.w_c"])
+            torch.sum(dgx, 0, out=g[f"layer{l}.bx"])
+            if x is None and l == 0:  # one-hot: the input rows' gradient is dgx itself
+                d_out = dgx * mask_e if mask_e is not None else dgx
+                break
+            torch.mm(layer_inputs[l].T, dgx, out=g[f"layer{l}.wx"])
+            if l == 0 and shared:
+                torch.mm(dgx, p["layer0.wx"].T, out=g_rows[n_scored:, :d])
+                if mask_e is not None:
+                    g_rows[n_scored:, :d].mul_(mask_e)
+            else:
+                d_out = torch.mm(dgx, p[f"layer{l}.wx"].T)
+                if l == 0 and mask_e is not None:
+                    d_out.mul_(mask_e)
+
+        self.dense.step()
+        self.out_opt.step(idx, g_rows)
+        if self.in_opt is not None:
+            self.in_opt.step(inp, d_out)
+        return loss
+
+    # ----------------------------------------------------------------- epochs
+    def reset_hidden(self) -> None:
+        n = self.n_active[0] if self.n_active else 0
+        self.hidden = [torch.zeros(n, size, device=self.device) for size in self.sizes]
+
+    def train_epoch(self, epoch: int, progress: bool = True) -> dict[str, float]:
+        """One pass over the plan. Returns {loss (mean over steps), events, seconds}.
+
+        Raises:
+            FloatingPointError: if the loss becomes NaN or infinite.
+        """
+        self.reset_hidden()
+        loss_sum = torch.zeros((), device=self.device)
+        n_losses = 0
+        n_steps = self.plan.n_steps
+        bar = tqdm(total=n_steps, desc=f"gru4rec epoch {epoch}", unit="step",
+                   disable=not progress, leave=False, mininterval=1.0)
+        start = time.perf_counter()
+        for t in range(n_steps):
+            loss = self.train_step(t)
+            if loss is not None:
+                loss_sum += loss
+                n_losses += 1
+            if (t + 1) % CHECK_EVERY == 0 or t + 1 == n_steps:
+                self._check_finite(loss_sum, epoch, t)
+                bar.update((t + 1) - bar.n)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - start
+        bar.close()
+        return {"loss": float(loss_sum) / max(n_losses, 1), "events": self.plan.n_events,
+                "seconds": seconds}
+
+    def _check_finite(self, loss_sum: torch.Tensor, epoch: int, t: int) -> None:
+        if not bool(torch.isfinite(loss_sum)):
+            raise FloatingPointError(
+                f"GRU4Rec training diverged: the {self.cfg.loss} loss became "
+                f"{float(loss_sum)} (NaN or infinite) by step {t + 1} of epoch {epoch}; "
+                f"try a lower learning_rate (now {self.cfg.learning_rate})"
+            )
