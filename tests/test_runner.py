@@ -1,0 +1,107 @@
+"""The runner: one run directory per run, exact prediction counts, resume after a kill."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import benchmark.runner as runner
+from benchmark import io
+from benchmark.runner import RunOptions, prediction_frame, run
+from datasets.sessions import UNKNOWN, Dataset, from_lists
+
+
+def tiny_dataset(name: str = "tiny") -> Dataset:
+    rng = np.random.default_rng(0)
+    train = from_lists([[int(a), int((a + 1) % 9), int((a + 2) % 9)]
+                        for a in rng.integers(0, 9, 80)], n_items=9)
+    test = from_lists([[1, 2, 3, 4], [5, UNKNOWN, 7], [8, 0], [3, UNKNOWN]], n_items=9)
+    return Dataset(name=name, train=train, test=test, item_ids=np.arange(100, 109),
+                   policy={"unseen_targets": "misses"})
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    data = tiny_dataset()
+    monkeypatch.setattr(runner, "load_dataset", lambda name, **kw: data)
+    return data
+
+
+def options(tmp_path, algorithms=("pop", "spop", "item-knn")) -> RunOptions:
+    return RunOptions(dataset="tiny", algorithms=list(algorithms), out=tmp_path / "out",
+                      progress=False, cutoffs=[1, 2, 20])
+
+
+def test_prediction_frame_lists_every_target_once(tiny):
+    frame = prediction_frame(tiny)
+    assert len(frame) == 3 + 2 + 1 + 1  # Σ(len − 1)
+    assert frame["position"].min() == 1
+    assert frame["target"].tolist() == [2, 3, 4, UNKNOWN, 7, 0, UNKNOWN]
+    assert frame["target_support"].iloc[3] == 0
+
+
+def test_run_writes_a_complete_run_directory(tiny, tmp_path):
+    run_dir = run(options(tmp_path), command="test")
+    assert run_dir.parent == tmp_path / "out" / "tiny"
+    for name in ("run.json", "metrics.csv", "timings.csv", "predictions.parquet", "table.md",
+                 "ranks/pop.parquet", "ranks/spop.parquet", "ranks/item-knn.parquet"):
+        assert (run_dir / name).is_file(), name
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    assert set(metrics["algorithm"]) == {"pop", "spop", "item-knn"}
+    assert (metrics["n_predictions"] == 7).all()
+    record = io.read_json(run_dir / "run.json")
+    assert record["protocol"]["tie_mode"] == "conservative"
+    assert record["data"]["counts"]["test"]["unseen_targets"] == 2
+    assert record["config"]["item-knn"]["params"]["n_sims"] > 0
+    timings = pd.read_csv(run_dir / "timings.csv")
+    assert set(timings["stage"]) == {"fit", "evaluate"} and (timings["seconds"] >= 0).all()
+    # Two unseen targets out of 7 can never be hits.
+    recall20 = metrics.query("metric == 'recall' and cutoff == 20")["value"]
+    assert (recall20 <= 5 / 7 + 1e-12).all()
+
+
+def test_killed_run_resumes_to_the_same_metrics(tiny, tmp_path, monkeypatch):
+    reference = pd.read_csv(run(options(tmp_path / "a"), command="test") / "metrics.csv")
+
+    fits = []
+    real_evaluate = runner.evaluate
+
+    def dying_evaluate(model, *args, **kwargs):
+        fits.append(model.name)
+        if model.name == "spop":
+            raise KeyboardInterrupt  # a kill in the middle of the second algorithm
+        return real_evaluate(model, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "evaluate", dying_evaluate)
+    with pytest.raises(KeyboardInterrupt):
+        run(options(tmp_path / "b"), command="test")
+    (run_dir,) = (tmp_path / "b" / "out" / "tiny").iterdir()
+    assert (run_dir / "done" / "pop.json").is_file()
+    assert not (run_dir / "done" / "spop.json").exists()
+    assert not (run_dir / "metrics.csv").exists()
+
+    fits.clear()
+    monkeypatch.setattr(runner, "evaluate", lambda m, *a, **k: (fits.append(m.name),
+                                                                real_evaluate(m, *a, **k))[1])
+    run(RunOptions(dataset=""), resume=run_dir, command="test --resume")
+    assert fits == ["spop", "item-knn"]  # pop was reused, not redone
+    resumed = pd.read_csv(run_dir / "metrics.csv")
+    pd.testing.assert_frame_equal(resumed[reference.columns], reference)
+
+
+def test_resume_refuses_changed_data(tiny, tmp_path, monkeypatch):
+    run_dir = run(options(tmp_path, ["pop"]), command="test")
+    other = tiny_dataset()
+    other = Dataset(name="tiny", train=other.train.subset(np.arange(40)), test=other.test,
+                    item_ids=other.item_ids)
+    monkeypatch.setattr(runner, "load_dataset", lambda name, **kw: other)
+    with pytest.raises(runner.ConfigError, match="data changed"):
+        run(RunOptions(dataset=""), resume=run_dir)
+
+
+def test_seeds_repeat_only_stochastic_algorithms(tiny, tmp_path):
+    opts = options(tmp_path, ["pop", "bpr-mf"])
+    opts.seeds = 2
+    run_dir = run(opts, command="test", )
+    seeds = pd.read_csv(run_dir / "seeds.csv")
+    assert sorted(seeds.query("algorithm == 'bpr-mf'")["seed"].unique()) == [0, 1]
+    assert seeds.query("algorithm == 'pop'")["seed"].unique().tolist() == [0]
