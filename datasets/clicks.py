@@ -146,21 +146,52 @@ def starts_of(session_id: np.ndarray) -> np.ndarray:
     return np.concatenate(([0], change, [len(session_id)])).astype(np.int64)
 
 
-# --- conversion to Sessions -----------------------------------------------------------------
+# --- items ----------------------------------------------------------------------------------
 
 
-def vocabulary(clicks: Clicks) -> np.ndarray:
-    """Sorted distinct item ids of ``clicks``; item index ``k`` is ``vocabulary[k]``."""
-    return np.sort(pd.unique(clicks.item_id)).astype(np.int64)
+def encode_items(clicks: Clicks) -> tuple[Clicks, np.ndarray]:
+    """Replace item ids by dense codes ``0..k-1`` in increasing id order.
+
+    Returns:
+        The clicks with ``item_id`` holding codes, and the original id of each code (sorted).
+        Code order equals id order, so a sorted set of codes maps to a sorted set of ids.
+    """
+    codes, ids = pd.factorize(clicks.item_id, sort=True)
+    return Clicks(clicks.session_id, clicks.time, codes), np.asarray(ids, dtype=np.int64)
+
+
+def _is_small(values: np.ndarray, n: int) -> bool:
+    """True if ``values`` are non-negative ints small enough to index a table of ~``n`` rows."""
+    return len(values) == 0 or (values.min() >= 0 and values.max() < 4 * n + (1 << 20))
+
+
+def click_support(item_id: np.ndarray) -> np.ndarray:
+    """For every click, how many clicks its item has in ``item_id``."""
+    codes = item_id if _is_small(item_id, len(item_id)) else pd.factorize(item_id)[0]
+    return np.bincount(codes)[codes]
+
+
+def vocabulary(item_id: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of ``item_id``; item index ``k`` is ``vocabulary[k]``."""
+    if _is_small(item_id, len(item_id)):
+        return np.flatnonzero(np.bincount(item_id)).astype(np.int64)
+    return np.sort(pd.unique(item_id)).astype(np.int64)
 
 
 def item_index(item_id: np.ndarray, vocab: np.ndarray) -> np.ndarray:
-    """Vocabulary index of each item id; ``UNKNOWN`` for ids not in ``vocab``."""
+    """Vocabulary index of each item id; ``UNKNOWN`` for ids not in ``vocab`` (sorted)."""
     if len(vocab) == 0:
         return np.full(len(item_id), UNKNOWN, dtype=np.int64)
-    pos = np.searchsorted(vocab, item_id)
-    pos_c = np.minimum(pos, len(vocab) - 1)
-    return np.where(vocab[pos_c] == item_id, pos_c, UNKNOWN).astype(np.int64)
+    if _is_small(vocab, len(vocab)):  # dense ids (item codes): a lookup table
+        table = np.full(int(vocab[-1]) + 1, UNKNOWN, dtype=np.int64)
+        table[vocab] = np.arange(len(vocab))
+        inside = (item_id >= 0) & (item_id < len(table))
+        return np.where(inside, table[np.where(inside, item_id, 0)], UNKNOWN)
+    pos = np.minimum(np.searchsorted(vocab, item_id), len(vocab) - 1)
+    return np.where(vocab[pos] == item_id, pos, UNKNOWN).astype(np.int64)
+
+
+# --- conversion to Sessions -----------------------------------------------------------------
 
 
 def to_sessions(clicks: Clicks, vocab: np.ndarray) -> Sessions:

@@ -18,35 +18,31 @@ combines the sha256 of the input file and ``RULES_VERSION``; a second load reads
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
+from datasets import cache
 from datasets.clicks import (
     MICROS,
     Clicks,
+    click_support,
+    encode_items,
     file_sha256,
     item_index,
     locate_bad_line,
     session_starts,
     sort_clicks,
-    starts_of,
     to_sessions,
     vocabulary,
 )
 from datasets.errors import DataError, MissingDataError
-from datasets.sessions import Dataset, Sessions
+from datasets.sessions import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +62,6 @@ _TYPES = {
     "time": pa.timestamp("us", tz="UTC"),
     "item_id": pa.int64(),
 }
-SPLITS = ("train", "test", "train_tr", "valid")
 
 POLICY = {
     "preprocessing": (
@@ -90,19 +85,6 @@ def missing_message(path: Path) -> str:
         "No download? `python -m datasets.generate_rsc15 FILE` writes a simulated file of the "
         "same shape, or use --dataset synthetic."
     )
-
-
-@dataclass(frozen=True, eq=False)
-class Splits:
-    """The four prepared click tables, each in protocol order."""
-
-    train: Clicks
-    test: Clicks
-    train_tr: Clicks
-    valid: Clicks
-
-    def as_dict(self) -> dict[str, Clicks]:
-        return {name: getattr(self, name) for name in SPLITS}
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -145,30 +127,33 @@ def read_clicks(path: Path) -> Clicks:
         raise DataError(f"{path}: empty file (expected rows 'SessionId,Timestamp,ItemId,Category')")
     started = time.perf_counter()
     try:
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(column_names=_COLUMNS, block_size=16 << 20),
-            parse_options=_parse_options(),
-            convert_options=_convert_options(),
+        clicks = _table_to_clicks(
+            pacsv.read_csv(
+                path,
+                read_options=pacsv.ReadOptions(column_names=_COLUMNS, block_size=16 << 20),
+                parse_options=_parse_options(),
+                convert_options=_convert_options(),
+            )
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
         raise _bad_row_error(path, e) from None
-    if table.num_rows == 0:
+    pa.default_memory_pool().release_unused()  # hand the parsed table's memory back now
+    if len(clicks) == 0:
         raise DataError(f"{path}: no data rows (expected 'SessionId,Timestamp,ItemId,Category')")
-    clicks = _table_to_clicks(table)
-    del table
     log.info("read %s: %d clicks in %.1f s", path, len(clicks), time.perf_counter() - started)
     return clicks
 
 
 def _table_to_clicks(table: pa.Table) -> Clicks:
+    """Numpy columns of the parsed table, each Arrow column released as soon as it is copied."""
     columns = {}
     for name in ("session_id", "time", "item_id"):
         column = table.column(name)
         if name == "time":
             column = column.cast(pa.int64())
         columns[name] = column.to_numpy()
-        table = table.drop_columns([name])  # free each column as soon as it is converted
+        del column
+        table = table.drop_columns([name])
     return Clicks(**columns)
 
 
@@ -181,7 +166,7 @@ def _bad_row_error(path: Path, error: Exception) -> DataError:
     return DataError(f"{path}, line {line}: {message}")
 
 
-# --- preprocessing rules --------------------------------------------------------------------
+# --- preprocessing rules (on grouped clicks, see datasets.clicks.sort_clicks) ----------------
 
 
 def session_lengths(clicks: Clicks) -> np.ndarray:
@@ -190,40 +175,39 @@ def session_lengths(clicks: Clicks) -> np.ndarray:
 
 
 def drop_short_sessions(clicks: Clicks, min_length: int) -> Clicks:
-    """Rules 1 and 3: drop sessions with fewer than ``min_length`` clicks (grouped clicks)."""
+    """Rules 1 and 3: drop sessions with fewer than ``min_length`` clicks."""
     lengths = session_lengths(clicks)
     return clicks.take(np.repeat(lengths >= min_length, lengths))
 
 
 def drop_rare_items(clicks: Clicks, min_support: int) -> Clicks:
     """Rule 2: drop clicks on items with fewer than ``min_support`` clicks in ``clicks``."""
-    codes, _ = pd.factorize(clicks.item_id)
-    support = np.bincount(codes)
-    return clicks.take(support[codes] >= min_support)
+    return clicks.take(click_support(clicks.item_id) >= min_support)
+
+
+def in_test_window(clicks: Clicks, seconds: int = SPLIT_SECONDS) -> np.ndarray:
+    """Rule 4, per session: True where the session's last click is >= tmax - ``seconds``."""
+    if len(clicks) == 0:
+        return np.zeros(0, dtype=bool)
+    starts = session_starts(clicks)
+    last = np.maximum.reduceat(clicks.time, starts[:-1])
+    return last >= clicks.time.max() - seconds * MICROS
 
 
 def split_by_time(clicks: Clicks, seconds: int = SPLIT_SECONDS) -> tuple[Clicks, Clicks]:
-    """Rule 4: (train, test) where test = sessions whose last click is >= tmax - ``seconds``.
-
-    Sessions are never cut: the decision is made per session and applied to all its clicks.
-    """
-    if len(clicks) == 0:
-        return clicks, clicks
-    starts = session_starts(clicks)
-    lengths = np.diff(starts)
-    last = np.maximum.reduceat(clicks.time, starts[:-1])
-    is_test = np.repeat(last >= clicks.time.max() - seconds * MICROS, lengths)
+    """Rule 4: (train, test). Sessions are never cut: the rule decides per session."""
+    is_test = np.repeat(in_test_window(clicks, seconds), session_lengths(clicks))
     return clicks.take(~is_test), clicks.take(is_test)
 
 
-def drop_unknown_items(test: Clicks, train: Clicks) -> Clicks:
-    """Rule 5: drop test clicks on items absent from ``train``, then test sessions < 2."""
-    known = item_index(test.item_id, vocabulary(train)) >= 0
-    return drop_short_sessions(test.take(known), MIN_SESSION_LENGTH)
+def drop_unknown_items(test: Clicks, known: np.ndarray) -> Clicks:
+    """Rule 5: drop test clicks on items not in ``known`` (sorted), then test sessions < 2."""
+    kept = test.take(item_index(test.item_id, known) >= 0)
+    return drop_short_sessions(kept, MIN_SESSION_LENGTH)
 
 
 def filter_clicks(clicks: Clicks) -> Clicks:
-    """Rules 1-3 on grouped clicks, one pass each, in order."""
+    """Rules 1-3, one pass each, in order."""
     clicks = drop_short_sessions(clicks, MIN_SESSION_LENGTH)
     clicks = drop_rare_items(clicks, MIN_ITEM_SUPPORT)
     return drop_short_sessions(clicks, MIN_SESSION_LENGTH)
@@ -232,23 +216,67 @@ def filter_clicks(clicks: Clicks) -> Clicks:
 def split_train_test(clicks: Clicks) -> tuple[Clicks, Clicks]:
     """Rules 4-5: the time split and the cleaning of its test part."""
     train, test = split_by_time(clicks)
-    return train, drop_unknown_items(test, train)
+    return train, drop_unknown_items(test, vocabulary(train.item_id))
+
+
+@dataclass(frozen=True, eq=False)
+class Splits:
+    """The prepared splits, in protocol order.
+
+    train_tr is not stored as a copy: it is the training sessions flagged in ``in_train_tr``
+    (rule 4 on the training set keeps them whole and unfiltered), which halves peak memory.
+
+    Attributes:
+        train: the training clicks.
+        test: the test clicks.
+        valid: the validation clicks (rules 4-5 applied to ``train``).
+        in_train_tr: bool per training session: True if it belongs to train_tr.
+        item_ids: original id of each item code when ``item_id`` columns hold codes
+            (:func:`datasets.clicks.encode_items`); None when they hold the ids themselves.
+    """
+
+    train: Clicks
+    test: Clicks
+    valid: Clicks
+    in_train_tr: np.ndarray
+    item_ids: np.ndarray | None = None
+
+    @property
+    def train_tr(self) -> Clicks:
+        return self.train.take(np.repeat(self.in_train_tr, session_lengths(self.train)))
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Events and sessions per split."""
+        train_tr_events = int(session_lengths(self.train)[self.in_train_tr].sum())
+        return {
+            "train": {"events": len(self.train), "sessions": self.train.n_sessions},
+            "test": {"events": len(self.test), "sessions": self.test.n_sessions},
+            "train_tr": {"events": train_tr_events, "sessions": int(self.in_train_tr.sum())},
+            "valid": {"events": len(self.valid), "sessions": self.valid.n_sessions},
+        }
 
 
 def preprocess(clicks: Clicks, *, source: str = "<clicks>") -> Splits:
     """All the rules, on raw clicks in any order; the result is in protocol order.
 
+    Item ids are replaced by dense codes first (``Splits.item_ids`` maps them back), which
+    makes every later item lookup a table access.
+
     Raises:
         DataError: train or test is empty after the rules (``source`` names the input).
     """
-    started = time.perf_counter()
-    filtered = filter_clicks(sort_clicks(clicks))
-    train, test = split_train_test(filtered)
-    del filtered
-    train_tr, valid = split_train_test(train)
-    splits = Splits(train, test, train_tr, valid)
-    _check_not_empty(splits, len(clicks), source)
-    log.info("preprocessed %d raw clicks in %.1f s", len(clicks), time.perf_counter() - started)
+    started, n_raw = time.perf_counter(), len(clicks)
+    clicks, item_ids = encode_items(clicks)
+    clicks = filter_clicks(sort_clicks(clicks))
+    train, test = split_train_test(clicks)
+    del clicks
+    is_valid = in_test_window(train)  # rules 4-5 again, on the training set
+    tr_click = np.repeat(~is_valid, session_lengths(train))
+    valid = drop_unknown_items(train.take(~tr_click), vocabulary(train.item_id[tr_click]))
+    del tr_click
+    splits = Splits(train, test, valid, ~is_valid, item_ids)
+    _check_not_empty(splits, n_raw, source)
+    log.info("preprocessed %d raw clicks in %.1f s", n_raw, time.perf_counter() - started)
     return splits
 
 
@@ -261,7 +289,7 @@ def _check_not_empty(splits: Splits, n_raw: int, source: str) -> None:
                 f"clicks are dropped, the last {SPLIT_SECONDS} s form the test set). "
                 "The file is too small or covers too short a time span."
             )
-    if len(splits.train_tr) == 0 or len(splits.valid) == 0:
+    if not splits.in_train_tr.any() or len(splits.valid) == 0:
         log.warning("%s: the train_tr/valid split is empty; no validation split", source)
 
 
@@ -272,14 +300,15 @@ def splits_to_dataset(
     splits: Splits, *, name: str, source: dict[str, object], policy: dict[str, str] | None = None
 ) -> Dataset:
     """The ``Dataset`` of prepared splits, all over the vocabulary of ``splits.train``."""
-    vocab = vocabulary(splits.train)
-    has_valid = len(splits.train_tr) > 0 and len(splits.valid) > 0
+    vocab = vocabulary(splits.train.item_id)
+    train = to_sessions(splits.train, vocab)
+    has_valid = bool(splits.in_train_tr.any()) and len(splits.valid) > 0
     return Dataset(
         name=name,
-        train=to_sessions(splits.train, vocab),
+        train=train,
         test=to_sessions(splits.test, vocab),
-        item_ids=vocab,
-        valid_train=to_sessions(splits.train_tr, vocab) if has_valid else None,
+        item_ids=vocab if splits.item_ids is None else splits.item_ids[vocab],
+        valid_train=train.subset(np.flatnonzero(splits.in_train_tr)) if has_valid else None,
         valid_test=to_sessions(splits.valid, vocab) if has_valid else None,
         policy=dict(POLICY if policy is None else policy),
         source=source,
@@ -311,91 +340,13 @@ def load_rsc15(
         "rules_version": RULES_VERSION,
         "cache_key": key,
     }
-    cached = None if cache_dir is None else Path(cache_dir) / "rsc15" / key
-    if cached is not None and (cached / "meta.json").exists():
-        log.info("reading prepared RSC15 splits from %s", cached)
-        return _read_cache(cached, name=name, source=source | {"cache": "hit"})
+    directory = None if cache_dir is None else Path(cache_dir) / "rsc15" / key
+    if directory is not None and cache.exists(directory):
+        log.info("reading prepared RSC15 splits from %s", directory)
+        return cache.read(directory, name=name, source=source | {"cache": "hit"}, policy=POLICY)
     splits = preprocess(read_clicks(clicks_path), source=str(clicks_path))
     dataset = splits_to_dataset(splits, name=name, source=source | {"cache": "miss"})
-    if cached is not None:
-        _write_cache(cached, dataset, sha)
+    if directory is not None:
+        cache.write(directory, dataset, splits.in_train_tr, {"sha256": sha,
+                                                             "rules_version": RULES_VERSION})
     return dataset
-
-
-# --- cache ----------------------------------------------------------------------------------
-
-
-def _write_cache(directory: Path, dataset: Dataset, sha: str) -> None:
-    """Write the splits to ``directory`` atomically (a temporary folder renamed into place)."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-    try:
-        parts = _dataset_parts(dataset)
-        for split, sessions in parts.items():
-            pq.write_table(_sessions_table(sessions), tmp / f"{split}.parquet")
-        pq.write_table(pa.table({"item_id": dataset.item_ids}), tmp / "items.parquet")
-        meta = {
-            "rules_version": RULES_VERSION,
-            "sha256": sha,
-            "counts": {split: s.stats() for split, s in parts.items()},
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        os.replace(tmp, directory)
-        log.info("cached prepared splits in %s", directory)
-    except OSError as e:
-        if (directory / "meta.json").exists():  # another process cached it first
-            log.info("cache %s written concurrently; keeping it", directory)
-        else:
-            log.warning("could not write the cache %s: %s", directory, e)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _dataset_parts(dataset: Dataset) -> dict[str, Sessions]:
-    parts = {"train": dataset.train, "test": dataset.test}
-    if dataset.valid_train is not None and dataset.valid_test is not None:
-        parts |= {"train_tr": dataset.valid_train, "valid": dataset.valid_test}
-    return parts
-
-
-def _sessions_table(sessions: Sessions) -> pa.Table:
-    assert sessions.session_ids is not None and sessions.times is not None
-    return pa.table(
-        {
-            "session_id": np.repeat(sessions.session_ids, sessions.lengths),
-            "item": sessions.items.astype(np.int32),
-            "time": np.rint(sessions.times * MICROS).astype(np.int64),
-        }
-    )
-
-
-def _read_cache(directory: Path, *, name: str, source: dict[str, object]) -> Dataset:
-    meta = json.loads((directory / "meta.json").read_text())
-    item_ids = pq.read_table(directory / "items.parquet").column("item_id").to_numpy()
-    parts = {}
-    for split in meta["counts"]:
-        parts[split] = _table_sessions(pq.read_table(directory / f"{split}.parquet"), len(item_ids))
-        if parts[split].stats() != meta["counts"][split]:
-            raise DataError(f"{directory}: cached {split} split does not match meta.json; delete it")
-    return Dataset(
-        name=name,
-        train=parts["train"],
-        test=parts["test"],
-        item_ids=item_ids,
-        valid_train=parts.get("train_tr"),
-        valid_test=parts.get("valid"),
-        policy=dict(POLICY),
-        source=source,
-    )
-
-
-def _table_sessions(table: pa.Table, n_items: int) -> Sessions:
-    sid = table.column("session_id").to_numpy()
-    starts = starts_of(sid)
-    return Sessions(
-        items=table.column("item").to_numpy().astype(np.int64),
-        offsets=starts,
-        n_items=n_items,
-        times=table.column("time").to_numpy() / MICROS,
-        session_ids=sid[starts[:-1]],
-    )

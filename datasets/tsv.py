@@ -161,7 +161,7 @@ def load_tsv(
     paths = {"train": train, "test": test, "train_tr": train_tr, "valid": valid}
     paths = {k: Path(v) for k, v in paths.items() if v is not None}
     clicks = {split: sort_clicks(read_tsv(path)) for split, path in paths.items()}
-    vocab = vocabulary(clicks["train"])
+    vocab = vocabulary(clicks["train"].item_id)
     sessions = {split: to_sessions(c, vocab) for split, c in clicks.items()}
     log.info("read %s: %s", name, {k: len(v) for k, v in clicks.items()})
     return Dataset(

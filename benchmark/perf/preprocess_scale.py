@@ -1,0 +1,136 @@
+"""Wall time and peak memory of the RSC15 preprocessing at full scale.
+
+Usage::
+
+    python -m benchmark.perf.preprocess_scale [--clicks FILE] [--work-dir DIR]
+        [--fraction F] [--seed N] [--json OUT]
+
+Without ``--clicks`` it first writes a simulated raw file of RSC15's shape
+(``python -m datasets.generate_rsc15``, default fraction 1.0: ~33M clicks, ~1.5 GB) into
+``--work-dir`` (default: a temporary folder, deleted afterwards). Each stage runs in its own
+subprocess, measured with ``os.wait4`` (wall clock and that process's peak RSS):
+
+1. generation (unless ``--clicks``);
+2. ``load_rsc15`` with an empty cache: hash, read, preprocess, write the cache (a cold run);
+3. ``load_rsc15`` again: the cached splits (what every later benchmark run pays).
+
+The report compares the prepared split counts with those of the real RSC15 (PROTOCOL.md).
+The file has just been written, so it is in the page cache: disk read time is not included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REAL_RSC15 = {
+    "train": {"events": 31_637_239, "sessions": 7_966_257, "items": 37_483},
+    "test": {"events": 71_222, "sessions": 15_324, "items": 6_751},
+    "train_tr": {"events": 31_579_006, "sessions": 7_953_885},
+    "valid": {"events": 58_233, "sessions": 12_372},
+}
+"""Split counts of the real yoochoose-clicks.dat after the GRU4Rec preprocessing (PROTOCOL.md)."""
+
+
+def run_measured(args: list[str]) -> tuple[float, float, str]:
+    """Run ``args``; return (wall seconds, peak RSS in GiB, stdout). Raises on failure."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    out = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} exited with {proc.returncode}")
+    return wall, usage.ru_maxrss / 2**20, out  # ru_maxrss is in KiB on Linux
+
+
+def load_child(clicks: Path, cache_dir: Path) -> None:
+    """In the subprocess: load the dataset and print its split counts as JSON."""
+    import logging
+
+    from datasets.rsc15 import load_rsc15
+
+    logging.basicConfig(level=logging.INFO, format="  %(name)s: %(message)s", stream=sys.stderr)
+    dataset = load_rsc15(clicks, cache_dir=cache_dir)
+    print(json.dumps({"cache": dataset.source["cache"], "counts": dataset.split_counts()}))
+
+
+def measure(clicks: Path | None, work_dir: Path, fraction: float, seed: int) -> dict:
+    """Run the stages and return the measurements."""
+    python = sys.executable
+    report: dict = {"cpu_count": os.cpu_count(), "load_average": os.getloadavg()}
+    if clicks is None:
+        clicks = work_dir / "yoochoose-clicks-simulated.dat"
+        wall, rss, out = run_measured(
+            [python, "-m", "datasets.generate_rsc15", str(clicks),
+             "--fraction", str(fraction), "--seed", str(seed)]
+        )
+        report["generate"] = {"seconds": wall, "peak_rss_gib": rss, "output": out.strip()}
+    report["clicks"] = {"path": str(clicks), "bytes": clicks.stat().st_size}
+    cache = work_dir / "cache"
+    for stage in ("preprocess_cold", "load_cached"):
+        wall, rss, out = run_measured(
+            [python, "-m", "benchmark.perf.preprocess_scale", "--_load", str(clicks), str(cache)]
+        )
+        result = json.loads(out.strip().splitlines()[-1])
+        report[stage] = {"seconds": wall, "peak_rss_gib": rss, "cache": result["cache"]}
+        report["counts"] = result["counts"]
+    return report
+
+
+def format_report(report: dict) -> str:
+    lines = [f"machine: {report['cpu_count']} CPUs, load average at start "
+             f"{', '.join(f'{x:.2f}' for x in report['load_average'])}",
+             f"input: {report['clicks']['path']} ({report['clicks']['bytes']:,} bytes)", "",
+             "| stage | wall time (s) | peak RSS (GiB) |", "| --- | ---: | ---: |"]
+    for stage in ("generate", "preprocess_cold", "load_cached"):
+        if stage in report:
+            r = report[stage]
+            lines.append(f"| {stage} | {r['seconds']:.1f} | {r['peak_rss_gib']:.2f} |")
+    lines += ["", "| split | events | sessions | items | real RSC15 (events / sessions / items) |",
+              "| --- | ---: | ---: | ---: | --- |"]
+    for split, c in report["counts"].items():
+        real = REAL_RSC15.get(split, {})
+        real_text = " / ".join(f"{v:,}" for v in real.values())
+        lines.append(f"| {split} | {c['events']:,} | {c['sessions']:,} | {c['items']:,} | {real_text} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmark.perf.preprocess_scale",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clicks", type=Path, help="existing raw click file (skip generation)")
+    parser.add_argument("--work-dir", type=Path, help="where to write the file and the cache")
+    parser.add_argument("--fraction", type=float, default=1.0, help="generator fraction (1.0)")
+    parser.add_argument("--seed", type=int, default=0, help="generator seed (0)")
+    parser.add_argument("--json", type=Path, help="also write the measurements to this file")
+    parser.add_argument("--_load", nargs=2, type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args._load:
+        load_child(*args._load)
+        return 0
+    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="preprocess-scale-"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        report = measure(args.clicks, work_dir, args.fraction, args.seed)
+    finally:
+        if args.work_dir is None:
+            shutil.rmtree(work_dir, ignore_errors=True)
+        else:
+            shutil.rmtree(work_dir / "cache", ignore_errors=True)
+    print(format_report(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
