@@ -99,14 +99,19 @@ def sort_clicks(clicks: Clicks) -> Clicks:
     sid = clicks.session_id
     if np.any(sid[1:] < sid[:-1]):
         clicks = clicks.take(np.argsort(sid, kind="stable"))
-        sid = clicks.session_id
-    starts = session_starts(clicks)
-    if _times_decrease_within_sessions(clicks, starts):
+    if _times_decrease_within_sessions(clicks, session_starts(clicks)):
         clicks = clicks.take(np.lexsort((clicks.time, clicks.session_id)))
-    first = clicks.time[starts[:-1]]
-    # Sessions are in increasing id order here, so a stable sort on the first click's time
-    # breaks ties by session id.
-    order = np.argsort(first, kind="stable")
+    return order_sessions(clicks)
+
+
+def order_sessions(clicks: Clicks) -> Clicks:
+    """Grouped clicks with whole sessions reordered by first click time, ties by session id.
+
+    Filtering can remove a session's first click, so this is applied again to every prepared
+    split: the order is that of the first click *in the split* (as GRU4Rec orders its input).
+    """
+    starts = session_starts(clicks)
+    order = np.lexsort((clicks.session_id[starts[:-1]], clicks.time[starts[:-1]]))
     if np.any(order != np.arange(len(order))):
         clicks = clicks.take(_gather_index(starts, order))
     return clicks

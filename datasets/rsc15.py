@@ -36,6 +36,7 @@ from datasets.clicks import (
     file_sha256,
     item_index,
     locate_bad_line,
+    order_sessions,
     session_starts,
     sort_clicks,
     to_sessions,
@@ -46,7 +47,7 @@ from datasets.sessions import Dataset
 
 log = logging.getLogger(__name__)
 
-RULES_VERSION = 1
+RULES_VERSION = 2
 """Bump whenever preprocessing or the cache layout changes: old caches are then ignored."""
 
 CLICKS_FILE = "yoochoose-clicks.dat"
@@ -274,6 +275,7 @@ def preprocess(clicks: Clicks, *, source: str = "<clicks>") -> Splits:
     tr_click = np.repeat(~is_valid, session_lengths(train))
     valid = drop_unknown_items(train.take(~tr_click), vocabulary(train.item_id[tr_click]))
     del tr_click
+    train, test, valid = order_sessions(train), order_sessions(test), order_sessions(valid)
     splits = Splits(train, test, valid, ~is_valid, item_ids)
     _check_not_empty(splits, n_raw, source)
     log.info("preprocessed %d raw clicks in %.1f s", n_raw, time.perf_counter() - started)
