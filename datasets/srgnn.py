@@ -24,13 +24,14 @@ from __future__ import annotations
 import io
 import logging
 import pickle
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
 
-from datasets.clicks import file_record
+from datasets.clicks import file_record, item_index, vocabulary
 from datasets.errors import DataError, MissingDataError
-from datasets.sessions import UNKNOWN, Dataset, Sessions
+from datasets.sessions import Dataset, Sessions
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def load_pickle(path: Path) -> object:
 
 
 def _check_int_list(value: object, path: Path, where: str) -> list[int]:
-    if type(value) is not list or any(type(v) is not int for v in value):
+    if type(value) is not list or not set(map(type, value)) <= {int}:
         raise DataError(f"{path}: {where} must be a list of ints, got {_describe(value)}")
     return value
 
@@ -132,14 +133,18 @@ def reassemble(prefixes: list[list[int]], labels: list[int], path: Path) -> list
     return sessions
 
 
-def _to_sessions(sessions: list[list[int]], vocab: np.ndarray) -> Sessions:
-    lengths = np.fromiter((len(s) for s in sessions), dtype=np.int64, count=len(sessions))
+def _flatten(sessions: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(item ids of all clicks, session offsets)."""
+    lengths = np.fromiter(map(len, sessions), dtype=np.int64, count=len(sessions))
     offsets = np.zeros(len(sessions) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    ids = np.fromiter((i for s in sessions for i in s), dtype=np.int64, count=int(offsets[-1]))
-    pos = np.minimum(np.searchsorted(vocab, ids), len(vocab) - 1)
-    items = np.where(vocab[pos] == ids, pos, UNKNOWN)
-    return Sessions(items=items, offsets=offsets, n_items=len(vocab))
+    ids = np.fromiter(chain.from_iterable(sessions), dtype=np.int64, count=int(offsets[-1]))
+    return ids, offsets
+
+
+def _to_sessions(sessions: list[list[int]], vocab: np.ndarray) -> Sessions:
+    ids, offsets = _flatten(sessions)
+    return Sessions(items=item_index(ids, vocab), offsets=offsets, n_items=len(vocab))
 
 
 def load_srgnn(directory: Path, *, name: str) -> Dataset:
@@ -157,7 +162,7 @@ def load_srgnn(directory: Path, *, name: str) -> Dataset:
     test = reassemble(*read_test(test_path), test_path)
     if not train or not test:
         raise DataError(f"{directory}: empty {'training' if not train else 'test'} split")
-    vocab = np.unique(np.fromiter((i for s in train for i in s), dtype=np.int64))
+    vocab = vocabulary(_flatten(train)[0])
     n_valid = int(round(len(train) * VALID_FRACTION))
     log.info("%s: %d training sessions, %d test sessions", name, len(train), len(test))
     return Dataset(
@@ -178,5 +183,5 @@ def _require(path: Path, name: str) -> None:
         raise MissingDataError(
             f"{name}: file not found: {path}\n"
             f"It is the SR-GNN split from {origin}; put {TRAIN_FILE} and {TEST_FILE} in "
-            f"<data-dir>/{name}/ (see ../shared/data/README.md)."
+            f"<data-dir>/{name}/ (see the README, section on data)."
         )
