@@ -150,6 +150,25 @@ def test_preprocess_splits_train_tr_and_valid_like_train_and_test():
     assert sorted(set(splits.valid.session_id.tolist())) == [30, 31, 32, 33, 34]
 
 
+def test_train_tr_flags_follow_the_final_session_order():
+    """Regression: rule 2 can remove a session's first click and so reorder train; the
+    train_tr flags must index the reordered sessions."""
+    hour = 3600 * MICROS
+    rows = [
+        (1, T0 + 9 * hour, 666),                                   # Q: rare first click ...
+        (1, T0 + 2 * DAY, 7), (1, T0 + 2 * DAY + 1000, 7),         # ... then two days later
+        (2, T0 + 10 * hour, 7), (2, T0 + 10 * hour + 1000, 7),     # P: train_tr
+        (3, T0 + 4 * DAY, 7), (3, T0 + 4 * DAY + 1000, 7),         # test
+    ]
+    splits = rsc15.preprocess(clicks_of(rows))
+    assert list(sessions_of(splits.train)) == [2, 1]  # Q now starts after P
+    assert list(sessions_of(splits.train_tr)) == [2]
+    assert list(sessions_of(splits.valid)) == [1]
+    assert list(sessions_of(splits.test)) == [3]
+    data = rsc15.splits_to_dataset(splits, name="x", source={})
+    assert data.valid_train.session_ids.tolist() == [2]
+
+
 def test_too_short_a_span_is_a_data_error_naming_the_source():
     rows = [(s, T0 + s * 1000 + k, k % 2) for s in range(10) for k in range(3)]
     with pytest.raises(DataError, match=r"my-file.*train split is empty"):
