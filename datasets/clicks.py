@@ -69,21 +69,6 @@ class Clicks:
         return len(session_starts(self)) - 1
 
 
-def from_frame(frame: pd.DataFrame) -> Clicks:
-    """Clicks from a frame with columns ``session_id``, ``time`` (µs) and ``item_id``."""
-    return Clicks(
-        frame["session_id"].to_numpy(np.int64),
-        frame["time"].to_numpy(np.int64),
-        frame["item_id"].to_numpy(np.int64),
-    )
-
-
-def to_frame(clicks: Clicks) -> pd.DataFrame:
-    return pd.DataFrame(
-        {"session_id": clicks.session_id, "time": clicks.time, "item_id": clicks.item_id}
-    )
-
-
 # --- ordering -------------------------------------------------------------------------------
 
 
@@ -228,13 +213,9 @@ def file_sha256(path: Path, *, progress: bool = True) -> str:
     return h.hexdigest()
 
 
-def file_record(path: Path, sha256: str | None = None) -> dict[str, object]:
+def file_record(path: Path) -> dict[str, object]:
     """What ``Dataset.source`` records about an input file: path, size and sha256."""
-    return {
-        "path": str(path),
-        "size": path.stat().st_size,
-        "sha256": sha256 if sha256 is not None else file_sha256(path),
-    }
+    return {"path": str(path), "size": path.stat().st_size, "sha256": file_sha256(path)}
 
 
 def require_file(path: Path, what: str) -> None:
