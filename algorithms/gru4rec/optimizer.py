@@ -26,8 +26,8 @@ EPS = 1e-6
 
 class _AdagradM:
     def __init__(self, lr: float, momentum: float, eps: float = EPS) -> None:
-        if lr <= 0:
-            raise ValueError(f"learning_rate must be > 0, got {lr}")
+        if lr < 0:  # 0 is allowed: a frozen run, used by tests to compare forward passes
+            raise ValueError(f"learning_rate must be >= 0, got {lr}")
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         self.lr, self.momentum, self.eps = lr, momentum, eps
@@ -83,31 +83,67 @@ class DenseAdagradM(_AdagradM):
 class SparseAdagradM(_AdagradM):
     """Adagrad-momentum for a (n_rows, width) table, updating only the rows given each step.
 
-    Parameter, accumulator and velocity of a row are stored side by side in ``table`` (shape
-    (n_rows, 2 or 3, width)), so a touched row is read with one gather and written with one
-    scatter.
+    Two ways to merge duplicate rows, with the same result (up to float rounding):
+
+    - ``"unique"`` (CPU): ``torch.unique`` the rows, sum their gradients, and write the updates
+      back with ``index_add_`` of the *change* of each quantity (on the CPU ``index_add_`` has a
+      fast row-wise path that ``index_copy_`` lacks, and the parameter never has to be read).
+    - ``"scratch"`` (GPU): sum gradients in a dense zeroed scratch table, read the sums back per
+      occurrence and write identical new rows for duplicates with ``index_copy_``. Static shapes,
+      so no host-device synchronisation (``unique`` would need one for its output size).
 
     Attributes:
-        table: (n_rows, 3, width) with momentum, (n_rows, 2, width) without: [param, acc, vel].
-        param: the (n_rows, width) parameter view of ``table`` (what the model reads).
+        param: (n_rows, width) the parameter table.
+        acc: (n_rows, width) Adagrad accumulators.
+        vel: (n_rows, width) momentum velocities, or None when momentum is 0.
     """
 
-    def __init__(self, init: torch.Tensor, lr: float, momentum: float, eps: float = EPS) -> None:
+    def __init__(self, init: torch.Tensor, lr: float, momentum: float, eps: float = EPS,
+                 dedupe: str | None = None) -> None:
         super().__init__(lr, momentum, eps)
-        n_rows, width = init.shape
-        slots = 3 if momentum > 0 else 2
-        self.table = torch.zeros(n_rows, slots, width, device=init.device, dtype=init.dtype)
-        self.table[:, 0] = init
-        self.param = self.table[:, 0]
-        self._scratch = torch.zeros(n_rows, width, device=init.device, dtype=init.dtype)
+        if dedupe is None:
+            dedupe = "unique" if init.device.type == "cpu" else "scratch"
+        if dedupe not in ("unique", "scratch"):
+            raise ValueError(f"dedupe must be 'unique' or 'scratch', got {dedupe!r}")
+        self.dedupe = dedupe
+        self.param = init.detach().clone().contiguous()
+        self.acc = torch.zeros_like(self.param)
+        self.vel = torch.zeros_like(self.param) if momentum > 0 else None
+        self._scratch = torch.zeros_like(self.param) if dedupe == "scratch" else None
 
     def step(self, rows: torch.Tensor, grads: torch.Tensor) -> None:
         """Update the rows ``rows`` (int64, duplicates allowed) with per-occurrence ``grads``."""
+        if self.dedupe == "unique":
+            self._step_unique(rows, grads)
+        else:
+            self._step_scratch(rows, grads)
+
+    def _step_unique(self, rows: torch.Tensor, grads: torch.Tensor) -> None:
+        rows, inverse = torch.unique(rows, return_inverse=True)
+        g = torch.zeros((len(rows), grads.shape[1]), dtype=grads.dtype, device=grads.device)
+        g.index_add_(0, inverse, grads)
+        self.acc.index_add_(0, rows, g * g)
+        u = g.mul_(self.acc.index_select(0, rows).add_(self.eps).rsqrt_())
+        if self.vel is None:
+            self.param.index_add_(0, rows, u, alpha=-self.lr)
+            return
+        vel = self.vel.index_select(0, rows)
+        new_vel = torch.add(vel.mul(self.momentum), u, alpha=-self.lr)
+        self.vel.index_add_(0, rows, new_vel.sub_(vel))
+        # p + mu * v_new - lr * u, with v_new = vel + (new_vel - vel)
+        delta = torch.add(vel, new_vel).mul_(self.momentum).sub_(u, alpha=self.lr)
+        self.param.index_add_(0, rows, delta)
+
+    def _step_scratch(self, rows: torch.Tensor, grads: torch.Tensor) -> None:
         scratch = self._scratch
         scratch.index_add_(0, rows, grads)
         g = scratch.index_select(0, rows)  # the summed gradient of each occurrence's row
         scratch.index_fill_(0, rows, 0.0)
-        state = self.table.index_select(0, rows)
-        vel = state[:, 2] if self.momentum > 0 else None
-        self._apply(state[:, 0], state[:, 1], vel, g)
-        self.table.index_copy_(0, rows, state)
+        param = self.param.index_select(0, rows)
+        acc = self.acc.index_select(0, rows)
+        vel = None if self.vel is None else self.vel.index_select(0, rows)
+        self._apply(param, acc, vel, g)
+        self.param.index_copy_(0, rows, param)
+        self.acc.index_copy_(0, rows, acc)
+        if vel is not None:
+            self.vel.index_copy_(0, rows, vel)

@@ -1,0 +1,303 @@
+"""GRU4Rec end to end: exact gradients, hidden-state resets, learning, checkpoints, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from algorithms.gru4rec import GRU4Rec
+from algorithms.gru4rec.batching import plan_epoch
+from algorithms.gru4rec.losses import LOSSES
+from algorithms.gru4rec.model import Network, init_params
+from algorithms.gru4rec.trainer import TrainConfig, Trainer
+from benchmark.evaluator import evaluate
+from benchmark.metrics import mrr_at, recall_at
+from benchmark.registry import get_algorithm
+from datasets.sessions import UNKNOWN, Sessions, from_lists
+
+CPU = torch.device("cpu")
+
+
+def _config(**overrides) -> TrainConfig:
+    base = dict(loss="cross-entropy", final_act="softmax", n_sample=0, sample_alpha=0.5,
+                sample_cache_size=1000, logq=0.0, bpreg=0.5, learning_rate=0.1, momentum=0.0,
+                dropout_embed=0.0, dropout_hidden=0.0)
+    return TrainConfig(**{**base, **overrides})
+
+
+def _disjoint_sessions(lengths: list[int]) -> Sessions:
+    """Session s holds items 10*s, 10*s+1, ...: an input item names its session and position."""
+    return from_lists([[10 * s + k for k in range(n)] for s, n in enumerate(lengths)],
+                      n_items=10 * len(lengths))
+
+
+def _trainer(train: Sessions, layers: list[int], embedding, config: TrainConfig,
+             batch_size: int, seed: int = 0) -> Trainer:
+    gen = torch.Generator().manual_seed(seed)
+    params = init_params(train.n_items, layers, embedding, gen, CPU)
+    support = np.bincount(train.items, minlength=train.n_items).astype(np.float64)
+    return Trainer(params, embedding, config, support, plan_epoch(train, batch_size), CPU, gen)
+
+
+# ------------------------------------------------------------------ session-parallel resets
+@pytest.mark.parametrize("embedding", ["shared", 0, 6])
+def test_session_parallel_hidden_states_equal_each_session_alone(embedding) -> None:
+    lengths = [3, 2, 5, 2, 4, 6, 2, 3, 7, 2]
+    train = _disjoint_sessions(lengths)
+    trainer = _trainer(train, [8, 5], embedding, _config(learning_rate=0.0), batch_size=3)
+    net = trainer.net
+    # Each session alone: the last layer's state after each of its clicks (batch of one).
+    alone = {}
+    for s, n in enumerate(lengths):
+        hidden = [torch.zeros(1, h) for h in net.layer_sizes]
+        for k in range(n - 1):
+            item = 10 * s + k
+            out = net.step(hidden, torch.tensor([item]), torch.tensor([k == 0]))
+            alone[item] = out[0].clone()
+    trainer.reset_hidden()
+    seen = 0
+    for t in range(trainer.plan.n_steps):
+        trainer.train_step(t)
+        for row, item in enumerate(trainer.plan.inputs[t, : trainer.plan.n_active[t]]):
+            torch.testing.assert_close(trainer.hidden[-1][row], alone[int(item)])
+            seen += 1
+    assert seen == sum(n - 1 for n in lengths)
+    assert trainer.plan.n_active[-1] < 3  # the tail (a shrinking batch) was exercised
+
+
+# ------------------------------------------------------------------ exact gradients
+def _reference_grads(net_params: dict, embedding, config: TrainConfig, inp, tgt, sample,
+                     hidden_prev) -> dict[str, torch.Tensor]:
+    """The same step written with autograd, straight from the model's equations (float64)."""
+    p = {k: v.detach().double().clone().requires_grad_(True) for k, v in net_params.items()}
+    n_layers = sum(1 for k in p if k.endswith(".w_c"))
+    if embedding == "shared":
+        x = p["output.weight"][inp]
+    elif embedding:
+        x = p["embedding.weight"][inp]
+    for l in range(n_layers):
+        h = hidden_prev[l].double()
+        size = h.shape[1]
+        if l == 0 and not embedding:
+            gx = p["layer0.wx"][inp] + p["layer0.bx"]
+        else:
+            gx = x @ p[f"layer{l}.wx"] + p[f"layer{l}.bx"]
+        rz = torch.sigmoid(gx[:, : 2 * size] + h @ p[f"layer{l}.w_rz"])
+        r, z = rz[:, :size], rz[:, size:]
+        c = torch.tanh(gx[:, 2 * size :] + (r * h) @ p[f"layer{l}.w_c"])
+        x = (1 - z) * h + z * c
+    cols = torch.cat([tgt, sample]) if sample is not None else tgt
+    s = x @ p["output.weight"][cols].T + p["output.bias"][cols]
+    act = config.final_act
+    y = torch.tanh(s) if act == "tanh" else (
+        torch.nn.functional.elu(s, 0.5) if act == "elu-0.5" else s)
+    from tests.test_gru4rec_parts import _autograd_reference
+
+    loss = _autograd_reference(config.loss, y, config.bpreg)
+    grads = torch.autograd.grad(loss, list(p.values()), allow_unused=True)
+    return {k: (g if g is not None else torch.zeros_like(p[k])) for k, g in zip(p, grads)}
+
+
+@pytest.mark.parametrize("embedding,loss,act", [
+    ("shared", "cross-entropy", "softmax"),
+    (0, "bpr-max", "elu-0.5"),
+    (4, "top1-max", "tanh"),
+    ("shared", "bpr", "linear"),
+    (0, "top1", "tanh"),
+])
+def test_training_step_gradients_match_autograd(embedding, loss, act) -> None:
+    train = from_lists([[0, 1, 2, 3], [4, 5, 1], [2, 2, 6], [7, 3]], n_items=8)
+    config = _config(loss=loss, final_act=act, n_sample=5)
+    trainer = _trainer(train, [6, 5], embedding, config, batch_size=3, seed=1)
+    trainer.reset_hidden()
+    trainer.train_step(0)  # a first step, so hidden states are not all zero
+    captured: dict = {}
+    next_samples = trainer.samples.next
+    trainer.samples.next = lambda: captured.setdefault("sample", next_samples())
+    trainer.dense.step = lambda: captured.update(dense=trainer.dense.grad.clone())
+    trainer.out_opt.step = lambda rows, g: captured.update(out=(rows.clone(), g.clone()))
+    if trainer.in_opt is not None:
+        trainer.in_opt.step = lambda rows, g: captured.update(inp=(rows.clone(), g.clone()))
+    params_before = {k: v.clone() for k, v in trainer.net.params.items()}
+    keep = trainer.keep_mask[1, :3]
+    hidden_prev = [h * keep for h in trainer.hidden]
+    trainer.train_step(1)
+    inp, tgt = trainer.inputs[1, :3], trainer.targets[1, :3]
+    ref = _reference_grads(params_before, embedding, config, inp, tgt, captured["sample"][0],
+                           hidden_prev)
+
+    for name, view in trainer.dense.grad_views.items():
+        torch.testing.assert_close(view.double(), ref[name], atol=1e-5, rtol=1e-4)
+    rows, g = captured["out"]
+    dense_out = torch.zeros(8, 6, dtype=torch.float64).index_add_(0, rows, g.double())
+    torch.testing.assert_close(dense_out[:, :5], ref["output.weight"], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(dense_out[:, 5], ref["output.bias"], atol=1e-5, rtol=1e-4)
+    if "inp" in captured:
+        rows, g = captured["inp"]
+        key = "embedding.weight" if embedding else "layer0.wx"
+        dense_in = torch.zeros_like(ref[key]).index_add_(0, rows, g.double())
+        torch.testing.assert_close(dense_in, ref[key], atol=1e-5, rtol=1e-4)
+
+
+def test_logq_lowers_each_column_by_its_log_sampling_probability() -> None:
+    train = from_lists([[0, 1, 2, 3], [4, 5, 1], [2, 2, 6], [7, 3]], n_items=8)
+    config = _config(n_sample=4, logq=1.0, sample_alpha=0.5)
+    trainer = _trainer(train, [5], "shared", config, batch_size=3)
+    trainer.reset_hidden()
+    seen = {}
+    real = trainer.loss_fn
+    trainer.loss_fn = lambda y, bpreg: (seen.setdefault("y", y.clone()), real(y, bpreg))[1]
+    captured = {}
+    next_samples = trainer.samples.next
+    trainer.samples.next = lambda: captured.setdefault("sample", next_samples())
+    params = {k: v.clone() for k, v in trainer.net.params.items()}
+    trainer.train_step(0)
+    cols = torch.cat([trainer.targets[0, :3], captured["sample"][0]])
+    o = trainer.hidden[-1]
+    raw = o @ params["output.weight"][cols].T + params["output.bias"][cols]
+    support = np.bincount(train.items, minlength=8).astype(np.float64)
+    logp = torch.tensor(np.log(support / support.sum()), dtype=torch.float32)
+    log_q = torch.cat([logp[cols[:3]], 0.5 * logp[cols[3:]]])
+    torch.testing.assert_close(seen["y"], raw - log_q, atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------------------ learning
+def _chain(n_items: int = 30, n_sessions: int = 300, seed: int = 0) -> Sessions:
+    """Deterministic chain: the item after i is always i + 1 (mod n_items)."""
+    rng = np.random.default_rng(seed)
+    sessions = []
+    for _ in range(n_sessions):
+        start, length = rng.integers(n_items), rng.integers(2, 7)
+        sessions.append([(start + k) % n_items for k in range(length)])
+    return from_lists(sessions, n_items)
+
+
+@pytest.mark.parametrize("loss", ["cross-entropy", "bpr-max"])
+def test_learns_a_deterministic_chain(loss: str) -> None:
+    chain = _chain()
+    model = GRU4Rec(layers=24, loss=loss, n_sample=8, logq=0.0, bpreg=0.5, learning_rate=0.1,
+                    momentum=0.2, dropout_hidden=0.0, batch_size=8, n_epochs=3, device="cpu",
+                    seed=0).fit(chain, valid=chain)
+    ranks = evaluate(model, chain, progress=False).rank
+    assert recall_at(ranks, 1) > 0.95
+    assert [row["epoch"] for row in model.history_] == [1, 2, 3]
+    assert all(row["valid_recall20"] is not None for row in model.history_)
+    assert all(np.isfinite(row["loss"]) and row["events_per_s"] > 0 for row in model.history_)
+
+
+def test_fit_is_seeded_and_forgets_earlier_fits() -> None:
+    chain = _chain(seed=1)
+    kw = dict(layers=8, n_sample=4, batch_size=4, n_epochs=1, device="cpu", dropout_hidden=0.3)
+    a = GRU4Rec(seed=5, **kw).fit(chain)
+    b = GRU4Rec(seed=5, **kw).fit(chain)
+    for k, v in a.network_.params.items():
+        torch.testing.assert_close(v, b.network_.params[k], rtol=0, atol=0)
+    a.fit(_chain(seed=2))
+    assert len(a.history_) == 1
+
+
+# ------------------------------------------------------------------ inference contract
+def test_unknown_input_keeps_the_hidden_state() -> None:
+    model = GRU4Rec(layers=[6, 5], n_sample=4, batch_size=4, n_epochs=1, device="cpu")
+    model.fit(_chain())
+    state = model.init_state(2)
+    model.step(state, np.array([3, 3]), np.array([True, True]))
+    before = [h.clone() for h in state]
+    scores = model.step(state, np.array([UNKNOWN, 4]), np.array([False, False]))
+    torch.testing.assert_close(state[0][0], before[0][0])
+    assert not torch.equal(state[0][1], before[0][1])
+    fresh = model.init_state(1)
+    empty = model.step(fresh, np.array([UNKNOWN]), np.array([True]))  # unknown first click
+    assert torch.count_nonzero(fresh[0]) == 0 and empty.shape == (1, 30)
+    assert scores.shape == (2, 30) and torch.isfinite(scores).all()
+
+
+def test_checkpoint_round_trip_scores_identically(tmp_path) -> None:
+    chain = _chain()
+    model = GRU4Rec(layers=[7], embedding=5, loss="top1-max", final_act="elu-0.5", logq=0.0,
+                    n_sample=4, batch_size=4, n_epochs=1, device="cpu").fit(chain)
+    path = tmp_path / "gru4rec.pt"
+    model.save(path)
+    raw = torch.load(path, weights_only=True)  # plain dicts, tensors and numbers only
+    assert raw["params"] == model.get_params() and set(raw) >= {"network", "history"}
+    loaded = GRU4Rec.load(path)
+    assert loaded.get_params() == model.get_params()
+    assert loaded.history_ == model.history_
+    np.testing.assert_array_equal(evaluate(loaded, chain, progress=False).rank,
+                                  evaluate(model, chain, progress=False).rank)
+    s1, s2 = model.init_state(3), loaded.init_state(3)
+    for items in ([1, 2, 3], [2, UNKNOWN, 4]):
+        a = model.step(s1, np.array(items), np.array([True] * 3))
+        b = loaded.step(s2, np.array(items), np.array([True] * 3))
+        assert torch.equal(a, b)
+
+
+def test_nan_loss_raises(monkeypatch) -> None:
+    def nan_loss(y, bpreg):
+        value, grad = LOSSES["bpr"](y, bpreg)
+        return value * float("nan"), grad
+
+    monkeypatch.setitem(LOSSES, "cross-entropy", nan_loss)
+    with pytest.raises(FloatingPointError, match="NaN"):
+        GRU4Rec(layers=4, n_sample=2, batch_size=2, n_epochs=1, device="cpu").fit(_chain())
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    (dict(loss="hinge"), "loss"), (dict(layers=[0]), "layers"), (dict(embedding=-3), "embedding"),
+    (dict(final_act="softmax", loss="bpr-max", logq=0.0), "final_act"),
+    (dict(logq=1.0, loss="bpr"), "logq"), (dict(dropout_hidden=1.0), "dropout_hidden"),
+    (dict(momentum=1.5), "momentum"), (dict(learning_rate=0.0), "learning_rate"),
+    (dict(batch_size=0), "batch_size"), (dict(device="tpu"), "device"),
+])
+def test_bad_hyperparameters_name_the_parameter(kwargs, name) -> None:
+    with pytest.raises(ValueError, match=name):
+        GRU4Rec(**kwargs).fit(_chain())
+
+
+def test_registered_and_constructor_only_stores_arguments() -> None:
+    assert get_algorithm("gru4rec") is GRU4Rec
+    model = GRU4Rec(layers=[3, 4], seed=9)
+    assert model.get_params()["layers"] == [3, 4] and model.get_params()["seed"] == 9
+    assert not any(k.endswith("_") for k in vars(model))
+
+
+# ------------------------------------------------------------------ CUDA (skipped without one)
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_training_learns_the_chain_and_scores_on_the_gpu() -> None:
+    chain = _chain()
+    model = GRU4Rec(layers=24, n_sample=8, logq=1.0, learning_rate=0.1, dropout_hidden=0.0,
+                    batch_size=8, n_epochs=3, device="cuda").fit(chain)
+    scores = model.step(model.init_state(2), np.array([1, UNKNOWN]), np.array([True, True]))
+    assert scores.device.type == "cuda"
+    assert recall_at(evaluate(model, chain, progress=False).rank, 1) > 0.95
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_sparse_optimizer_matches_cpu() -> None:
+    from algorithms.gru4rec.optimizer import SparseAdagradM
+
+    init = torch.randn(9, 4)
+    cpu = SparseAdagradM(init, 0.1, 0.3)
+    gpu = SparseAdagradM(init.cuda(), 0.1, 0.3)
+    assert gpu.dedupe == "scratch"
+    for rows in ([1, 1, 2], [2, 8, 8, 8]):
+        grads = torch.randn(len(rows), 4)
+        cpu.step(torch.tensor(rows), grads)
+        gpu.step(torch.tensor(rows).cuda(), grads.cuda())
+    torch.testing.assert_close(gpu.param.cpu(), cpu.param)
+
+
+# ------------------------------------------------------------------ real data (slow)
+@pytest.mark.slow
+def test_rsc15_64_best_preset_reaches_published_quality(shared_data) -> None:
+    from benchmark.config import load_preset
+    from datasets import load_dataset
+
+    data = load_dataset("rsc15-64", data_dir=shared_data)
+    model = GRU4Rec(**load_preset("gru4rec", "rsc15-best"), device="cpu").fit(data.train)
+    ranks = evaluate(model, data.test, progress=False).rank
+    assert len(ranks) == 55_898
+    assert recall_at(ranks, 20) >= 0.70 and mrr_at(ranks, 20) >= 0.30
