@@ -111,7 +111,7 @@ def _bars(ax: Axes, rows: pd.DataFrame, palette: dict[str, tuple]) -> None:
     for yi, v, end in zip(y, values, ends):
         ax.text(end, yi, f" {v:.3f}", va="center", ha="left", fontsize=8)
     ax.set_yticks(y, rows.index)
-    ax.set_xlim(0, max(np.nanmax(values), 1e-9) * 1.28)
+    ax.set_xlim(0, max(np.nanmax(ends), 1e-9) * 1.22)
     ax.grid(axis="y", visible=False)
 
 
@@ -123,7 +123,7 @@ def _published_markers(ax: Axes, labels: list[str], published: dict[str, tuple[f
         xs, ys = zip(*points)
         ax.scatter(xs, ys, marker="D", s=22, color="black", zorder=3,
                    label="published (same split; sources in table.md)")
-        ax.set_xlim(0, max(ax.get_xlim()[1], max(xs) * 1.15))
+        ax.set_xlim(0, max(ax.get_xlim()[1], max(xs) * 1.22))
 
 
 # ---------------------------------------------------------------------------- curves

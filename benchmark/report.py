@@ -274,7 +274,7 @@ def finalize_run(
         n_resamples: sign flips of the paired permutation test.
     """
     run_dir = Path(run_dir)
-    record, metrics = read_run(run_dir)
+    _, metrics = read_run(run_dir)
     predictions = pd.read_parquet(run_dir / "predictions.parquet")
     sessions = predictions["session"].to_numpy(np.int64)
     labels = list(dict.fromkeys(metrics["algorithm"]))
@@ -326,11 +326,12 @@ def run_markdown(table: pd.DataFrame, metrics: pd.DataFrame, record: dict, setti
     dataset = dataset_name(record, run_dir)
     cutoffs = sorted(int(k) for k in metrics["cutoff"].unique())
     cutoff = tables.headline_cutoff(cutoffs)
+    notes = tables.published_notes(table, dataset)
     parts = [f"# {dataset}: run {Path(run_dir).name}", "",
              protocol_line(record, predictions, dataset), "",
              uncertainty_line(settings, table), "",
              f"## Recall@{cutoff} and MRR@{cutoff}", "", tables.headline_markdown(table, cutoff),
-             "", *tables.published_notes(table, dataset), "",
+             "", *([*notes, ""] if notes else []),
              "## Every cutoff, time and memory", "", tables.detail_markdown(table, cutoffs), "",
              run_line(record), ""]
     return "\n".join(parts)
@@ -348,8 +349,7 @@ def protocol_line(record: dict, predictions: pd.DataFrame, dataset: str) -> str:
             f"tie mode **{tie_mode}**"
             + (f" (rank = {protocol['rank']})" if "rank" in protocol else "")
             + f". Test: {n:,} predictions in {predictions['session'].nunique():,} sessions; "
-            f"{unseen:,} targets ({100.0 * unseen / max(n, 1):.2f}%) are items unseen in "
-            "training and count as misses.")
+            + _unseen_text(unseen, n) + ".")
     counts = (record.get("data") or {}).get("counts") or {}
     if counts:
         text += " Data: " + "; ".join(_count_text(k, v) for k, v in counts.items()) + "."
@@ -358,6 +358,13 @@ def protocol_line(record: dict, predictions: pd.DataFrame, dataset: str) -> str:
         text += " Policy: " + "; ".join(
             f"{k.replace('_', ' ')}: {v}" for k, v in policy.items()) + "."
     return text
+
+
+def _unseen_text(unseen: int, n: int) -> str:
+    if unseen == 0:
+        return "every target item occurs in training"
+    return (f"{unseen:,} target{'s' if unseen != 1 else ''} ({100.0 * unseen / max(n, 1):.2f}%) "
+            "not in training, counted as misses for every algorithm")
 
 
 def _count_text(split: str, counts: object) -> str:

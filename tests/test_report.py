@@ -99,7 +99,7 @@ def test_table_csv_has_the_known_numbers_and_relative_change(run_dir):
 def test_table_md_shows_protocol_ci_change_p_value_and_published(run_dir):
     text = (run_dir / "table.md").read_text()
     assert "tie mode **conservative**" in text
-    assert "10 predictions in 4 sessions; 1 targets (10.00%)" in text
+    assert "10 predictions in 4 sessions; 1 target (10.00%) not in training" in text
     gru = next(line for line in text.splitlines() if line.startswith("| **gru4rec**"))
     assert "0.7000 [" in gru and "+40.0%" in gru and "+51.7%" in gru
     assert "(reference)" in gru and "0.7500 ± 0.0707" in gru and "0.6064 / 0.2289" in gru
