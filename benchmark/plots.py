@@ -202,20 +202,31 @@ def _short(n: int) -> str:
 # ---------------------------------------------------------------------------- training
 
 
-def plot_training(histories: dict[str, pd.DataFrame], path: Path, *, title: str = "") -> Path:
-    """Training loss and validation Recall@20 per epoch, one line per GRU4Rec label."""
+def plot_training(histories: dict[str, pd.DataFrame], path: Path, *, title: str = "",
+                  losses: dict[str, str] | None = None) -> Path:
+    """Training loss and validation Recall@20 per epoch, one line per GRU4Rec label.
+
+    Args:
+        histories: label -> ``history/<label>.csv``.
+        path: output PNG.
+        title: figure title (the dataset).
+        losses: label -> name of its training loss, shown in the legend.
+    """
+    losses = losses or {}
     has_valid = any("valid_recall20" in h and h["valid_recall20"].notna().any()
                     for h in histories.values())
     palette = colors(list(histories))
     with matplotlib.rc_context(_RC):
         fig, axes = _figure(3.4, 2 if has_valid else 1)
         for label, history in histories.items():
+            name = f"{label} ({losses[label]} loss)" if label in losses else label
             axes[0].plot(history["epoch"], history["loss"], marker="o", markersize=3,
-                         color=palette[label], label=label)
+                         color=palette[label], label=name)
             if has_valid and "valid_recall20" in history:
                 axes[1].plot(history["epoch"], history["valid_recall20"], marker="o",
-                             markersize=3, color=palette[label], label=label)
-        axes[0].set_title("training loss per epoch")
+                             markersize=3, color=palette[label], label=name)
+        axes[0].set_title("training loss per epoch" if has_valid else
+                          "training loss per epoch (no validation split used in this run)")
         axes[0].set_ylabel("mean training loss")
         if has_valid:
             axes[1].set_title("validation Recall@20 per epoch")
@@ -291,7 +302,8 @@ def draw_run(run_dir: Path, *, title: str = "") -> list[Path]:
     histories = {p.stem: pd.read_csv(p) for p in sorted((run_dir / "history").glob("*.csv"))}
     histories = {k: h for k, h in histories.items() if not h.empty}
     if histories:
-        written.append(plot_training(histories, out / "training.png", title=title))
+        written.append(plot_training(histories, out / "training.png", title=title,
+                                     losses=_losses(run_dir)))
     log.info("%s: drew %s", run_dir, ", ".join(p.name for p in written))
     return written
 
@@ -305,6 +317,15 @@ def _published(run_dir: Path) -> dict[str, tuple[float, float]]:
     found = {label: published_for(dataset, entry.get("algorithm", label))
              for label, entry in config.items() if isinstance(entry, dict)}
     return {label: (p.recall20, p.mrr20) for label, p in found.items() if p is not None}
+
+
+def _losses(run_dir: Path) -> dict[str, str]:
+    """Label -> ``params.loss`` from ``run.json``, for the algorithms that have one."""
+    if not (run_dir / "run.json").is_file():
+        return {}
+    config = io.read_json(run_dir / "run.json").get("config") or {}
+    return {label: str(entry["params"]["loss"]) for label, entry in config.items()
+            if isinstance(entry, dict) and "loss" in (entry.get("params") or {})}
 
 
 def _unseen_note(run_dir: Path) -> str:

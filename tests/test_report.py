@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark import report
+from benchmark import analysis, report
 from benchmark.metrics import compute_metrics
 
 INF = np.inf
@@ -168,7 +168,7 @@ def test_run_without_reference_has_no_p_values_but_a_best_baseline(tmp_path):
 
 def test_popularity_buckets_cut_seen_targets_into_equal_groups():
     support = np.array([0, 5, 1, 3, 3, 9, 2, 0, 7, 4, 8])  # 9 seen targets
-    bucket, labels = report.popularity_buckets(support, n_bins=3)
+    bucket, labels = analysis.popularity_buckets(support, n_bins=3)
     assert bucket.tolist() == [0, 2, 1, 1, 2, 3, 1, 0, 3, 2, 3]  # ties kept in row order
     assert labels == ["1–3", "3–5", "7–9"]
 
