@@ -17,6 +17,7 @@ from benchmark.registry import get_algorithm
 from datasets.sessions import UNKNOWN, Sessions, from_lists
 
 CPU = torch.device("cpu")
+SMALL_CACHE = 4096  # the default pre-draws 10M samples: seconds per fit, too slow for tests
 
 
 def _config(**overrides) -> TrainConfig:
@@ -178,7 +179,7 @@ def test_learns_a_deterministic_chain(loss: str) -> None:
     chain = _chain()
     model = GRU4Rec(layers=24, loss=loss, n_sample=8, logq=0.0, bpreg=0.5, learning_rate=0.1,
                     momentum=0.2, dropout_hidden=0.0, batch_size=8, n_epochs=3, device="cpu",
-                    seed=0).fit(chain, valid=chain)
+                    seed=0, sample_cache_size=SMALL_CACHE).fit(chain, valid=chain)
     ranks = evaluate(model, chain, progress=False).rank
     assert recall_at(ranks, 1) > 0.95
     assert [row["epoch"] for row in model.history_] == [1, 2, 3]
@@ -188,7 +189,8 @@ def test_learns_a_deterministic_chain(loss: str) -> None:
 
 def test_fit_is_seeded_and_forgets_earlier_fits() -> None:
     chain = _chain(seed=1)
-    kw = dict(layers=8, n_sample=4, batch_size=4, n_epochs=1, device="cpu", dropout_hidden=0.3)
+    kw = dict(layers=8, n_sample=4, batch_size=4, n_epochs=1, device="cpu", dropout_hidden=0.3,
+              sample_cache_size=SMALL_CACHE)
     a = GRU4Rec(seed=5, **kw).fit(chain)
     b = GRU4Rec(seed=5, **kw).fit(chain)
     for k, v in a.network_.params.items():
@@ -199,7 +201,8 @@ def test_fit_is_seeded_and_forgets_earlier_fits() -> None:
 
 # ------------------------------------------------------------------ inference contract
 def test_unknown_input_keeps_the_hidden_state() -> None:
-    model = GRU4Rec(layers=[6, 5], n_sample=4, batch_size=4, n_epochs=1, device="cpu")
+    model = GRU4Rec(layers=[6, 5], n_sample=4, batch_size=4, n_epochs=1, device="cpu",
+                    sample_cache_size=SMALL_CACHE)
     model.fit(_chain())
     state = model.init_state(2)
     model.step(state, np.array([3, 3]), np.array([True, True]))
@@ -216,7 +219,8 @@ def test_unknown_input_keeps_the_hidden_state() -> None:
 def test_checkpoint_round_trip_scores_identically(tmp_path) -> None:
     chain = _chain()
     model = GRU4Rec(layers=[7], embedding=5, loss="top1-max", final_act="elu-0.5", logq=0.0,
-                    n_sample=4, batch_size=4, n_epochs=1, device="cpu").fit(chain)
+                    n_sample=4, batch_size=4, n_epochs=1, device="cpu",
+                    sample_cache_size=SMALL_CACHE).fit(chain)
     path = tmp_path / "gru4rec.pt"
     model.save(path)
     raw = torch.load(path, weights_only=True)  # plain dicts, tensors and numbers only
@@ -240,7 +244,8 @@ def test_nan_loss_raises(monkeypatch) -> None:
 
     monkeypatch.setitem(LOSSES, "cross-entropy", nan_loss)
     with pytest.raises(FloatingPointError, match="NaN"):
-        GRU4Rec(layers=4, n_sample=2, batch_size=2, n_epochs=1, device="cpu").fit(_chain())
+        GRU4Rec(layers=4, n_sample=2, batch_size=2, n_epochs=1, device="cpu",
+                sample_cache_size=SMALL_CACHE).fit(_chain())
 
 
 @pytest.mark.parametrize("kwargs,name", [
@@ -268,7 +273,8 @@ def test_registered_and_constructor_only_stores_arguments() -> None:
 def test_cuda_training_learns_the_chain_and_scores_on_the_gpu() -> None:
     chain = _chain()
     model = GRU4Rec(layers=24, n_sample=8, logq=1.0, learning_rate=0.1, dropout_hidden=0.0,
-                    batch_size=8, n_epochs=3, device="cuda").fit(chain)
+                    batch_size=8, n_epochs=3, device="cuda",
+                    sample_cache_size=SMALL_CACHE).fit(chain)
     scores = model.step(model.init_state(2), np.array([1, UNKNOWN]), np.array([True, True]))
     assert scores.device.type == "cuda"
     assert recall_at(evaluate(model, chain, progress=False).rank, 1) > 0.95

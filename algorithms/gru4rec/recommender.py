@@ -8,7 +8,9 @@ five losses, Adagrad with Nesterov momentum and sparse item-row updates (see ``t
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,9 @@ class GRU4Rec(SessionRecommender):
         n_epochs: passes over the training data.
         device: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"`` / ``"cuda:N"``.
         seed: seeds the weight initialisation, sampling and dropout (no global seeding).
+        n_threads: CPU threads while training on the CPU (restored afterwards). None: 1, because
+            a step's ops are too small to split and a second thread mostly adds synchronisation
+            (catastrophically so when other processes compete for the cores).
 
     Attributes:
         network_: the trained ``Network`` (parameters on ``device_``).
@@ -89,6 +94,7 @@ class GRU4Rec(SessionRecommender):
         n_epochs: int = 10,
         device: str = "auto",
         seed: int = 0,
+        n_threads: int | None = None,
     ) -> None:
         self.layers = layers
         self.embedding = embedding
@@ -107,6 +113,7 @@ class GRU4Rec(SessionRecommender):
         self.n_epochs = n_epochs
         self.device = device
         self.seed = seed
+        self.n_threads = n_threads
 
     # ------------------------------------------------------------------ validation
     def _layer_sizes(self) -> list[int]:
@@ -153,6 +160,8 @@ class GRU4Rec(SessionRecommender):
                              f"got logq={self.logq} with loss {self.loss!r}")
         if self.sample_alpha < 0:
             raise ValueError(f"sample_alpha must be >= 0, got {self.sample_alpha}")
+        if self.n_threads is not None and self.n_threads < 1:
+            raise ValueError(f"n_threads must be None or >= 1, got {self.n_threads}")
 
     def _resolve_device(self) -> torch.device:
         if self.device == "auto":
@@ -184,7 +193,8 @@ class GRU4Rec(SessionRecommender):
         log.info("GRU4Rec: %d items, %d training events/epoch in %d steps, device %s",
                  train.n_items, plan.n_events, plan.n_steps, self.device_)
         for epoch in range(1, self.n_epochs + 1):
-            stats = trainer.train_epoch(epoch)
+            with self._training_threads():
+                stats = trainer.train_epoch(epoch)
             self.network_ = trainer.net  # live views: validation sees the current weights
             recall = self._valid_recall20(valid) if valid is not None else None
             row = {"epoch": epoch, "loss": stats["loss"],
@@ -195,6 +205,20 @@ class GRU4Rec(SessionRecommender):
                      row["events_per_s"], "" if recall is None else f", valid Recall@20 {recall:.4f}")
         self.network_ = Network(trainer.export_params(), self.embedding)
         return self
+
+    @contextlib.contextmanager
+    def _training_threads(self) -> Iterator[None]:
+        """Run the block with ``n_threads`` CPU threads (CPU training only), then restore."""
+        before = torch.get_num_threads()
+        wanted = self.n_threads or 1
+        if self.device_.type != "cpu" or wanted == before:
+            yield
+            return
+        torch.set_num_threads(wanted)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     def _train_config(self) -> TrainConfig:
         return TrainConfig(
