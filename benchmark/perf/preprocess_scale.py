@@ -41,8 +41,8 @@ REAL_RSC15 = {
 """Split counts of the real yoochoose-clicks.dat after the GRU4Rec preprocessing (PROTOCOL.md)."""
 
 
-def run_measured(args: list[str]) -> tuple[float, float, str]:
-    """Run ``args``; return (wall seconds, peak RSS in GiB, stdout). Raises on failure."""
+def run_measured(args: list[str]) -> tuple[float, float, float, str]:
+    """Run ``args``; return (wall s, CPU s, peak RSS in GiB, stdout). Raises on failure."""
     started = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
     out = proc.stdout.read() if proc.stdout else ""
@@ -51,7 +51,8 @@ def run_measured(args: list[str]) -> tuple[float, float, str]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} exited with {proc.returncode}")
-    return wall, usage.ru_maxrss / 2**20, out  # ru_maxrss is in KiB on Linux
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, cpu, usage.ru_maxrss / 2**20, out  # ru_maxrss is in KiB on Linux
 
 
 def load_child(clicks: Path, cache_dir: Path) -> None:
@@ -87,40 +88,46 @@ def _peak_rss_gib() -> float | None:
 def measure(clicks: Path | None, work_dir: Path, fraction: float, seed: int) -> dict:
     """Run the stages and return the measurements."""
     python = sys.executable
-    report: dict = {"cpu_count": os.cpu_count(), "load_average": os.getloadavg()}
+    report: dict = {"cpu_count": os.cpu_count(), "load_average_start": os.getloadavg()}
     if clicks is None:
         clicks = work_dir / "yoochoose-clicks-simulated.dat"
-        wall, rss, out = run_measured(
+        wall, cpu, rss, out = run_measured(
             [python, "-m", "datasets.generate_rsc15", str(clicks),
              "--fraction", str(fraction), "--seed", str(seed)]
         )
-        report["generate"] = {"seconds": wall, "peak_rss_gib": rss, "output": out.strip()}
+        report["generate"] = {"seconds": wall, "cpu_seconds": cpu, "peak_rss_gib": rss,
+                              "output": out.strip()}
     report["clicks"] = {"path": str(clicks), "bytes": clicks.stat().st_size}
     cache = work_dir / "cache"
     for stage in ("preprocess_cold", "load_cached"):
-        wall, rss, out = run_measured(
+        wall, cpu, rss, out = run_measured(
             [python, "-m", "benchmark.perf.preprocess_scale", "--_load", str(clicks), str(cache)]
         )
         result = json.loads(out.strip().splitlines()[-1])
-        report[stage] = {"seconds": wall, "peak_rss_gib": rss, "cache": result["cache"],
+        report[stage] = {"seconds": wall, "cpu_seconds": cpu, "peak_rss_gib": rss,
+                         "cache": result["cache"],
                          "load_seconds": result["load_seconds"],
                          "load_peak_rss_gib": result["load_peak_rss_gib"]}
         report["counts"] = result["counts"]
+    report["load_average_end"] = os.getloadavg()
     return report
 
 
 def format_report(report: dict) -> str:
-    lines = [f"machine: {report['cpu_count']} CPUs, load average at start "
-             f"{', '.join(f'{x:.2f}' for x in report['load_average'])}",
+    loads = [f"{report[k][0]:.1f}" for k in ("load_average_start", "load_average_end")]
+    lines = [f"machine: {report['cpu_count']} CPUs; 1-min load average {loads[0]} at start, "
+             f"{loads[1]} at end (other users' work included)",
              f"input: {report['clicks']['path']} ({report['clicks']['bytes']:,} bytes)", "",
-             "| stage | process wall (s) | process peak RSS (GiB) | load_rsc15 (s) "
-             "| load_rsc15 peak RSS (GiB) |", "| --- | ---: | ---: | ---: | ---: |"]
+             "| stage | process wall (s) | process CPU (s) | process peak RSS (GiB) "
+             "| load_rsc15 wall (s) | load_rsc15 peak RSS (GiB) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for stage in ("generate", "preprocess_cold", "load_cached"):
         if stage in report:
             r = report[stage]
             inner = (f"{r['load_seconds']:.1f} | {r['load_peak_rss_gib']:.2f}"
                      if "load_seconds" in r else "- | -")
-            lines.append(f"| {stage} | {r['seconds']:.1f} | {r['peak_rss_gib']:.2f} | {inner} |")
+            lines.append(f"| {stage} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} "
+                         f"| {r['peak_rss_gib']:.2f} | {inner} |")
     lines += ["", "| split | events | sessions | items | real RSC15 (events / sessions / items) |",
               "| --- | ---: | ---: | ---: | --- |"]
     for split, c in report["counts"].items():
