@@ -187,3 +187,12 @@ def test_summarize_puts_datasets_side_by_side(run_dir, tmp_path):
     assert "rsc15-64" in header and "diginetica" in header
     assert "0.5000 [" in text and "(published 0.3575)" in text
     assert (tmp_path / "summary" / "summary.png").stat().st_size > 5000
+
+
+def test_command_line_rerenders_a_run_without_recomputing(run_dir, capsys):
+    (run_dir / "table.md").unlink()
+    before = (run_dir / "metrics.csv").read_bytes()
+    report.main([str(run_dir), "--render-only"])
+    assert (run_dir / "table.md").is_file()
+    assert (run_dir / "metrics.csv").read_bytes() == before
+    assert "rendered" in capsys.readouterr().out
