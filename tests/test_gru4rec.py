@@ -307,3 +307,19 @@ def test_rsc15_64_best_preset_reaches_published_quality(shared_data) -> None:
     ranks = evaluate(model, data.test, progress=False).rank
     assert len(ranks) == 55_898
     assert recall_at(ranks, 20) >= 0.70 and mrr_at(ranks, 20) >= 0.30
+
+
+def test_every_preset_builds_a_valid_model() -> None:
+    import tomllib
+
+    from benchmark.config import PRESET_DIR, load_preset
+
+    with open(PRESET_DIR / "gru4rec.toml", "rb") as f:
+        names = list(tomllib.load(f))
+    assert {"rsc15-best", "rsc15-bprmax", "2016-top1-100", "2016-bpr-1000"} <= set(names)
+    for name in names:
+        model = GRU4Rec(**load_preset("gru4rec", name))
+        model._check_params()
+    best = load_preset("gru4rec", "rsc15-best")
+    assert (best["loss"], best["embedding"], best["layers"], best["batch_size"],
+            best["n_sample"], best["logq"]) == ("cross-entropy", "shared", [100], 32, 2048, 1.0)
