@@ -334,3 +334,23 @@ def test_encode_items_keeps_id_order():
     assert ids.tolist() == [7, 90, 500]
     assert coded.item_id.tolist() == [2, 0, 2, 1]
     assert vocabulary(coded.item_id).tolist() == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_matches_the_reference_end_to_end_on_a_generated_raw_file(tmp_path):
+    """File -> Dataset against pandas parsing + the pandas reference (~165k clicks)."""
+    from datasets.generate_rsc15 import generate
+
+    path = generate(tmp_path / "clicks.dat", fraction=0.005, seed=11, progress=False).path
+    frame = pd.read_csv(path, header=None, names=["session_id", "time", "item_id", "category"],
+                        usecols=[0, 1, 2])
+    frame["time"] = (pd.to_datetime(frame["time"], utc=True)
+                     - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)
+    expected = reference(frame)
+    data = rsc15.load_rsc15(path, cache_dir=tmp_path / "cache")
+    parts = {"train": data.train, "test": data.test, "train_tr": data.valid_train,
+             "valid": data.valid_test}
+    for name, sessions in parts.items():
+        got = {int(sessions.session_ids[s]): data.item_ids[sessions.session(s)].tolist()
+               for s in range(sessions.n_sessions)}
+        assert list(got.items()) == list(expected[name].items()), name
