@@ -11,15 +11,16 @@ The generative model (shared with ``datasets.generate_rsc15``, which scales it t
 - **Clicks** are a Markov walk: the first item is drawn by global popularity; each next click
   repeats the current item (``p_repeat``), goes to its successor (``p_successor``), to a
   popularity-weighted item of the same cluster (``p_cluster``), or else to a globally popular one.
-  The successor rule is the learnable sequential signal (an oracle that knows it would reach
-  Recall@1 of about ``p_repeat + p_successor`` where successors are distinct from repeats).
+  The successor rule is the learnable sequential signal: a model that knows each item's
+  successor predicts the next click exactly in at least ``p_successor`` of the cases.
 - **Times**: sessions start on a day drawn in proportion to ``day_weights``, at an hour of the
   day drawn from a daily cycle (:data:`HOURLY_PROFILE`, UTC); gaps between clicks are log-normal
   (median ``gap_median_s``, log-sd ``gap_sigma``), rounded to milliseconds like the raw RSC15 file.
 
-The ``synthetic`` dataset runs such a stream (8 days, ~24k raw sessions, 2,000 items) through
-the same RSC15 preprocessing as the real file, so the split code is exercised as well, and the
-whole pipeline runs in about a minute with no download.
+The ``synthetic`` dataset runs such a stream (8 days, 26,400 raw sessions, 2,000 items; after
+the rules about 20k training sessions, 1.7k items and 2.8k test sessions) through the same RSC15
+preprocessing as the real file, so the split code is exercised as well, and the whole pipeline
+runs in about a minute with no download.
 """
 
 from __future__ import annotations
