@@ -42,11 +42,13 @@ def _trainer(train: Sessions, layers: list[int], embedding, config: TrainConfig,
 
 
 # ------------------------------------------------------------------ session-parallel resets
+@pytest.mark.parametrize("dedupe", [True, False])
 @pytest.mark.parametrize("embedding", ["shared", 0, 6])
-def test_session_parallel_hidden_states_equal_each_session_alone(embedding) -> None:
+def test_session_parallel_hidden_states_equal_each_session_alone(embedding, dedupe) -> None:
     lengths = [3, 2, 5, 2, 4, 6, 2, 3, 7, 2]
     train = _disjoint_sessions(lengths)
     trainer = _trainer(train, [8, 5], embedding, _config(learning_rate=0.0), batch_size=3)
+    trainer.dedupe = dedupe
     net = trainer.net
     # Each session alone: the last layer's state after each of its clicks (batch of one).
     alone = {}
@@ -100,6 +102,7 @@ def _reference_grads(net_params: dict, embedding, config: TrainConfig, inp, tgt,
     return {k: (g if g is not None else torch.zeros_like(p[k])) for k, g in zip(p, grads)}
 
 
+@pytest.mark.parametrize("dedupe", [True, False], ids=["cpu-unique-rows", "gpu-style-rows"])
 @pytest.mark.parametrize("embedding,loss,act", [
     ("shared", "cross-entropy", "softmax"),
     (0, "bpr-max", "elu-0.5"),
@@ -107,19 +110,22 @@ def _reference_grads(net_params: dict, embedding, config: TrainConfig, inp, tgt,
     ("shared", "bpr", "linear"),
     (0, "top1", "tanh"),
 ])
-def test_training_step_gradients_match_autograd(embedding, loss, act) -> None:
+def test_training_step_gradients_match_autograd(embedding, loss, act, dedupe: bool) -> None:
     train = from_lists([[0, 1, 2, 3], [4, 5, 1], [2, 2, 6], [7, 3]], n_items=8)
     config = _config(loss=loss, final_act=act, n_sample=5)
     trainer = _trainer(train, [6, 5], embedding, config, batch_size=3, seed=1)
+    trainer.dedupe = dedupe  # both row layouts: merged duplicates (CPU) and per occurrence (GPU)
     trainer.reset_hidden()
     trainer.train_step(0)  # a first step, so hidden states are not all zero
     captured: dict = {}
     next_samples = trainer.samples.next
     trainer.samples.next = lambda: captured.setdefault("sample", next_samples())
     trainer.dense.step = lambda: captured.update(dense=trainer.dense.grad.clone())
-    trainer.out_opt.step = lambda rows, g: captured.update(out=(rows.clone(), g.clone()))
+    trainer.out_opt.step = lambda rows, g, unique=False: captured.update(
+        out=(rows.clone(), g.clone()))
     if trainer.in_opt is not None:
-        trainer.in_opt.step = lambda rows, g: captured.update(inp=(rows.clone(), g.clone()))
+        trainer.in_opt.step = lambda rows, g, unique=False: captured.update(
+            inp=(rows.clone(), g.clone()))
     params_before = {k: v.clone() for k, v in trainer.net.params.items()}
     keep = trainer.keep_mask[1, :3]
     hidden_prev = [h * keep for h in trainer.hidden]

@@ -111,17 +111,22 @@ class SparseAdagradM(_AdagradM):
         self.vel = torch.zeros_like(self.param) if momentum > 0 else None
         self._scratch = torch.zeros_like(self.param) if dedupe == "scratch" else None
 
-    def step(self, rows: torch.Tensor, grads: torch.Tensor) -> None:
-        """Update the rows ``rows`` (int64, duplicates allowed) with per-occurrence ``grads``."""
-        if self.dedupe == "unique":
-            self._step_unique(rows, grads)
+    def step(self, rows: torch.Tensor, grads: torch.Tensor, unique: bool = False) -> None:
+        """Update the rows ``rows`` (int64) with per-occurrence ``grads``.
+
+        ``unique=True`` promises that ``rows`` has no duplicates (the caller merged them), which
+        skips the merge; ``grads`` may then be overwritten.
+        """
+        if unique:
+            self._update_unique(rows, grads)
+        elif self.dedupe == "unique":
+            rows, inverse = torch.unique(rows, return_inverse=True)
+            g = torch.zeros((len(rows), grads.shape[1]), dtype=grads.dtype, device=grads.device)
+            self._update_unique(rows, g.index_add_(0, inverse, grads))
         else:
             self._step_scratch(rows, grads)
 
-    def _step_unique(self, rows: torch.Tensor, grads: torch.Tensor) -> None:
-        rows, inverse = torch.unique(rows, return_inverse=True)
-        g = torch.zeros((len(rows), grads.shape[1]), dtype=grads.dtype, device=grads.device)
-        g.index_add_(0, inverse, grads)
+    def _update_unique(self, rows: torch.Tensor, g: torch.Tensor) -> None:
         self.acc.index_add_(0, rows, g * g)
         u = g.mul_(self.acc.index_select(0, rows).add_(self.eps).rsqrt_())
         if self.vel is None:

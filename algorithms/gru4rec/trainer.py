@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -55,6 +56,46 @@ class TrainConfig:
     momentum: float
     dropout_embed: float
     dropout_hidden: float
+
+
+class _ItemRows(NamedTuple):
+    """The item-table rows a step works on.
+
+    ``rows`` are table indices and ``table`` their rows ([W | b]). With deduplication
+    (``out_inverse`` not None) ``rows`` are unique and ``out_inverse`` / ``in_inverse`` give, for
+    each scored column / each input click, its position in ``rows``. Without it, ``rows`` are the
+    scored items then (shared embedding) the inputs, one per occurrence.
+    """
+
+    rows: torch.Tensor
+    table: torch.Tensor
+    out_inverse: torch.Tensor | None
+    in_inverse: torch.Tensor | None
+    input_rows: torch.Tensor | None  # the inputs' rows, shared embedding only
+    log_q: torch.Tensor | None  # log sampling probability of each scored column, for logQ
+
+
+class BulkDropout:
+    """Inverted-dropout masks drawn for many steps at once (one random call per ``block`` steps).
+
+    Attributes:
+        masks: (block, max_rows, width) masks with entries 0 (probability p) or 1 / (1 - p).
+    """
+
+    def __init__(self, max_rows: int, width: int, p: float, device: torch.device,
+                 generator: torch.Generator, block: int = 256) -> None:
+        self.shape = (block, max_rows, width)
+        self.p, self.device, self.generator = p, device, generator
+        self._next = block
+
+    def next(self, n: int) -> torch.Tensor:
+        """The next mask, its first ``n`` rows."""
+        if self._next >= self.shape[0]:
+            u = torch.rand(self.shape, device=self.device, generator=self.generator)
+            self.masks = (u >= self.p).to(torch.float32).div_(1.0 - self.p)
+            self._next = 0
+        self._next += 1
+        return self.masks[self._next - 1, :n]
 
 
 class Trainer:
@@ -103,6 +144,17 @@ class Trainer:
         self.log_prob = torch.as_tensor(np.log(prob), dtype=torch.float32, device=device)
         self._load_plan(plan)
         self._bufs: dict[tuple[str, int], torch.Tensor] = {}
+        self.dedupe = device.type == "cpu"
+        n_slots = plan.inputs.shape[1]
+        self._dropout = {}
+        if config.dropout_hidden > 0:
+            for size in set(self.sizes):
+                self._dropout[(size, config.dropout_hidden)] = BulkDropout(
+                    n_slots, size, config.dropout_hidden, device, generator)
+        if config.dropout_embed > 0:
+            width = self.d if embedding == "shared" else (int(embedding) or 1)
+            self._dropout[(width, config.dropout_embed)] = BulkDropout(
+                n_slots, width, config.dropout_embed, device, generator)
 
     # ----------------------------------------------------------------- setup helpers
     def _param_views(self) -> dict[str, torch.Tensor]:
@@ -136,9 +188,9 @@ class Trainer:
             self._bufs[(name, n)] = buf
         return buf
 
-    def _dropout_mask(self, shape: tuple[int, ...], p: float) -> torch.Tensor:
-        return torch.empty(shape, device=self.device).bernoulli_(1.0 - p, generator=self.generator
-                                                                 ).div_(1.0 - p)
+    def _dropout_mask(self, n: int, width: int, p: float) -> torch.Tensor:
+        """An (n, width) inverted-dropout mask: 0 with probability p, 1 / (1 - p) otherwise."""
+        return self._dropout[(width, p)].next(n)
 
     # ----------------------------------------------------------------- the step
     def train_step(self, t: int) -> torch.Tensor | None:
@@ -148,40 +200,96 @@ class Trainer:
         if self.keep[t] is not None:  # the batch shrank: drop finished slots' states
             self.hidden = [h.index_select(0, self.keep[t]) for h in self.hidden]
         inp, tgt = self.inputs[t, :n], self.targets[t, :n]
-        keep_mask = self.keep_mask[t, :n]
-        shared = self.embedding == "shared"
+        n_scored = n + cfg.n_sample
+        items = self._gather_items(inp, tgt)
 
-        # Scored items (targets, samples) and, when shared, the inputs: one gather for all.
+        # Input of the first layer (None for one-hot input: layer 0 gathers its own rows).
+        mask_e = None
+        x = items.input_rows[:, :d] if items.input_rows is not None else (
+            self.in_opt.param.index_select(0, inp) if self.embedding else None)
+        if cfg.dropout_embed > 0:
+            mask_e = self._dropout_mask(n, x.shape[1] if x is not None else 1, cfg.dropout_embed)
+            x = x * mask_e if x is not None else None
+
+        layer_inputs, caches, masks_h = self._forward_layers(x, inp, mask_e, self.keep_mask[t, :n])
+        if n_scored < 2:  # a lone slot and no samples: no negative, nothing to learn
+            return None
+
+        # Scores against the scored items, loss and its gradient.
+        o_ext = self._buffer("o_ext", n, (n, d + 1))
+        o_ext[:, :d].copy_(self.hidden[-1] * masks_h[-1] if masks_h else self.hidden[-1])
+        w_out = items.table if items.out_inverse is not None else items.table[:n_scored]
+        s = torch.mm(o_ext, w_out.T)
+        if items.out_inverse is not None:  # deduplicated rows: back to one column per item
+            s = s.index_select(1, items.out_inverse)
+        if cfg.logq > 0:
+            s.sub_(items.log_q, alpha=cfg.logq)
+        y = self.act.forward(s)
+        loss, dy = self.loss_fn(y, cfg.bpreg)
+        ds = self.act.backward(y, s, dy)
+
+        # Backward: output layer (weights and bias in one matmul), then the GRU layers.
+        if items.out_inverse is not None:  # sum the columns of duplicate items
+            ds = torch.zeros((n, items.table.shape[0]), device=self.device).index_add_(
+                1, items.out_inverse, ds)
+            g_rows = torch.mm(ds.T, o_ext)
+            d_out = torch.mm(ds, w_out[:, :d])
+        else:
+            g_rows = self._buffer("g_rows", n, (len(items.rows), d + 1))
+            torch.mm(ds.T, o_ext, out=g_rows[:n_scored])
+            d_out = torch.mm(ds, w_out[:, :d])
+        d_in = self._backward_layers(d_out, layer_inputs, caches, masks_h, mask_e)
+
+        self.dense.step()
+        if items.input_rows is not None:  # shared embedding: inputs are rows of the same table
+            if items.in_inverse is not None:
+                g_rows[:, :d].index_add_(0, items.in_inverse, d_in)
+            else:
+                g_rows[n_scored:, :d].copy_(d_in)
+        elif self.in_opt is not None:
+            self.in_opt.step(inp, d_in)
+        self.out_opt.step(items.rows, g_rows, unique=items.out_inverse is not None)
+        return loss
+
+    def _gather_items(self, inp: torch.Tensor, tgt: torch.Tensor) -> "_ItemRows":
+        """Read the item-table rows of the step: targets, samples and (shared) inputs.
+
+        On the CPU the rows are deduplicated first (``unique``), so the gather, the matmuls and
+        the sparse update work on each item once; duplicates are mapped back by index. On a GPU
+        every occurrence keeps its own row (static shapes; the optimizer merges duplicates).
+        """
         parts = [tgt]
+        log_q = None
         if self.samples is not None:
             sample, sample_logw = self.samples.next()
             parts.append(sample)
-        n_scored = n + cfg.n_sample
+            if self.cfg.logq > 0:
+                log_q = torch.cat([self.log_prob[tgt], sample_logw])
+        elif self.cfg.logq > 0:
+            log_q = self.log_prob[tgt]
+        shared = self.embedding == "shared"
         if shared:
             parts.append(inp)
         idx = torch.cat(parts)
-        rows = self.out_opt.param.index_select(0, idx)
-        w_out = rows[:n_scored]
+        n_scored = len(idx) - (len(inp) if shared else 0)
+        if not self.dedupe:
+            table = self.out_opt.param.index_select(0, idx)
+            return _ItemRows(idx, table, None, None, table[n_scored:] if shared else None, log_q)
+        rows, inverse = torch.unique(idx, return_inverse=True)
+        table = self.out_opt.param.index_select(0, rows)
+        in_inverse = inverse[n_scored:] if shared else None
+        input_rows = table.index_select(0, in_inverse) if shared else None
+        return _ItemRows(rows, table, inverse[:n_scored], in_inverse, input_rows, log_q)
 
-        # Input of the first layer.
-        mask_e = None
-        if shared:
-            x = rows[n_scored:, :d]
-        elif self.embedding:
-            x = self.in_opt.param.index_select(0, inp)
-        else:
-            x = None
-        if cfg.dropout_embed > 0:
-            width = x.shape[1] if x is not None else 1  # one-hot: drop the whole input click
-            mask_e = self._dropout_mask((n, width), cfg.dropout_embed)
-            x = x * mask_e if x is not None else None
-
-        # GRU layers.
+    def _forward_layers(self, x: torch.Tensor | None, inp: torch.Tensor,
+                        mask_e: torch.Tensor | None, keep_mask: torch.Tensor):
+        """Advance every GRU layer one click; ``self.hidden`` gets the new states."""
+        p, cfg = self.net.params, self.cfg
         layer_in, layer_inputs, caches, masks_h = x, [], [], []
         for l in range(self.n_layers):
             layer_inputs.append(layer_in)
-            h = self.hidden[l] * keep_mask
-            if x is None and l == 0:
+            h = self.hidden[l] * keep_mask  # zero the state of slots that start a session
+            if x is None and l == 0:  # one-hot input: the projection is a row per item
                 gx = self.in_opt.param.index_select(0, inp)
                 gx = torch.addcmul(p["layer0.bx"], gx, mask_e) if mask_e is not None \
                     else gx.add_(p["layer0.bx"])
@@ -191,30 +299,17 @@ class Trainer:
             self.hidden[l] = h_new
             caches.append(cache)
             if cfg.dropout_hidden > 0:
-                masks_h.append(self._dropout_mask(tuple(h_new.shape), cfg.dropout_hidden))
+                masks_h.append(self._dropout_mask(len(inp), self.sizes[l], cfg.dropout_hidden))
                 layer_in = h_new * masks_h[-1]
             else:
                 layer_in = h_new
-        if n_scored < 2:  # a lone slot and no samples: no negative, nothing to learn
-            return None
+        return layer_inputs, caches, masks_h
 
-        # Scores, loss and its gradient.
-        o_ext = self._buffer("o_ext", n, (n, d + 1))
-        o_ext[:, :d].copy_(layer_in)
-        if cfg.logq > 0:
-            log_q = [self.log_prob[tgt]] + ([sample_logw] if self.samples is not None else [])
-            s = torch.addmm(torch.cat(log_q), o_ext, w_out.T, beta=-cfg.logq)
-        else:
-            s = torch.mm(o_ext, w_out.T)
-        y = self.act.forward(s)
-        loss, dy = self.loss_fn(y, cfg.bpreg)
-        ds = self.act.backward(y, s, dy)
-
-        # Backward: output layer (weights and bias in one matmul), then the GRU layers.
-        g_rows = self._buffer("g_rows", n, (len(idx), d + 1))
-        torch.mm(ds.T, o_ext, out=g_rows[:n_scored])
-        d_out = torch.mm(ds, w_out[:, :d])
-        g = self.dense.grad_views
+    def _backward_layers(self, d_out: torch.Tensor, layer_inputs: list, caches: list,
+                         masks_h: list, mask_e: torch.Tensor | None) -> torch.Tensor | None:
+        """Write the GRU weights' gradients; return the gradient of the input rows (if any)."""
+        p, g = self.net.params, self.dense.grad_views
+        n = d_out.shape[0]
         for l in reversed(range(self.n_layers)):
             if masks_h:
                 d_out.mul_(masks_h[l])
@@ -225,24 +320,13 @@ class Trainer:
             torch.mm(cache.h.T, dgx[:, : 2 * size], out=g[f"layer{l}.w_rz"])
             torch.mm(cache.rh.T, dgx[:, 2 * size :], out=g[f"layer{l}.w_c"])
             torch.sum(dgx, 0, out=g[f"layer{l}.bx"])
-            if x is None and l == 0:  # one-hot: the input rows' gradient is dgx itself
-                d_out = dgx * mask_e if mask_e is not None else dgx
-                break
+            if layer_inputs[l] is None:  # one-hot: the input rows' gradient is dgx itself
+                return dgx * mask_e if mask_e is not None else dgx
             torch.mm(layer_inputs[l].T, dgx, out=g[f"layer{l}.wx"])
-            if l == 0 and shared:
-                torch.mm(dgx, p["layer0.wx"].T, out=g_rows[n_scored:, :d])
-                if mask_e is not None:
-                    g_rows[n_scored:, :d].mul_(mask_e)
-            else:
-                d_out = torch.mm(dgx, p[f"layer{l}.wx"].T)
-                if l == 0 and mask_e is not None:
-                    d_out.mul_(mask_e)
-
-        self.dense.step()
-        self.out_opt.step(idx, g_rows)
-        if self.in_opt is not None:
-            self.in_opt.step(inp, d_out)
-        return loss
+            d_out = torch.mm(dgx, p[f"layer{l}.wx"].T)
+        if mask_e is not None:
+            d_out.mul_(mask_e)
+        return d_out if self.embedding else None
 
     # ----------------------------------------------------------------- epochs
     def reset_hidden(self) -> None:
