@@ -51,6 +51,7 @@ def write(directory: Path, dataset: Dataset, in_train_tr: np.ndarray, meta: dict
     """Cache ``dataset`` in ``directory`` atomically; a failure only logs a warning."""
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared like any output folder
     try:
         valid = dataset.valid_test if dataset.valid_train is not None else None
         parts = {"train": dataset.train, "test": dataset.test, "valid": valid}
