@@ -80,8 +80,9 @@ class ItemKNN(SessionRecommender):
         xt = x.T.tocsr()  # item x session
         log.info("item-knn: %d sessions, %d items, %d nonzeros", x.shape[0], x.shape[1], x.nnz)
         parts = []
-        for start, stop in tqdm(_row_blocks(x), desc="item-knn similarities", unit="block",
-                                leave=False):
+        blocks = _row_blocks(x)
+        bar = tqdm(blocks, desc="item-knn similarities", unit="block", leave=False, disable=None)
+        for start, stop in bar:
             parts.append(self._block_neighbours(xt, x, start, stop, row_w, col_w))
         self.sims_ = _assemble(parts, train.n_items)
         return self

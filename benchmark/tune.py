@@ -154,6 +154,14 @@ def toml_table(algorithm: str, params: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_table(table: pd.DataFrame) -> str:
+    """The table as Markdown, metrics with 4 decimals, hyperparameters as given."""
+    shown = table.astype(object)
+    for metric in SELECT_METRICS.values():
+        shown[metric] = table[metric].map(lambda v: f"{v:.4f}")
+    return shown.to_markdown(index=False, disable_numparse=True)
+
+
 def write_table(table: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".json":
@@ -201,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                       tie_mode=args.tie_mode)
     except (ValueError, KeyError) as e:
         raise SystemExit(f"error: {e}") from None
-    print(result.table.to_markdown(index=False, floatfmt=".4f"))
+    print(format_table(result.table))
     print(f"\nbest by {SELECT_METRICS[args.select]} on the validation split of {args.dataset}:")
     print(toml_table(args.algorithm, result.best))
     if args.out is not None:
