@@ -121,10 +121,10 @@ def test_training_step_gradients_match_autograd(embedding, loss, act, dedupe: bo
     next_samples = trainer.samples.next
     trainer.samples.next = lambda: captured.setdefault("sample", next_samples())
     trainer.dense.step = lambda: captured.update(dense=trainer.dense.grad.clone())
-    trainer.out_opt.step = lambda rows, g, unique=False: captured.update(
+    trainer.out_opt.step = lambda rows, g, unique=False, gathered=None: captured.update(
         out=(rows.clone(), g.clone()))
     if trainer.in_opt is not None:
-        trainer.in_opt.step = lambda rows, g, unique=False: captured.update(
+        trainer.in_opt.step = lambda rows, g, unique=False, gathered=None: captured.update(
             inp=(rows.clone(), g.clone()))
     params_before = {k: v.clone() for k, v in trainer.net.params.items()}
     keep = trainer.keep_mask[1, :3]

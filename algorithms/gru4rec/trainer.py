@@ -68,7 +68,8 @@ class _ItemRows(NamedTuple):
     """
 
     rows: torch.Tensor
-    table: torch.Tensor
+    blocks: torch.Tensor  # the optimizer's [param, acc, vel] blocks of ``rows``
+    table: torch.Tensor  # their parameters, [W | b]
     out_inverse: torch.Tensor | None
     in_inverse: torch.Tensor | None
     input_rows: torch.Tensor | None  # the inputs' rows, shared embedding only
@@ -248,7 +249,8 @@ class Trainer:
                 g_rows[n_scored:, :d].copy_(d_in)
         elif self.in_opt is not None:
             self.in_opt.step(inp, d_in)
-        self.out_opt.step(items.rows, g_rows, unique=items.out_inverse is not None)
+        self.out_opt.step(items.rows, g_rows, unique=items.out_inverse is not None,
+                          gathered=items.blocks)
         return loss
 
     def _gather_items(self, inp: torch.Tensor, tgt: torch.Tensor) -> "_ItemRows":
@@ -273,13 +275,16 @@ class Trainer:
         idx = torch.cat(parts)
         n_scored = len(idx) - (len(inp) if shared else 0)
         if not self.dedupe:
-            table = self.out_opt.param.index_select(0, idx)
-            return _ItemRows(idx, table, None, None, table[n_scored:] if shared else None, log_q)
+            blocks = self.out_opt.gather(idx)
+            table = blocks[:, 0]
+            return _ItemRows(idx, blocks, table, None, None,
+                             table[n_scored:] if shared else None, log_q)
         rows, inverse = torch.unique(idx, return_inverse=True)
-        table = self.out_opt.param.index_select(0, rows)
+        blocks = self.out_opt.gather(rows)
+        table = blocks[:, 0]
         in_inverse = inverse[n_scored:] if shared else None
         input_rows = table.index_select(0, in_inverse) if shared else None
-        return _ItemRows(rows, table, inverse[:n_scored], in_inverse, input_rows, log_q)
+        return _ItemRows(rows, blocks, table, inverse[:n_scored], in_inverse, input_rows, log_q)
 
     def _forward_layers(self, x: torch.Tensor | None, inp: torch.Tensor,
                         mask_e: torch.Tensor | None, keep_mask: torch.Tensor):
