@@ -9,12 +9,9 @@ For a parameter ``p`` with gradient ``g`` (``lr`` learning rate, ``mu`` momentum
 
 Item tables (output weights and bias, input embeddings) get only the rows touched by the
 mini-batch updated: their accumulators and velocities stay as they are elsewhere, which is what
-makes the update cheap and is how the official code trains them. Touched rows are given per
-occurrence (an item may occur several times in a step: as two slots' targets, as a sample and a
-target, ...). Their gradients are first summed into a dense scratch buffer, read back per
-occurrence and the buffer re-zeroed, so duplicates compute identical new rows and the write-back
-order does not matter. All shapes are static (no ``unique``), which keeps the step free of
-host-device synchronisation on a GPU.
+makes the update cheap and is how the official code trains them. An item touched several times
+in a step (two slots' targets, a sample that is also a target, ...) is updated once with the sum
+of its gradients, exactly as a dense optimizer restricted to the touched rows would do.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 One step (B active slots, S extra samples, K = B + S scored items, d = last layer size):
 
 1. hidden rows of slots that start a new session are zeroed (``reset``);
-2. one gather reads the output rows of the K scored items (targets, then samples) and, with a
-   shared embedding, the B input rows, from the item table ``[W | b]``;
+2. one gather reads the item-table rows ``[W | b]`` (with their optimizer state) of the K scored
+   items (targets, then samples) and, with a shared embedding, of the B inputs; on the CPU each
+   distinct item is read once (``unique``) and duplicates are mapped back by index;
 3. the GRU layers advance one click (dropout on the input embedding and each layer's output);
 4. scores ``[o, 1] @ [W | b]_K^T`` (minus ``logq * log Q`` of each column for cross-entropy),
    the final activation and the loss with its gradient (``losses.py``);
@@ -12,9 +13,9 @@ One step (B active slots, S extra samples, K = B + S scored items, d = last laye
    official code), dense Adagrad-momentum for the GRU weights, sparse for the touched item rows.
 
 Everything per epoch that does not depend on the parameters (the session-parallel layout, the
-reset masks, the samples) is prepared in bulk beforehand, so a step is ~60 tensor ops, no Python
-loops over slots and no host-device synchronisation (the loss is checked for NaN every
-``CHECK_EVERY`` steps).
+reset masks, the samples, the dropout masks) is prepared in bulk beforehand, so a step is ~80
+tensor ops, no Python loops over slots and no host-device synchronisation on a GPU (the loss is
+checked for NaN every ``CHECK_EVERY`` steps).
 """
 
 from __future__ import annotations
@@ -212,13 +213,14 @@ class Trainer:
             mask_e = self._dropout_mask(n, x.shape[1] if x is not None else 1, cfg.dropout_embed)
             x = x * mask_e if x is not None else None
 
-        layer_inputs, caches, masks_h = self._forward_layers(x, inp, mask_e, self.keep_mask[t, :n])
+        # The last layer's output goes straight into [o, 1], the input of the scoring matmul.
+        o_ext = self._buffer("o_ext", n, (n, d + 1))
+        layer_inputs, caches, masks_h = self._forward_layers(x, inp, mask_e, self.keep_mask[t, :n],
+                                                             o_ext[:, :d])
         if n_scored < 2:  # a lone slot and no samples: no negative, nothing to learn
             return None
 
         # Scores against the scored items, loss and its gradient.
-        o_ext = self._buffer("o_ext", n, (n, d + 1))
-        o_ext[:, :d].copy_(self.hidden[-1] * masks_h[-1] if masks_h else self.hidden[-1])
         w_out = items.table if items.out_inverse is not None else items.table[:n_scored]
         s = torch.mm(o_ext, w_out.T)
         if items.out_inverse is not None:  # deduplicated rows: back to one column per item
@@ -287,8 +289,9 @@ class Trainer:
         return _ItemRows(rows, blocks, table, inverse[:n_scored], in_inverse, input_rows, log_q)
 
     def _forward_layers(self, x: torch.Tensor | None, inp: torch.Tensor,
-                        mask_e: torch.Tensor | None, keep_mask: torch.Tensor):
-        """Advance every GRU layer one click; ``self.hidden`` gets the new states."""
+                        mask_e: torch.Tensor | None, keep_mask: torch.Tensor, out: torch.Tensor):
+        """Advance every GRU layer one click; ``self.hidden`` gets the new states and ``out``
+        the last layer's output (after dropout)."""
         p, cfg = self.net.params, self.cfg
         layer_in, layer_inputs, caches, masks_h = x, [], [], []
         for l in range(self.n_layers):
@@ -303,11 +306,12 @@ class Trainer:
             h_new, cache = gru_step(h, gx, p[f"layer{l}.w_rz"], p[f"layer{l}.w_c"])
             self.hidden[l] = h_new
             caches.append(cache)
+            last = l == self.n_layers - 1
             if cfg.dropout_hidden > 0:
                 masks_h.append(self._dropout_mask(len(inp), self.sizes[l], cfg.dropout_hidden))
-                layer_in = h_new * masks_h[-1]
+                layer_in = torch.mul(h_new, masks_h[-1], out=out if last else None)
             else:
-                layer_in = h_new
+                layer_in = out.copy_(h_new) if last else h_new
         return layer_inputs, caches, masks_h
 
     def _backward_layers(self, d_out: torch.Tensor, layer_inputs: list, caches: list,
