@@ -107,7 +107,7 @@ class Sessions:
         return {
             "events": self.n_events,
             "sessions": self.n_sessions,
-            "items": int(len(np.unique(known))),
+            "items": int(np.count_nonzero(np.bincount(known, minlength=self.n_items))),
             "predictions": self.n_predictions,
         }
 
