@@ -345,6 +345,8 @@ class Trainer:
     def train_epoch(self, epoch: int, progress: bool = True) -> dict[str, float]:
         """One pass over the plan. Returns {loss (mean over steps), events, seconds}.
 
+        The progress bar shows on a terminal only (tqdm ``disable=None``), so logs stay clean.
+
         Raises:
             FloatingPointError: if the loss becomes NaN or infinite.
         """
@@ -353,7 +355,7 @@ class Trainer:
         n_losses = 0
         n_steps = self.plan.n_steps
         bar = tqdm(total=n_steps, desc=f"gru4rec epoch {epoch}", unit="step",
-                   disable=not progress, leave=False, mininterval=1.0)
+                   disable=None if progress else True, leave=False, mininterval=1.0)
         start = time.perf_counter()
         for t in range(n_steps):
             loss = self.train_step(t)
