@@ -41,6 +41,7 @@ class SampleCache:
         cache_size: int,
         device: torch.device,
         generator: torch.Generator,
+        max_rows: int | None = None,
     ) -> None:
         if n_sample < 1:
             raise ValueError(f"n_sample must be >= 1 to build a sample cache, got {n_sample}")
@@ -53,7 +54,11 @@ class SampleCache:
         prob = np.maximum(support, 1e-12) / support.sum()
         self._log_prob = torch.as_tensor(alpha * np.log(prob), dtype=torch.float32, device=device)
         self.n_sample = n_sample
+        # No point drawing more rows than there are steps (``max_rows``: one epoch): on small
+        # data a 10M-sample cache would cost more than the training itself.
         self.n_rows = max(1, cache_size // n_sample)
+        if max_rows is not None:
+            self.n_rows = max(1, min(self.n_rows, max_rows))
         self.generator = generator
         self.device = device
         self._next = self.n_rows  # forces a draw on first use

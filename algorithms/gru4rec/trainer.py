@@ -141,7 +141,8 @@ class Trainer:
         self.samples = None
         if config.n_sample > 0:
             self.samples = SampleCache(support, config.sample_alpha, config.n_sample,
-                                       config.sample_cache_size, device, generator)
+                                       config.sample_cache_size, device, generator,
+                                       max_rows=plan.n_steps)
         prob = np.maximum(support, 1e-12) / max(support.sum(), 1e-12)
         self.log_prob = torch.as_tensor(np.log(prob), dtype=torch.float32, device=device)
         self._load_plan(plan)
