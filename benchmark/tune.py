@@ -136,14 +136,10 @@ def tune(
         log.info("  %s", {m: round(rows[-1][m], 4) for m in SELECT_METRICS.values()})
     table = pd.DataFrame(rows)
     order = [SELECT_METRICS[select], *(m for m in SELECT_METRICS.values() if m != SELECT_METRICS[select])]
-    best_row = table.sort_values(order, ascending=False, kind="stable").iloc[0]
-    best = {**fixed, **{name: _plain(best_row[name]) for name in grid}}
+    best_index = table.sort_values(order, ascending=False, kind="stable").index[0]
+    # From the settings themselves, not the table row: a row mixes dtypes and turns ints to floats.
+    best = {**fixed, **settings[best_index]}
     return TuneResult(table=table, best=best, select=select)
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars from the table back to Python ints/floats/bools (for TOML and JSON)."""
-    return value.item() if hasattr(value, "item") else value
 
 
 def toml_table(algorithm: str, params: dict[str, Any]) -> str:

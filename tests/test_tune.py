@@ -58,6 +58,12 @@ def test_tune_scores_every_setting_on_validation_and_picks_the_best(dataset):
     assert result.best == {"n_sims": 5, "include_self": False}
 
 
+def test_best_setting_keeps_integer_hyperparameters_integers(dataset):
+    result = tune("item-knn", dataset, {"n_sims": [5, 10], "reg_lambda": [0.5]})
+    assert type(result.best["n_sims"]) is int
+    assert type(result.best["reg_lambda"]) is float
+
+
 def test_toml_table_is_loadable():
     import tomllib
 
