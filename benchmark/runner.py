@@ -81,8 +81,7 @@ def run(options: RunOptions, *, resume: Path | None = None, command: str = "") -
         options = RunOptions.from_json(record["options"])
         log.info("resuming %s", run_dir)
     else:
-        run_dir = new_run_dir(options.out, options.dataset)
-        record = {}
+        run_dir, record = None, {}
     if options.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {options.seeds}")
     if any(k < 1 for k in options.cutoffs):
@@ -93,6 +92,9 @@ def run(options: RunOptions, *, resume: Path | None = None, command: str = "") -
     data = load_dataset(options.dataset, data_dir=options.data_dir, clicks=options.clicks,
                         cache_dir=options.cache_dir, seed=options.seed)
     fingerprint = data.fingerprint()
+    if run_dir is None:  # created only once the data and config are known to be good
+        run_dir = new_run_dir(options.out, options.dataset)
+        log.info("writing to %s", run_dir)
     if record and record["data"]["fingerprint"] != fingerprint:
         raise ConfigError(
             f"--resume {run_dir}: the data changed since the run started "

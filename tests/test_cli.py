@@ -41,3 +41,9 @@ def test_rsc15_64_pop_spop_reach_published_level(shared_data, tmp_path):
     assert 0.06 <= m.loc[("pop", "recall", 20), "value"] <= 0.08      # published 0.0671
     assert 0.28 <= m.loc[("spop", "recall", 20), "value"] <= 0.33     # published 0.3044
     assert "| spop" in res.stdout  # the table is printed
+
+
+def test_failed_run_leaves_no_empty_run_directory(tmp_path):
+    res = cli("--dataset", "rsc15", "--data-dir", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert res.returncode == 2
+    assert not (tmp_path / "out").exists()
