@@ -171,6 +171,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="dataset name (rsc15, rsc15-100k, rsc15-64, ...)")
     p.add_argument("--algorithm", required=True, choices=sorted(ALGORITHMS))
     p.add_argument("--data-dir", type=Path, default=None, help="where the dataset's files lie")
+    p.add_argument("--clicks", type=Path, default=None,
+                   help="rsc15 only: the raw clicks file (default <data-dir>/rsc15/yoochoose-clicks.dat)")
+    p.add_argument("--cache-dir", type=Path, default=Path("cache"),
+                   help="rsc15 only: where the prepared splits are cached")
     p.add_argument("--grid", default=None, help="e.g. 'reg_lambda=0,20,50 n_sims=50,100,200' "
                    "(default: a built-in grid for item-knn and bpr-mf)")
     p.add_argument("--set", dest="fixed", default="", help="fixed hyperparameters, 'name=value ...'")
@@ -194,16 +198,18 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from datasets import load_dataset  # imported late: loading data is the slow part
+    from datasets.errors import DataError
 
     grid_spec = args.grid or DEFAULT_GRIDS.get(args.algorithm)
     if grid_spec is None:
         raise SystemExit(f"--grid is required for {args.algorithm} (no built-in grid)")
     try:
         grid, fixed = parse_grid(grid_spec), _fixed_params(args.fixed)
-        dataset = load_dataset(args.dataset, data_dir=args.data_dir)
+        dataset = load_dataset(args.dataset, data_dir=args.data_dir, clicks=args.clicks,
+                               cache_dir=args.cache_dir)
         result = tune(args.algorithm, dataset, grid, fixed=fixed, select=args.select,
                       tie_mode=args.tie_mode)
-    except (ValueError, KeyError) as e:
+    except (ValueError, KeyError, DataError) as e:
         raise SystemExit(f"error: {e}") from None
     print(format_table(result.table))
     print(f"\nbest by {SELECT_METRICS[args.select]} on the validation split of {args.dataset}:")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from benchmark.tune import expand, parse_grid, toml_table, tune
+from benchmark.tune import expand, main, parse_grid, toml_table, tune
 from datasets.sessions import Dataset, from_lists
 
 N_ITEMS = 12
@@ -71,3 +71,12 @@ def test_toml_table_is_loadable():
                                    "include_self": True})
     assert tomllib.loads(text) == {"item-knn": {"reg_lambda": 20.0, "n_sims": 100,
                                                 "counting": "session", "include_self": True}}
+
+
+def test_missing_clicks_file_is_a_clear_error_not_a_traceback(tmp_path):
+    missing = tmp_path / "nowhere.dat"
+    with pytest.raises(SystemExit) as exc:
+        main(["--dataset", "rsc15", "--algorithm", "item-knn", "--clicks", str(missing),
+              "--cache-dir", str(tmp_path / "cache")])
+    message = str(exc.value)
+    assert message.startswith("error: ") and str(missing) in message
