@@ -89,8 +89,11 @@ def run(options: RunOptions, *, resume: Path | None = None, command: str = "") -
 
     tables, config_sources = load_tables(options.dataset, options.config)
     specs = resolve(options.algorithms, tables, source=" + ".join(config_sources) or "config")
-    data = load_dataset(options.dataset, data_dir=options.data_dir, clicks=options.clicks,
-                        cache_dir=options.cache_dir, seed=options.seed)
+    with measure() as load_usage:
+        data = load_dataset(options.dataset, data_dir=options.data_dir, clicks=options.clicks,
+                            cache_dir=options.cache_dir, seed=options.seed)
+    log.info("data: loaded in %.1f s, peak RSS %.0f MB", load_usage.seconds,
+             load_usage.peak_rss_mb)
     fingerprint = data.fingerprint()
     if run_dir is None:  # created only once the data and config are known to be good
         run_dir = new_run_dir(options.out, options.dataset)
@@ -101,6 +104,8 @@ def run(options: RunOptions, *, resume: Path | None = None, command: str = "") -
             f"(fingerprint {record['data']['fingerprint']} then, {fingerprint} now)"
         )
     record = record or run_record(options, data, config_sources, command)
+    # Loading includes preprocessing (or reading the cache); a resumed run adds its own attempt.
+    record.setdefault("data_load", []).append(dataclasses.asdict(load_usage))
     io.write_json(run_dir / "run.json", record)
     targets = prediction_frame(data)
     if not (run_dir / "predictions.parquet").is_file():

@@ -29,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 
+from benchmark.config import ConfigError, load_preset
 from benchmark.evaluator import DEFAULT_TIE_MODE, TIE_MODES, evaluate
 from benchmark.interface import SessionRecommender
 from benchmark.metrics import mrr_at, recall_at
@@ -91,23 +92,35 @@ def check_params(cls: type[SessionRecommender], names: list[str], algorithm: str
 
 
 def score_setting(
-    cls: type[SessionRecommender], params: dict[str, Any], dataset: Dataset, tie_mode: str
+    cls: type[SessionRecommender], params: dict[str, Any], dataset: Dataset, tie_mode: str,
+    epoch_curve: bool = False,
 ) -> dict[str, Any]:
-    """Fit on valid_train, evaluate on valid_test; the row of the results table."""
+    """Fit on valid_train, evaluate on valid_test; the row of the results table.
+
+    With ``epoch_curve`` the model also gets ``valid_test`` during ``fit`` and the row adds its
+    per-epoch validation Recall@20 (``history_[*]["valid_recall20"]``, as GRU4Rec records it).
+    """
     model = cls(**params)
     start = time.perf_counter()
-    model.fit(dataset.valid_train)
+    if epoch_curve:
+        model.fit(dataset.valid_train, valid=dataset.valid_test)
+    else:
+        model.fit(dataset.valid_train)
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
     ranks = evaluate(model, dataset.valid_test, tie_mode=tie_mode, progress=False).rank
     eval_s = time.perf_counter() - start
-    return {
+    row = {
         **params,
         SELECT_METRICS["recall"]: recall_at(ranks, CUTOFF),
         SELECT_METRICS["mrr"]: mrr_at(ranks, CUTOFF),
         "fit_s": round(fit_s, 2),
         "eval_s": round(eval_s, 2),
     }
+    if epoch_curve:
+        curve = [h.get("valid_recall20") for h in getattr(model, "history_", [])]
+        row["recall@20_by_epoch"] = " ".join(f"{r:.4f}" for r in curve if r is not None)
+    return row
 
 
 def tune(
@@ -118,6 +131,7 @@ def tune(
     fixed: dict[str, Any] | None = None,
     select: str = "recall",
     tie_mode: str = DEFAULT_TIE_MODE,
+    epoch_curve: bool = False,
 ) -> TuneResult:
     """Try every grid setting (on top of ``fixed``) on the validation split; pick the best."""
     if dataset.valid_train is None or dataset.valid_test is None:
@@ -132,7 +146,7 @@ def tune(
     for k, setting in enumerate(settings, 1):
         params = {**fixed, **setting}
         log.info("setting %d/%d: %s", k, len(settings), params)
-        rows.append(score_setting(cls, params, dataset, tie_mode))
+        rows.append(score_setting(cls, params, dataset, tie_mode, epoch_curve))
         log.info("  %s", {m: round(rows[-1][m], 4) for m in SELECT_METRICS.values()})
     table = pd.DataFrame(rows)
     order = [SELECT_METRICS[select], *(m for m in SELECT_METRICS.values() if m != SELECT_METRICS[select])]
@@ -177,7 +191,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="rsc15 only: where the prepared splits are cached")
     p.add_argument("--grid", default=None, help="e.g. 'reg_lambda=0,20,50 n_sims=50,100,200' "
                    "(default: a built-in grid for item-knn and bpr-mf)")
-    p.add_argument("--set", dest="fixed", default="", help="fixed hyperparameters, 'name=value ...'")
+    p.add_argument("--preset", default=None,
+                   help="start from this preset of configs/presets/<algorithm>.toml")
+    p.add_argument("--set", dest="fixed", default="",
+                   help="fixed hyperparameters, 'name=value ...' (over the preset's)")
+    p.add_argument("--epoch-curve", action="store_true",
+                   help="also record validation Recall@20 after every epoch (GRU4Rec)")
     p.add_argument("--select", choices=sorted(SELECT_METRICS), default="recall",
                    help="metric @20 that chooses the best setting (default: recall)")
     p.add_argument("--tie-mode", choices=TIE_MODES, default=DEFAULT_TIE_MODE)
@@ -205,11 +224,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--grid is required for {args.algorithm} (no built-in grid)")
     try:
         grid, fixed = parse_grid(grid_spec), _fixed_params(args.fixed)
+        if args.preset:
+            fixed = {**load_preset(args.algorithm, args.preset), **fixed}
         dataset = load_dataset(args.dataset, data_dir=args.data_dir, clicks=args.clicks,
                                cache_dir=args.cache_dir)
         result = tune(args.algorithm, dataset, grid, fixed=fixed, select=args.select,
-                      tie_mode=args.tie_mode)
-    except (ValueError, KeyError, DataError) as e:
+                      tie_mode=args.tie_mode, epoch_curve=args.epoch_curve)
+    except (ValueError, KeyError, DataError, ConfigError) as e:
         raise SystemExit(f"error: {e}") from None
     print(format_table(result.table))
     print(f"\nbest by {SELECT_METRICS[args.select]} on the validation split of {args.dataset}:")

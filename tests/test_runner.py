@@ -52,6 +52,8 @@ def test_run_writes_a_complete_run_directory(tiny, tmp_path):
     assert record["protocol"]["tie_mode"] == "conservative"
     assert record["data"]["counts"]["test"]["unseen_targets"] == 2
     assert record["config"]["item-knn"]["params"]["n_sims"] > 0
+    [load] = record["data_load"]
+    assert load["seconds"] >= 0 and load["peak_rss_mb"] > 0
     timings = pd.read_csv(run_dir / "timings.csv")
     assert set(timings["stage"]) == {"fit", "evaluate"} and (timings["seconds"] >= 0).all()
     # Two unseen targets out of 7 can never be hits.

@@ -80,3 +80,18 @@ def test_missing_clicks_file_is_a_clear_error_not_a_traceback(tmp_path):
               "--cache-dir", str(tmp_path / "cache")])
     message = str(exc.value)
     assert message.startswith("error: ") and str(missing) in message
+
+
+def test_epoch_curve_records_validation_recall_after_every_epoch(dataset):
+    fixed = {"layers": [8], "n_sample": 0, "batch_size": 4, "n_epochs": 3, "device": "cpu"}
+    result = tune("gru4rec", dataset, {"learning_rate": [0.05]}, fixed=fixed, epoch_curve=True)
+    [curve] = result.table["recall@20_by_epoch"]
+    values = [float(v) for v in curve.split()]
+    assert len(values) == 3 and all(0.0 <= v <= 1.0 for v in values)
+
+
+def test_preset_values_are_the_starting_point(tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main(["--dataset", "rsc15", "--algorithm", "gru4rec", "--preset", "no-such-preset",
+              "--grid", "n_epochs=1", "--clicks", str(tmp_path / "x.dat")])
+    assert "unknown preset 'no-such-preset'" in str(exc.value)
