@@ -165,7 +165,8 @@ def run_algorithm(
         del model
         gc.collect()
     return {"label": spec.label, "config": config, "metrics": first_metrics,
-            "seed_metrics": seed_metrics, "timings": timings}
+            "seed_metrics": seed_metrics, "timings": timings,
+            "code": versions()["code"]}  # a resumed run may finish on newer code
 
 
 def prediction_frame(data: Dataset) -> pd.DataFrame:
