@@ -26,7 +26,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from benchmark import io
-from benchmark.published import published_for
+from benchmark.published import other_data, published_for
 
 log = logging.getLogger(__name__)
 
@@ -312,6 +312,8 @@ def _published(run_dir: Path) -> dict[str, tuple[float, float]]:
     if not (run_dir / "run.json").is_file():
         return {}
     record = io.read_json(run_dir / "run.json")
+    if other_data(record):
+        return {}
     dataset = (record.get("data") or {}).get("dataset") or record.get("dataset", "")
     config = record.get("config") or {}
     found = {label: published_for(dataset, entry.get("algorithm", label))

@@ -90,6 +90,14 @@ REFERENCE_POINTS: dict[str, dict[str, Published]] = {
 """Other published methods on the same splits (not run here), listed under the tables."""
 
 
+def other_data(record: dict) -> bool:
+    """True when a run read a file other than the one the published numbers come from (the raw
+    RSC15 loader records ``official_file``: whether the input's sha256 is the official file's),
+    e.g. a simulated ``yoochoose-clicks.dat``: its results must not sit next to published ones."""
+    source = (record.get("data") or {}).get("source") or {}
+    return source.get("official_file") is False
+
+
 def published_for(dataset: str, algorithm: str) -> Published | None:
     """The published result of ``algorithm`` (registry name) on ``dataset``, if there is one."""
     return PUBLISHED.get(dataset, {}).get(algorithm)

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark import analysis, io, plots, tables
+from benchmark.published import other_data
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +73,18 @@ def read_ranks(run_dir: Path, labels: Sequence[str], n_predictions: int) -> dict
 
 
 def dataset_name(record: dict, run_dir: Path) -> str:
-    """The run's dataset (from ``run.json``; else the parent directory's name)."""
+    """The run's dataset (from ``run.json``; else the parent directory's name), marked
+    "(not the official file)" when it is not the data of the published numbers, so that
+    none are looked up for it."""
+    name = Path(run_dir).resolve().parent.name
     for getter in (lambda r: r["data"]["dataset"], lambda r: r["dataset"],
                    lambda r: r["options"]["dataset"]):
         try:
-            return str(getter(record))
+            name = str(getter(record))
+            break
         except (KeyError, TypeError):
             continue
-    return Path(run_dir).resolve().parent.name
+    return f"{name} (not the official file)" if other_data(record) else name
 
 
 def algorithm_names(record: dict) -> dict[str, str]:

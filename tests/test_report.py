@@ -30,7 +30,7 @@ CUTOFFS = [1, 5, 10, 20]
 
 
 def make_run(run_dir: Path, dataset: str = "rsc15-64", ranks: dict | None = None,
-             seeds: bool = False) -> Path:
+             seeds: bool = False, source: dict | None = None) -> Path:
     """Write a run directory in the runner's layout."""
     ranks = RANKS if ranks is None else ranks
     (run_dir / "ranks").mkdir(parents=True)
@@ -59,7 +59,7 @@ def make_run(run_dir: Path, dataset: str = "rsc15-64", ranks: dict | None = None
               "config": {label: {"algorithm": label, "params": {}} for label in ranks},
               "data": {"dataset": dataset, "fingerprint": "f",
                        "counts": {"train": {"events": 100, "sessions": 20, "items": 14}},
-                       "policy": {"unseen_targets": "misses"}, "source": {}},
+                       "policy": {"unseen_targets": "misses"}, "source": source or {}},
               "protocol": {"tie_mode": "conservative", "cutoffs": CUTOFFS},
               "started": "s", "finished": "f"}
     (run_dir / "run.json").write_text(json.dumps(record))
@@ -196,3 +196,17 @@ def test_command_line_rerenders_a_run_without_recomputing(run_dir, capsys):
     assert (run_dir / "table.md").is_file()
     assert (run_dir / "metrics.csv").read_bytes() == before
     assert "rendered" in capsys.readouterr().out
+
+
+def test_a_run_on_another_clicks_file_gets_no_published_numbers(tmp_path):
+    # A simulated yoochoose-clicks.dat: same dataset name, but not the published data.
+    path = make_run(tmp_path / "rsc15" / "run1", dataset="rsc15",
+                    source={"official_file": False})
+    report.finalize_run(path, n_boot=50, n_resamples=50)
+    text = (path / "table.md").read_text()
+    assert text.startswith("# rsc15 (not the official file): run run1")
+    assert "published" not in text.lower()
+    official = make_run(tmp_path / "rsc15" / "run2", dataset="rsc15",
+                        source={"official_file": True})
+    report.finalize_run(official, n_boot=50, n_resamples=50)
+    assert "0.5065 / 0.2048" in (official / "table.md").read_text()  # ICLR 2016 Item-KNN
