@@ -203,9 +203,10 @@ def file_sha256(path: Path, *, progress: bool = True) -> str:
     """The sha256 of a file, streamed in 8 MiB blocks (constant memory)."""
     h = hashlib.sha256()
     size = path.stat().st_size
+    # An explicit ``disable=False`` would override the TQDM_DISABLE set by --no-progress.
+    quiet = {} if progress and size >= 64 << 20 else {"disable": True}
     with open(path, "rb") as f, tqdm(
-        total=size, unit="B", unit_scale=True, desc=f"hash {path.name}",
-        disable=not progress or size < 64 << 20, leave=False,
+        total=size, unit="B", unit_scale=True, desc=f"hash {path.name}", leave=False, **quiet,
     ) as bar:
         while block := f.read(8 << 20):
             h.update(block)
