@@ -26,7 +26,6 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from benchmark import io
-from benchmark.published import other_data, published_for
 
 log = logging.getLogger(__name__)
 
@@ -282,14 +281,23 @@ def draw_summary(summary: pd.DataFrame, path: Path) -> Path:
 # ---------------------------------------------------------------------------- a run
 
 
-def draw_run(run_dir: Path, *, title: str = "") -> list[Path]:
-    """Every plot of a run directory whose input files exist; returns the files written."""
+def draw_run(run_dir: Path, *, title: str = "",
+             published: dict[str, tuple[float, float]] | None = None,
+             losses: dict[str, str] | None = None) -> list[Path]:
+    """Every plot of a run directory whose input files exist; returns the files written.
+
+    Args:
+        run_dir: the run directory.
+        title: figure titles (the dataset).
+        published: label -> published (Recall@20, MRR@20), marked on the headline plot.
+        losses: label -> training loss name, for the training-curve legend.
+    """
     run_dir = Path(run_dir)
     out = run_dir / "plots"
     metrics = pd.read_csv(run_dir / "metrics.csv")
     cutoff = 20 if 20 in set(metrics["cutoff"]) else int(metrics["cutoff"].max())
     written = [plot_headline(metrics, out / "headline.png", cutoff=cutoff, title=title,
-                             published=_published(run_dir) if cutoff == 20 else None)]
+                             published=published if cutoff == 20 else None)]
     if (run_dir / "curves.csv").is_file():
         written.append(plot_cutoff_curves(pd.read_csv(run_dir / "curves.csv"),
                                           out / "cutoffs.png", title=title))
@@ -303,31 +311,9 @@ def draw_run(run_dir: Path, *, title: str = "") -> list[Path]:
     histories = {k: h for k, h in histories.items() if not h.empty}
     if histories:
         written.append(plot_training(histories, out / "training.png", title=title,
-                                     losses=_losses(run_dir)))
+                                     losses=losses))
     log.info("%s: drew %s", run_dir, ", ".join(p.name for p in written))
     return written
-
-
-def _published(run_dir: Path) -> dict[str, tuple[float, float]]:
-    if not (run_dir / "run.json").is_file():
-        return {}
-    record = io.read_json(run_dir / "run.json")
-    if other_data(record):
-        return {}
-    dataset = (record.get("data") or {}).get("dataset") or record.get("dataset", "")
-    config = record.get("config") or {}
-    found = {label: published_for(dataset, entry.get("algorithm", label))
-             for label, entry in config.items() if isinstance(entry, dict)}
-    return {label: (p.recall20, p.mrr20) for label, p in found.items() if p is not None}
-
-
-def _losses(run_dir: Path) -> dict[str, str]:
-    """Label -> ``params.loss`` from ``run.json``, for the algorithms that have one."""
-    if not (run_dir / "run.json").is_file():
-        return {}
-    config = io.read_json(run_dir / "run.json").get("config") or {}
-    return {label: str(entry["params"]["loss"]) for label, entry in config.items()
-            if isinstance(entry, dict) and "loss" in (entry.get("params") or {})}
 
 
 def _unseen_note(run_dir: Path) -> str:

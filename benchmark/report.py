@@ -158,7 +158,24 @@ def render_run(run_dir: Path) -> None:
                                   columns=["session", "target"])
     io.write_text(run_dir / "table.md",
                   run_markdown(table, metrics, record, settings, predictions, run_dir))
-    plots.draw_run(run_dir, title=dataset)
+    plots.draw_run(run_dir, title=dataset, published=_published_pairs(table),
+                   losses=_losses(record))
+
+
+def _published_pairs(table: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """Label -> published (Recall@20, MRR@20), from the table's published columns."""
+    if "published_recall@20" not in table:
+        return {}
+    rows = table[table["published_recall@20"].notna()]
+    return {label: (r, m) for label, r, m in
+            zip(rows.index, rows["published_recall@20"], rows["published_mrr@20"])}
+
+
+def _losses(record: dict) -> dict[str, str]:
+    """Label -> ``params.loss`` from ``run.json``'s config, for the algorithms that have one."""
+    config = record.get("config") or {}
+    return {label: str(entry["params"]["loss"]) for label, entry in config.items()
+            if isinstance(entry, dict) and "loss" in (entry.get("params") or {})}
 
 
 def run_markdown(table: pd.DataFrame, metrics: pd.DataFrame, record: dict, settings: dict,

@@ -210,3 +210,12 @@ def test_a_run_on_another_clicks_file_gets_no_published_numbers(tmp_path):
                         source={"official_file": True})
     report.finalize_run(official, n_boot=50, n_resamples=50)
     assert "0.5065 / 0.2048" in (official / "table.md").read_text()  # ICLR 2016 Item-KNN
+
+
+def test_headline_plot_gets_the_tables_published_numbers(run_dir):
+    table = pd.read_csv(run_dir / "table.csv", index_col="algorithm")
+    assert report._published_pairs(table) == {"pop": (0.0671, 0.0165),
+                                              "item-knn": (0.5160, 0.2181),
+                                              "gru4rec": (0.6064, 0.2289)}
+    no_published = table.drop(columns=["published_recall@20", "published_mrr@20"])
+    assert report._published_pairs(no_published) == {}
