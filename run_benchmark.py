@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
 from benchmark.config import ConfigError
 from benchmark.evaluator import TIE_MODES
+from benchmark.progress import disable_bars
 from benchmark.runner import DEFAULT_ALGORITHMS, DEFAULT_CUTOFFS, RunOptions, command_line, run
 from datasets import DATASETS, available_datasets
 from datasets.errors import DataError
@@ -71,8 +71,8 @@ def dataset_names(spec: str, data_dir: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.no_progress:  # silences every tqdm bar, including those inside the algorithms
-        os.environ["TQDM_DISABLE"] = "1"
+    if args.no_progress:  # every bar, those inside the algorithms and libraries too
+        disable_bars()
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:

@@ -8,6 +8,7 @@ import numpy as np
 
 from algorithms.item_knn import session_item_matrix
 from benchmark.interface import SessionRecommender
+from benchmark.progress import bars_enabled
 from datasets.sessions import UNKNOWN, Sessions
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ class BPRMF(SessionRecommender):
         log.info("bpr-mf: %d sessions x %d items, %d nonzeros, on %s",
                  x.shape[0], x.shape[1], x.nnz, self.device_)
         model = self._implicit_model()
-        model.fit(x, show_progress=log.isEnabledFor(logging.INFO))
+        model.fit(x, show_progress=bars_enabled())  # implicit's own bar
         if self.device_ == "cuda":
             model = model.to_cpu()
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)

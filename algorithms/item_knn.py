@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from benchmark.interface import SessionRecommender
+from benchmark.progress import bars_enabled
 from datasets.sessions import UNKNOWN, Sessions
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,8 @@ class ItemKNN(SessionRecommender):
         log.info("item-knn: %d sessions, %d items, %d nonzeros", x.shape[0], x.shape[1], x.nnz)
         parts = []
         blocks = _row_blocks(x)
-        bar = tqdm(blocks, desc="item-knn similarities", unit="block", leave=False, disable=None)
+        bar = tqdm(blocks, desc="item-knn similarities", unit="block", leave=False,
+                   disable=not bars_enabled())
         for start, stop in bar:
             parts.append(self._block_neighbours(xt, x, start, stop, row_w, col_w))
         self.sims_ = _assemble(parts, train.n_items)

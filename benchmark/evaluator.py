@@ -23,6 +23,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from benchmark.interface import SessionRecommender
+from benchmark.progress import bars_enabled
 from datasets.sessions import UNKNOWN, Sessions
 
 try:
@@ -135,7 +136,7 @@ def evaluate(
     state = model.init_state(n_slots) if n_slots else None
     done = 0
     bar = tqdm(total=total, desc=f"evaluate {getattr(model, 'name', '')}", unit="pred",
-               disable=not progress, leave=False)
+               disable=not (progress and bars_enabled()), leave=False)
     while len(slot_session):
         start = test.offsets[slot_session] + slot_pos
         items = test.items[start]

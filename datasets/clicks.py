@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 from tqdm.auto import tqdm
 
+from benchmark.progress import bars_enabled
 from datasets.errors import DataError
 from datasets.sessions import UNKNOWN, Sessions
 
@@ -203,10 +204,9 @@ def file_sha256(path: Path, *, progress: bool = True) -> str:
     """The sha256 of a file, streamed in 8 MiB blocks (constant memory)."""
     h = hashlib.sha256()
     size = path.stat().st_size
-    # An explicit ``disable=False`` would override the TQDM_DISABLE set by --no-progress.
-    quiet = {} if progress and size >= 64 << 20 else {"disable": True}
     with open(path, "rb") as f, tqdm(
-        total=size, unit="B", unit_scale=True, desc=f"hash {path.name}", leave=False, **quiet,
+        total=size, unit="B", unit_scale=True, desc=f"hash {path.name}", leave=False,
+        disable=not (progress and size >= 64 << 20 and bars_enabled()),
     ) as bar:
         while block := f.read(8 << 20):
             h.update(block)

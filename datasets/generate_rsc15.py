@@ -52,7 +52,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from tqdm.auto import tqdm
 
-from datasets.clicks import MICROS, Clicks
+from benchmark.progress import bars_enabled
+from datasets.clicks import Clicks
 from datasets.synthetic import DAY_SECONDS, START, ClickModel, generate_clicks, make_catalogue
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,7 @@ def generate(
     options = pacsv.WriteOptions(include_header=False, quoting_style="none")
     with pacsv.CSVWriter(str(out), _SCHEMA, write_options=options) as writer, tqdm(
         total=int(RSC15_CLICKS * fraction), unit="click", unit_scale=True,
-        desc=f"write {out.name}", disable=not progress,
+        desc=f"write {out.name}", disable=not (progress and bars_enabled()),
     ) as bar:
         for first in range(0, len(per_day), CHUNK_DAYS):
             counts = per_day[first : first + CHUNK_DAYS]

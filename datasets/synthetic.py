@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from datasets.clicks import MICROS, Clicks
+from datasets.clicks import Clicks
 from datasets.rsc15 import preprocess, splits_to_dataset
 from datasets.sessions import Dataset
 

@@ -9,7 +9,7 @@ import torch
 from algorithms.gru4rec import GRU4Rec
 from algorithms.gru4rec.batching import plan_epoch
 from algorithms.gru4rec.losses import LOSSES
-from algorithms.gru4rec.model import Network, init_params
+from algorithms.gru4rec.model import init_params
 from algorithms.gru4rec.trainer import TrainConfig, Trainer
 from benchmark.evaluator import evaluate
 from benchmark.metrics import mrr_at, recall_at

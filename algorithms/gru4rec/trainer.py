@@ -35,6 +35,7 @@ from algorithms.gru4rec.losses import LOSSES, FinalActivation
 from algorithms.gru4rec.model import Network
 from algorithms.gru4rec.optimizer import DenseAdagradM, SparseAdagradM
 from algorithms.gru4rec.sampling import SampleCache
+from benchmark.progress import bars_enabled
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ class Trainer:
     # ----------------------------------------------------------------- the step
     def train_step(self, t: int) -> torch.Tensor | None:
         """Forward, backward and update for step ``t`` of the plan; returns the loss (a tensor)."""
-        cfg, d, p = self.cfg, self.d, self.net.params
+        cfg, d = self.cfg, self.d
         n = self.n_active[t]
         if self.keep[t] is not None:  # the batch shrank: drop finished slots' states
             self.hidden = [h.index_select(0, self.keep[t]) for h in self.hidden]
@@ -346,7 +347,7 @@ class Trainer:
     def train_epoch(self, epoch: int, progress: bool = True) -> dict[str, float]:
         """One pass over the plan. Returns {loss (mean over steps), events, seconds}.
 
-        The progress bar shows on a terminal only (tqdm ``disable=None``), so logs stay clean.
+        The progress bar follows :func:`benchmark.progress.bars_enabled` (a terminal only).
 
         Raises:
             FloatingPointError: if the loss becomes NaN or infinite.
@@ -356,7 +357,7 @@ class Trainer:
         n_losses = 0
         n_steps = self.plan.n_steps
         bar = tqdm(total=n_steps, desc=f"gru4rec epoch {epoch}", unit="step",
-                   disable=None if progress else True, leave=False, mininterval=1.0)
+                   disable=not (progress and bars_enabled()), leave=False, mininterval=1.0)
         start = time.perf_counter()
         for t in range(n_steps):
             loss = self.train_step(t)
