@@ -63,7 +63,7 @@ class TrainConfig:
 class _ItemRows(NamedTuple):
     """The item-table rows a step works on.
 
-    ``rows`` are table indices and ``table`` their rows ([W | b]). With deduplication
+    ``rows`` are table indices and ``table`` their parameter rows ([W | b]). With deduplication
     (``out_inverse`` not None) ``rows`` are unique and ``out_inverse`` / ``in_inverse`` give, for
     each scored column / each input click, its position in ``rows``. Without it, ``rows`` are the
     scored items then (shared embedding) the inputs, one per occurrence.
@@ -71,11 +71,15 @@ class _ItemRows(NamedTuple):
 
     rows: torch.Tensor
     blocks: torch.Tensor  # the optimizer's [param, acc, vel] blocks of ``rows``
-    table: torch.Tensor  # their parameters, [W | b]
     out_inverse: torch.Tensor | None
     in_inverse: torch.Tensor | None
     input_rows: torch.Tensor | None  # the inputs' rows, shared embedding only
     log_q: torch.Tensor | None  # log sampling probability of each scored column, for logQ
+
+    @property
+    def table(self) -> torch.Tensor:
+        """The parameters of ``rows``, [W | b] (a view into ``blocks``)."""
+        return self.blocks[:, 0]
 
 
 class BulkDropout:
@@ -238,11 +242,10 @@ class Trainer:
             ds = torch.zeros((n, items.table.shape[0]), device=self.device).index_add_(
                 1, items.out_inverse, ds)
             g_rows = torch.mm(ds.T, o_ext)
-            d_out = torch.mm(ds, w_out[:, :d])
         else:
             g_rows = self._buffer("g_rows", n, (len(items.rows), d + 1))
             torch.mm(ds.T, o_ext, out=g_rows[:n_scored])
-            d_out = torch.mm(ds, w_out[:, :d])
+        d_out = torch.mm(ds, w_out[:, :d])
         d_in = self._backward_layers(d_out, layer_inputs, caches, masks_h, mask_e)
 
         self.dense.step()
@@ -280,15 +283,13 @@ class Trainer:
         n_scored = len(idx) - (len(inp) if shared else 0)
         if not self.dedupe:
             blocks = self.out_opt.gather(idx)
-            table = blocks[:, 0]
-            return _ItemRows(idx, blocks, table, None, None,
-                             table[n_scored:] if shared else None, log_q)
+            return _ItemRows(idx, blocks, None, None,
+                             blocks[n_scored:, 0] if shared else None, log_q)
         rows, inverse = torch.unique(idx, return_inverse=True)
         blocks = self.out_opt.gather(rows)
-        table = blocks[:, 0]
         in_inverse = inverse[n_scored:] if shared else None
-        input_rows = table.index_select(0, in_inverse) if shared else None
-        return _ItemRows(rows, blocks, table, inverse[:n_scored], in_inverse, input_rows, log_q)
+        input_rows = blocks[:, 0].index_select(0, in_inverse) if shared else None
+        return _ItemRows(rows, blocks, inverse[:n_scored], in_inverse, input_rows, log_q)
 
     def _forward_layers(self, x: torch.Tensor | None, inp: torch.Tensor,
                         mask_e: torch.Tensor | None, keep_mask: torch.Tensor, out: torch.Tensor):
