@@ -102,10 +102,7 @@ def score_setting(
     """
     model = cls(**params)
     start = time.perf_counter()
-    if epoch_curve:
-        model.fit(dataset.valid_train, valid=dataset.valid_test)
-    else:
-        model.fit(dataset.valid_train)
+    model.fit(dataset.valid_train, valid=dataset.valid_test if epoch_curve else None)
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
     ranks = evaluate(model, dataset.valid_test, tie_mode=tie_mode, progress=False).rank
