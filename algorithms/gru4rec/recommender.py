@@ -60,7 +60,7 @@ class GRU4Rec(SessionRecommender):
         seed: seeds the weight initialisation, sampling and dropout (no global seeding).
         n_threads: CPU threads while training on the CPU (restored afterwards). None: torch's
             current setting (all cores by default): on a quiet 2-core machine two threads train
-            1.7x faster than one; set 1 when other processes compete for the cores, where a
+            1.2-1.7x faster than one; set 1 when other processes compete for the cores, where a
             second thread mostly adds synchronisation.
 
     Attributes:
