@@ -34,21 +34,22 @@ def _disjoint_sessions(lengths: list[int]) -> Sessions:
 
 
 def _trainer(train: Sessions, layers: list[int], embedding, config: TrainConfig,
-             batch_size: int, seed: int = 0) -> Trainer:
+             batch_size: int, seed: int = 0, layout: str = "unique") -> Trainer:
     gen = torch.Generator().manual_seed(seed)
     params = init_params(train.n_items, layers, embedding, gen, CPU)
     support = np.bincount(train.items, minlength=train.n_items).astype(np.float64)
-    return Trainer(params, embedding, config, support, plan_epoch(train, batch_size), CPU, gen)
+    return Trainer(params, embedding, config, support, plan_epoch(train, batch_size), CPU, gen,
+                   layout=layout)
 
 
 # ------------------------------------------------------------------ session-parallel resets
-@pytest.mark.parametrize("dedupe", [True, False])
+@pytest.mark.parametrize("layout", ["unique", "static"])
 @pytest.mark.parametrize("embedding", ["shared", 0, 6])
-def test_session_parallel_hidden_states_equal_each_session_alone(embedding, dedupe) -> None:
+def test_session_parallel_hidden_states_equal_each_session_alone(embedding, layout) -> None:
     lengths = [3, 2, 5, 2, 4, 6, 2, 3, 7, 2]
     train = _disjoint_sessions(lengths)
-    trainer = _trainer(train, [8, 5], embedding, _config(learning_rate=0.0), batch_size=3)
-    trainer.dedupe = dedupe
+    trainer = _trainer(train, [8, 5], embedding, _config(learning_rate=0.0), batch_size=3,
+                       layout=layout)
     net = trainer.net
     # Each session alone: the last layer's state after each of its clicks (batch of one).
     alone = {}
@@ -69,104 +70,34 @@ def test_session_parallel_hidden_states_equal_each_session_alone(embedding, dedu
     assert trainer.plan.n_active[-1] < 3  # the tail (a shrinking batch) was exercised
 
 
-# ------------------------------------------------------------------ exact gradients
-def _reference_grads(net_params: dict, embedding, config: TrainConfig, inp, tgt, sample,
-                     hidden_prev) -> dict[str, torch.Tensor]:
-    """The same step written with autograd, straight from the model's equations (float64)."""
-    p = {k: v.detach().double().clone().requires_grad_(True) for k, v in net_params.items()}
-    n_layers = sum(1 for k in p if k.endswith(".w_c"))
-    if embedding == "shared":
-        x = p["output.weight"][inp]
-    elif embedding:
-        x = p["embedding.weight"][inp]
-    for l in range(n_layers):
-        h = hidden_prev[l].double()
-        size = h.shape[1]
-        if l == 0 and not embedding:
-            gx = p["layer0.wx"][inp] + p["layer0.bx"]
-        else:
-            gx = x @ p[f"layer{l}.wx"] + p[f"layer{l}.bx"]
-        rz = torch.sigmoid(gx[:, : 2 * size] + h @ p[f"layer{l}.w_rz"])
-        r, z = rz[:, :size], rz[:, size:]
-        c = torch.tanh(gx[:, 2 * size :] + (r * h) @ p[f"layer{l}.w_c"])
-        x = (1 - z) * h + z * c
-    cols = torch.cat([tgt, sample]) if sample is not None else tgt
-    s = x @ p["output.weight"][cols].T + p["output.bias"][cols]
-    act = config.final_act
-    y = torch.tanh(s) if act == "tanh" else (
-        torch.nn.functional.elu(s, 0.5) if act == "elu-0.5" else s)
-    from tests.test_gru4rec_parts import _autograd_reference
-
-    loss = _autograd_reference(config.loss, y, config.bpreg)
-    grads = torch.autograd.grad(loss, list(p.values()), allow_unused=True)
-    return {k: (g if g is not None else torch.zeros_like(p[k])) for k, g in zip(p, grads)}
-
-
-@pytest.mark.parametrize("dedupe", [True, False], ids=["cpu-unique-rows", "gpu-style-rows"])
-@pytest.mark.parametrize("embedding,loss,act", [
-    ("shared", "cross-entropy", "softmax"),
-    (0, "bpr-max", "elu-0.5"),
-    (4, "top1-max", "tanh"),
-    ("shared", "bpr", "linear"),
-    (0, "top1", "tanh"),
-])
-def test_training_step_gradients_match_autograd(embedding, loss, act, dedupe: bool) -> None:
+# ------------------------------------------------------------------ logQ
+# (Step-by-step equality with the autograd reference: tests/test_gru4rec_reference.py.)
+def test_logq_subtracts_log_counts_of_targets_and_alpha_log_counts_of_samples() -> None:
+    # The official correction with raw click counts c_j (not probabilities): target columns
+    # lose logq * log(c_j), sample columns logq * log(c_j ** alpha). Counts in this data:
+    # item 0: 1, 1: 2, 2: 3, 3: 2, 4: 1, 5: 1, 6: 1, 7: 1.
     train = from_lists([[0, 1, 2, 3], [4, 5, 1], [2, 2, 6], [7, 3]], n_items=8)
-    config = _config(loss=loss, final_act=act, n_sample=5)
-    trainer = _trainer(train, [6, 5], embedding, config, batch_size=3, seed=1)
-    trainer.dedupe = dedupe  # both row layouts: merged duplicates (CPU) and per occurrence (GPU)
-    trainer.reset_hidden()
-    trainer.train_step(0)  # a first step, so hidden states are not all zero
-    captured: dict = {}
-    next_samples = trainer.samples.next
-    trainer.samples.next = lambda: captured.setdefault("sample", next_samples())
-    trainer.dense.step = lambda: captured.update(dense=trainer.dense.grad.clone())
-    trainer.out_opt.step = lambda rows, g, unique=False, gathered=None: captured.update(
-        out=(rows.clone(), g.clone()))
-    if trainer.in_opt is not None:
-        trainer.in_opt.step = lambda rows, g, unique=False, gathered=None: captured.update(
-            inp=(rows.clone(), g.clone()))
-    params_before = {k: v.clone() for k, v in trainer.net.params.items()}
-    keep = trainer.keep_mask[1, :3]
-    hidden_prev = [h * keep for h in trainer.hidden]
-    trainer.train_step(1)
-    inp, tgt = trainer.inputs[1, :3], trainer.targets[1, :3]
-    ref = _reference_grads(params_before, embedding, config, inp, tgt, captured["sample"][0],
-                           hidden_prev)
-
-    for name, view in trainer.dense.grad_views.items():
-        torch.testing.assert_close(view.double(), ref[name], atol=1e-5, rtol=1e-4)
-    rows, g = captured["out"]
-    dense_out = torch.zeros(8, 6, dtype=torch.float64).index_add_(0, rows, g.double())
-    torch.testing.assert_close(dense_out[:, :5], ref["output.weight"], atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(dense_out[:, 5], ref["output.bias"], atol=1e-5, rtol=1e-4)
-    if "inp" in captured:
-        rows, g = captured["inp"]
-        key = "embedding.weight" if embedding else "layer0.wx"
-        dense_in = torch.zeros_like(ref[key]).index_add_(0, rows, g.double())
-        torch.testing.assert_close(dense_in, ref[key], atol=1e-5, rtol=1e-4)
-
-
-def test_logq_lowers_each_column_by_its_log_sampling_probability() -> None:
-    train = from_lists([[0, 1, 2, 3], [4, 5, 1], [2, 2, 6], [7, 3]], n_items=8)
-    config = _config(n_sample=4, logq=1.0, sample_alpha=0.5)
+    config = _config(n_sample=4, logq=0.8, sample_alpha=0.5)
     trainer = _trainer(train, [5], "shared", config, batch_size=3)
     trainer.reset_hidden()
     seen = {}
     real = trainer.loss_fn
-    trainer.loss_fn = lambda y, bpreg: (seen.setdefault("y", y.clone()), real(y, bpreg))[1]
+    trainer.loss_fn = lambda y, bpreg, norm: (seen.setdefault("y", y.clone()),
+                                              real(y, bpreg, norm))[1]
     captured = {}
     next_samples = trainer.samples.next
     trainer.samples.next = lambda: captured.setdefault("sample", next_samples())
     params = {k: v.clone() for k, v in trainer.net.params.items()}
     trainer.train_step(0)
-    cols = torch.cat([trainer.targets[0, :3], captured["sample"][0]])
+    targets, sample = trainer.targets[0, :3], captured["sample"][0]
+    assert targets.tolist() == [1, 5, 2]
+    cols = torch.cat([targets, sample])
     o = trainer.hidden[-1]
     raw = o @ params["output.weight"][cols].T + params["output.bias"][cols]
-    support = np.bincount(train.items, minlength=8).astype(np.float64)
-    logp = torch.tensor(np.log(support / support.sum()), dtype=torch.float32)
-    log_q = torch.cat([logp[cols[:3]], 0.5 * logp[cols[3:]]])
-    torch.testing.assert_close(seen["y"], raw - log_q, atol=1e-5, rtol=1e-5)
+    counts = torch.tensor([1.0, 2, 3, 2, 1, 1, 1, 1])
+    shift = 0.8 * torch.cat([torch.log(torch.tensor([2.0, 1.0, 3.0])),
+                             0.5 * torch.log(counts[sample])])
+    torch.testing.assert_close(seen["y"], raw - shift, atol=1e-5, rtol=1e-5)
 
 
 # ------------------------------------------------------------------ learning
@@ -244,8 +175,8 @@ def test_checkpoint_round_trip_scores_identically(tmp_path) -> None:
 
 
 def test_nan_loss_raises(monkeypatch) -> None:
-    def nan_loss(y, bpreg):
-        value, grad = LOSSES["bpr"](y, bpreg)
+    def nan_loss(y, bpreg, norm=None):
+        value, grad = LOSSES["bpr"](y, bpreg, norm)
         return value * float("nan"), grad
 
     monkeypatch.setitem(LOSSES, "cross-entropy", nan_loss)
@@ -294,7 +225,7 @@ def test_cuda_sparse_optimizer_matches_cpu() -> None:
     init = torch.randn(9, 4)
     cpu = SparseAdagradM(init, 0.1, 0.3)
     gpu = SparseAdagradM(init.cuda(), 0.1, 0.3)
-    assert gpu.dedupe == "scratch"
+    assert gpu.layout == "static"
     for rows in ([1, 1, 2], [2, 8, 8, 8]):
         grads = torch.randn(len(rows), 4)
         cpu.step(torch.tensor(rows), grads)

@@ -44,10 +44,10 @@ def _hand(loss: str, bpreg: float) -> float:
             total += bpreg * sum(s[j] * row[j] ** 2 for j in negs)
         elif loss == "top1-max":
             total += sum(s[j] * (_sig(row[j] - row[i]) + _sig(row[j] ** 2)) for j in negs)
-        elif loss == "bpr":
-            total += -sum(math.log(_sig(row[i] - row[j])) for j in negs) / 4
-        else:
-            total += sum(_sig(row[j] - row[i]) + _sig(row[j] ** 2) for j in negs) / 4
+        elif loss == "bpr":  # the official mean over all 5 columns: the positive's term is log 2
+            total += (math.log(2) - sum(math.log(_sig(row[i] - row[j])) for j in negs)) / 5
+        else:  # ... and sigma(0) = 1/2 here, without the positive's own regulariser
+            total += (0.5 + sum(_sig(row[j] - row[i]) + _sig(row[j] ** 2) for j in negs)) / 5
     return total / 3
 
 
@@ -58,8 +58,8 @@ EXPECTED = {
     ("bpr-max", 0.0): 0.36517148857417575,
     ("bpr-max", 0.5): 0.5197361441905031,
     ("top1-max", 0.0): 0.872950937434161,
-    ("bpr", 0.0): 0.3096875200882628,
-    ("top1", 0.0): 0.8279203315788153,
+    ("bpr", 0.0): 0.3863794521825992,
+    ("top1", 0.0): 0.7623362652630522,
 }
 
 
@@ -68,6 +68,10 @@ def test_loss_value_matches_hand_computation(loss: str, bpreg: float) -> None:
     assert _hand(loss, bpreg) == pytest.approx(EXPECTED[(loss, bpreg)], abs=1e-12)
     value, _ = LOSSES[loss](torch.tensor(Y, dtype=torch.float64), bpreg)
     assert float(value) == pytest.approx(EXPECTED[(loss, bpreg)], abs=1e-9)
+    # The official normalisation: the sum over rows divided by the batch size (here 8, as in
+    # the tail of an epoch where only 3 of 8 slots are left).
+    value, _ = LOSSES[loss](torch.tensor(Y, dtype=torch.float64), bpreg, 8)
+    assert float(value) == pytest.approx(EXPECTED[(loss, bpreg)] * 3 / 8, abs=1e-9)
 
 
 def _autograd_reference(loss: str, y: torch.Tensor, bpreg: float) -> torch.Tensor:
@@ -80,10 +84,9 @@ def _autograd_reference(loss: str, y: torch.Tensor, bpreg: float) -> torch.Tenso
         return (-torch.log((s * torch.sigmoid(pos - y)).sum(1)) + bpreg * (s * y**2).sum(1)).mean()
     if loss == "top1-max":
         return (s * (torch.sigmoid(y - pos) + torch.sigmoid(y**2))).sum(1).mean()
-    off = (~eye).double()
     if loss == "bpr":
-        return -(torch.nn.functional.logsigmoid(pos - y) * off).sum(1).mean() / (y.shape[1] - 1)
-    return ((torch.sigmoid(y - pos) + torch.sigmoid(y**2)) * off).sum(1).mean() / (y.shape[1] - 1)
+        return -torch.nn.functional.logsigmoid(pos - y).mean(1).mean()
+    return (torch.sigmoid(y - pos) + torch.sigmoid(y**2).masked_fill(eye, 0.0)).mean(1).mean()
 
 
 @pytest.mark.parametrize("loss,bpreg", list(EXPECTED))
@@ -137,13 +140,13 @@ def test_sample_cache_log_weights_are_alpha_log_popularity() -> None:
     cache = SampleCache(support, 0.5, n_sample=4, cache_size=8, device=torch.device("cpu"),
                         generator=torch.Generator().manual_seed(0))
     items, logw = cache.next()
-    expected = 0.5 * np.log(support / 4.0)[items.numpy()]
+    expected = 0.5 * np.log(support)[items.numpy()]  # log(count ** alpha): raw counts
     np.testing.assert_allclose(logw.numpy(), expected, rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- optimizer
 def _dense_reference(p, acc, vel, rows, grads, lr, mu):
-    """Adagrad with Nesterov momentum on the dense gradient, applied to the touched rows only."""
+    """Adagrad with classic momentum on the dense gradient, applied to the touched rows only."""
     g = np.zeros_like(p)
     np.add.at(g, rows, grads)
     touched = np.unique(rows)
@@ -152,18 +155,18 @@ def _dense_reference(p, acc, vel, rows, grads, lr, mu):
         u = g[r] / np.sqrt(acc[r] + EPS)
         if mu > 0:
             vel[r] = mu * vel[r] - lr * u
-            p[r] += mu * vel[r] - lr * u
+            p[r] += vel[r]
         else:
             p[r] -= lr * u
 
 
-@pytest.mark.parametrize("dedupe", ["unique", "scratch"])
+@pytest.mark.parametrize("layout", ["unique", "static"])
 @pytest.mark.parametrize("momentum", [0.0, 0.3])
-def test_sparse_optimizer_matches_dense_adagrad_on_touched_rows(dedupe: str,
+def test_sparse_optimizer_matches_dense_adagrad_on_touched_rows(layout: str,
                                                                 momentum: float) -> None:
     rng = np.random.default_rng(0)
     init = rng.normal(size=(7, 3))
-    opt = SparseAdagradM(torch.tensor(init), lr=0.1, momentum=momentum, dedupe=dedupe)
+    opt = SparseAdagradM(torch.tensor(init), lr=0.1, momentum=momentum, layout=layout)
     p, acc, vel = init.copy(), np.zeros_like(init), np.zeros_like(init)
     for rows in ([1, 3, 1, 5], [3, 3, 0], [5, 1, 2, 2, 2]):  # duplicates on purpose
         grads = rng.normal(size=(len(rows), 3))
@@ -176,7 +179,11 @@ def test_sparse_optimizer_matches_dense_adagrad_on_touched_rows(dedupe: str,
     assert (opt.acc[untouched] == EPS).all()
 
 
-def test_dense_optimizer_is_adagrad_with_nesterov_momentum() -> None:
+def test_dense_optimizer_is_adagrad_with_classic_momentum() -> None:
+    # The official rule, by hand: acc += g^2; v = mu v - lr g / sqrt(acc + 1e-6); p += v.
+    # lr = mu = 0.5; entry 0 starts at 1 and gets g = 1, then 0.5:
+    #   step 1: acc = 1,    v = -0.5 / sqrt(1 + 1e-6)           = -0.49999975, p = 0.50000025
+    #   step 2: acc = 1.25, v = 0.5 v - 0.5 * 0.5 / sqrt(1.25 + 1e-6) = -0.47360658, p = 0.02639367
     opt = DenseAdagradM({"a": (2,), "b": (1, 2)}, lr=0.5, momentum=0.5,
                         device=torch.device("cpu"))
     opt.views["a"].copy_(torch.tensor([1.0, -1.0]))
@@ -186,11 +193,26 @@ def test_dense_optimizer_is_adagrad_with_nesterov_momentum() -> None:
         opt.step()
         g = np.array(g)
         acc += g**2
-        u = g / np.sqrt(acc + EPS)
-        vel = 0.5 * vel - 0.5 * u
-        p = p + 0.5 * vel - 0.5 * u
+        vel = 0.5 * vel - 0.5 * g / np.sqrt(acc + EPS)
+        p = p + vel
         np.testing.assert_allclose(opt.flat.numpy(), p, rtol=1e-6)
+    assert float(opt.flat[0]) == pytest.approx(0.02639367, abs=2e-8)
     assert opt.views["b"].shape == (1, 2)
+
+
+def test_sparse_optimizer_leaves_an_unused_last_column_alone() -> None:
+    # Row 1 uses its last column (a bias) in one occurrence, row 2 in none: row 2's bias, its
+    # accumulator and velocity stay as they are although momentum would move them.
+    for layout in ("unique", "static"):
+        opt = SparseAdagradM(torch.ones(4, 2), lr=0.1, momentum=0.5, layout=layout)
+        opt.vel.fill_(0.2)
+        rows, grads = torch.tensor([1, 2, 1]), torch.tensor([[1.0, 1.0], [1.0, 0.0], [0.0, 0.0]])
+        opt.step(rows, grads, last_col=torch.tensor([0.0, 0.0, 1.0]))
+        u = 1.0 / math.sqrt(1.0 + EPS)
+        assert float(opt.param[1, 1]) == pytest.approx(1.0 + 0.5 * 0.2 - 0.1 * u, abs=1e-6)
+        assert float(opt.param[2, 0]) == pytest.approx(1.0 + 0.5 * 0.2 - 0.1 * u, abs=1e-6)
+        assert (float(opt.param[2, 1]), float(opt.vel[2, 1]), float(opt.acc[2, 1])) == (
+            1.0, pytest.approx(0.2), pytest.approx(EPS))
 
 
 # ----------------------------------------------------------------------------- batching

@@ -1,11 +1,14 @@
-"""Adagrad with Nesterov momentum, as in the official GRU4Rec, with sparse row updates.
+"""Adagrad with classic (heavy-ball) momentum, as in the official GRU4Rec, with sparse row updates.
 
 For a parameter ``p`` with gradient ``g`` (``lr`` learning rate, ``mu`` momentum)::
 
     acc <- acc + g^2
-    u   <- g / sqrt(acc + eps)
+    u   <- g / sqrt(acc + eps)             (eps = 1e-6)
     v   <- mu * v - lr * u                 (only if mu > 0)
-    p   <- p + mu * v - lr * u             (Nesterov look-ahead; p <- p - lr * u if mu == 0)
+    p   <- p + v                           (p <- p - lr * u if mu == 0)
+
+This is the official code's rule (its ``IndexedAdagradM``): the velocity is added as it is, with no
+Nesterov look-ahead.
 
 Item tables (output weights and bias, input embeddings) get only the rows touched by the
 mini-batch updated: their accumulators and velocities stay as they are elsewhere, which is what
@@ -41,7 +44,7 @@ class _AdagradM:
             p.add_(g, alpha=-self.lr)
         else:
             vel.mul_(self.momentum).add_(g, alpha=-self.lr)
-            p.add_(vel, alpha=self.momentum).add_(g, alpha=-self.lr)
+            p.add_(vel)
 
 
 class DenseAdagradM(_AdagradM):
@@ -80,6 +83,21 @@ class DenseAdagradM(_AdagradM):
         self._apply(self.flat, self.acc, self.vel, self.grad)
 
 
+LAYOUTS = ("unique", "static")
+"""How a step's item rows are laid out (one choice for the trainer and its sparse optimizers):
+
+- ``"unique"`` (the CPU default): each distinct item once (``torch.unique``); duplicates are mapped
+  back by index. Fewer rows to gather, multiply and update, but ``unique`` has a data-dependent
+  output size, which on a GPU means a host-device synchronisation every step.
+- ``"static"`` (the GPU default): one row per occurrence, so every shape is fixed; duplicates
+  are merged through a dense scratch table instead.
+Both compute the same update up to float rounding."""
+
+
+def default_layout(device: torch.device) -> str:
+    return "unique" if device.type == "cpu" else "static"
+
+
 class SparseAdagradM(_AdagradM):
     """Adagrad-momentum for a (n_rows, width) table, updating only the rows given each step.
 
@@ -89,30 +107,29 @@ class SparseAdagradM(_AdagradM):
     caller may gather the blocks itself (``gather``) to read the parameters for its forward pass
     and hand them back to ``step``, which then needs no gather at all.
 
-    Duplicate rows are merged in one of two ways, with the same result up to float rounding:
+    Duplicate rows are merged according to ``layout`` (see :data:`LAYOUTS`):
 
-    - ``"unique"`` (CPU): ``torch.unique`` the rows and sum their gradients (or the caller did);
-      the update is written back with one ``index_add_`` of the increments (on the CPU
-      ``index_add_`` has a fast row-wise path that ``index_copy_`` lacks).
-    - ``"scratch"`` (GPU): sum gradients in a dense zeroed scratch table, read the sums back per
-      occurrence and write identical new rows for duplicates with ``index_copy_``. Static shapes,
-      so no host-device synchronisation (``unique`` would need one for its output size).
+    - ``"unique"``: ``torch.unique`` the rows and sum their gradients (or the caller did); the
+      update is written back with one ``index_add_`` of the increments (on the CPU ``index_add_``
+      has a fast row-wise path that ``index_copy_`` lacks).
+    - ``"static"``: sum gradients in a dense zeroed scratch table, read the sums back per
+      occurrence and write identical new rows for duplicates with ``index_copy_``.
 
     Attributes:
         table: (n_rows, 3, width) with momentum, (n_rows, 2, width) without.
         param: the (n_rows, width) parameter view of ``table``.
         acc: the accumulator view (``eps`` + sum of squared gradients).
         vel: the velocity view, or None when momentum is 0.
+        layout: ``"unique"`` or ``"static"``.
     """
 
     def __init__(self, init: torch.Tensor, lr: float, momentum: float, eps: float = EPS,
-                 dedupe: str | None = None) -> None:
+                 layout: str | None = None) -> None:
         super().__init__(lr, momentum, eps)
-        if dedupe is None:
-            dedupe = "unique" if init.device.type == "cpu" else "scratch"
-        if dedupe not in ("unique", "scratch"):
-            raise ValueError(f"dedupe must be 'unique' or 'scratch', got {dedupe!r}")
-        self.dedupe = dedupe
+        layout = layout or default_layout(init.device)
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+        self.layout = layout
         n_rows, width = init.shape
         slots = 3 if momentum > 0 else 2
         self.table = torch.zeros(n_rows, slots, width, dtype=init.dtype, device=init.device)
@@ -120,14 +137,17 @@ class SparseAdagradM(_AdagradM):
         self.table[:, 1] = eps
         self.param, self.acc = self.table[:, 0], self.table[:, 1]
         self.vel = self.table[:, 2] if momentum > 0 else None
-        self._scratch = torch.zeros_like(init) if dedupe == "scratch" else None
+        static = layout == "static"
+        self._scratch = torch.zeros_like(init) if static else None
+        self._flags = torch.zeros(n_rows, dtype=init.dtype, device=init.device) if static else None
 
     def gather(self, rows: torch.Tensor) -> torch.Tensor:
         """The [param, acc, (vel)] blocks of ``rows``: a (len(rows), slots, width) copy."""
         return self.table.index_select(0, rows)
 
     def step(self, rows: torch.Tensor, grads: torch.Tensor, unique: bool = False,
-             gathered: torch.Tensor | None = None) -> None:
+             gathered: torch.Tensor | None = None,
+             last_col: torch.Tensor | None = None) -> None:
         """Update the rows ``rows`` (int64) with per-occurrence ``grads``.
 
         Args:
@@ -135,41 +155,59 @@ class SparseAdagradM(_AdagradM):
             grads: (len(rows), width) gradients; may be overwritten.
             unique: the caller promises ``rows`` has no duplicates (it merged them).
             gathered: ``gather(rows)`` taken before any update this step (saves the gather).
+            last_col: optional float (len(rows),): 1 where the occurrence uses the table's last
+                column, 0 where it does not. A row's last column (accumulator and velocity too)
+                is left alone unless one of its occurrences uses it: the bias column of an item
+                that was only an input this step is not a parameter of this step, exactly as
+                the official code's separate bias table is not touched for it.
         """
-        if self.dedupe == "scratch":
-            self._step_scratch(rows, grads, gathered)
+        if self.layout == "static":
+            self._step_static(rows, grads, gathered, last_col)
             return
         if not unique:
             rows, inverse = torch.unique(rows, return_inverse=True)
             merged = torch.zeros((len(rows), grads.shape[1]), dtype=grads.dtype,
                                  device=grads.device)
             grads, gathered = merged.index_add_(0, inverse, grads), None
+            if last_col is not None:
+                last_col = torch.zeros(len(rows), dtype=grads.dtype,
+                                       device=grads.device).index_add_(0, inverse, last_col)
         if gathered is None:
             gathered = self.gather(rows)
-        self._update_unique(rows, grads, gathered)
+        self._update_unique(rows, grads, gathered, last_col)
 
-    def _update_unique(self, rows: torch.Tensor, g: torch.Tensor, blocks: torch.Tensor) -> None:
+    def _update_unique(self, rows: torch.Tensor, g: torch.Tensor, blocks: torch.Tensor,
+                       last_col: torch.Tensor | None) -> None:
         # Written as increments so the table is only touched by one scatter:
         #   acc' - acc = g^2;  u = g / sqrt(acc')
-        #   v' - v = (mu - 1) v - lr u;  p' - p = mu v' - lr u = mu^2 v - lr (1 + mu) u
+        #   v' - v = (mu - 1) v - lr u;  p' - p = v' = mu v - lr u
         delta = torch.empty_like(blocks)
         torch.mul(g, g, out=delta[:, 1])
         u = g.mul_(blocks[:, 1].add_(delta[:, 1]).rsqrt_())
         if self.vel is None:
             torch.mul(u, -self.lr, out=delta[:, 0])
         else:
-            mu, vel = self.momentum, blocks[:, 2]
-            torch.mul(vel, mu * mu, out=delta[:, 0]).add_(u, alpha=-self.lr * (1 + mu))
-            torch.mul(vel, mu - 1.0, out=delta[:, 2]).add_(u, alpha=-self.lr)
+            vel = blocks[:, 2]
+            torch.mul(vel, self.momentum, out=delta[:, 0]).add_(u, alpha=-self.lr)
+            torch.sub(delta[:, 0], vel, out=delta[:, 2])
+        if last_col is not None:
+            delta[:, :, -1].mul_((last_col > 0).to(delta.dtype).unsqueeze(1))
         self.table.index_add_(0, rows, delta)
 
-    def _step_scratch(self, rows: torch.Tensor, grads: torch.Tensor,
-                      gathered: torch.Tensor | None) -> None:
+    def _step_static(self, rows: torch.Tensor, grads: torch.Tensor,
+                     gathered: torch.Tensor | None, last_col: torch.Tensor | None) -> None:
         scratch = self._scratch
         scratch.index_add_(0, rows, grads)
         g = scratch.index_select(0, rows)  # the summed gradient of each occurrence's row
         scratch.index_fill_(0, rows, 0.0)
         blocks = self.gather(rows) if gathered is None else gathered
+        if last_col is not None:  # whether any occurrence of the row uses the last column
+            self._flags.index_add_(0, rows, last_col)
+            last_col = self._flags.index_select(0, rows) > 0
+            self._flags.index_fill_(0, rows, 0.0)
+            before = blocks[:, :, -1].clone()
         vel = blocks[:, 2] if self.vel is not None else None
         self._apply(blocks[:, 0], blocks[:, 1], vel, g)
+        if last_col is not None:
+            blocks[:, :, -1] = torch.where(last_col.unsqueeze(1), blocks[:, :, -1], before)
         self.table.index_copy_(0, rows, blocks)

@@ -3,7 +3,9 @@
 Score of item j after the clicks of a session so far: ``o_t . W_j + b_j``, where ``o_t`` is the
 last GRU layer's state after feeding the session's clicks one by one (see ``model.py``).
 Training: session-parallel mini-batches, in-batch + popularity^alpha-sampled negatives, one of
-five losses, Adagrad with Nesterov momentum and sparse item-row updates (see ``trainer.py``).
+five losses, Adagrad with classic momentum and sparse item-row updates (see ``trainer.py``).
+Every default follows the authors' official code (PyTorch port); ``reference.py`` is the same
+training step written plainly with autograd, and the tests hold ``trainer.py`` to it.
 """
 
 from __future__ import annotations
@@ -21,13 +23,16 @@ from algorithms.gru4rec.batching import plan_epoch
 from algorithms.gru4rec.checkpoint import load_checkpoint, save_checkpoint
 from algorithms.gru4rec.losses import LOSSES, FinalActivation
 from algorithms.gru4rec.model import Network, init_params
+from algorithms.gru4rec.threads import ThreadPolicy
 from algorithms.gru4rec.trainer import TrainConfig, Trainer
 from benchmark.interface import SessionRecommender
 from datasets.sessions import UNKNOWN, Sessions
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FINAL_ACT = {"cross-entropy": "softmax", "bpr-max": "elu-1", "top1-max": "elu-1",
+# bpr-max: the official code's default ELU parameter (0.5); the other losses keep what the
+# official Theano code's examples use with them.
+DEFAULT_FINAL_ACT = {"cross-entropy": "softmax", "bpr-max": "elu-0.5", "top1-max": "elu-1",
                      "bpr": "tanh", "top1": "tanh"}
 
 
@@ -42,26 +47,30 @@ class GRU4Rec(SessionRecommender):
         loss: ``cross-entropy``, ``bpr-max``, ``top1-max``, ``bpr`` or ``top1``.
         final_act: activation of the sampled scores before the loss: ``softmax`` (cross-entropy
             only), ``linear``, ``tanh`` or ``elu-<alpha>``. None: softmax for cross-entropy,
-            elu-1 for the -max losses, tanh for bpr/top1. Scores returned by ``step`` are the raw
+            elu-0.5 for bpr-max (the official default), elu-1 for top1-max, tanh for bpr/top1. Scores returned by ``step`` are the raw
             scores (every allowed activation is increasing, so ranks are unchanged).
         n_sample: extra negative items per step, shared by the mini-batch (0: in-batch only).
         sample_alpha: extra samples are drawn with probability proportional to support^alpha.
         sample_cache_size: number of extra samples drawn at once on the device.
-        logq: weight of the logQ correction (cross-entropy only; training only): each sampled
-            column's score is lowered by ``logq * log(its sampling probability)``.
+        logq: weight of the logQ correction (cross-entropy only; training only): the score of
+            each in-batch target column is lowered by ``logq * log(c_j)`` and of each extra
+            sample column by ``logq * log(c_j ** sample_alpha)``, ``c_j`` the item's raw click
+            count in the training data (as the official code does; not a probability).
         bpreg: score regularisation weight of bpr-max.
         learning_rate: Adagrad learning rate.
-        momentum: Nesterov momentum (0 disables it).
-        dropout_embed: dropout on the input embedding (one-hot: drops the whole input click).
-        dropout_hidden: dropout on every GRU layer's output.
+        momentum: classic (heavy-ball) momentum of the Adagrad updates (0 disables it).
+        dropout_embed: dropout on the input embedding; with one-hot input (``embedding=0``), on
+            the first GRU layer's output instead, which is the official code's input layer.
+        dropout_hidden: dropout on every GRU layer's output (but the first with one-hot input).
+            The dropped-out output is also the hidden state carried to the next click.
         batch_size: number of session-parallel slots.
         n_epochs: passes over the training data.
         device: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"`` / ``"cuda:N"``.
         seed: seeds the weight initialisation, sampling and dropout (no global seeding).
-        n_threads: CPU threads while training on the CPU (restored afterwards). None: torch's
-            current setting (all cores by default): on a quiet 2-core machine two threads train
-            1.2-1.7x faster than one; set 1 when other processes compete for the cores, where a
-            second thread mostly adds synchronisation.
+        n_threads: CPU threads while training on the CPU (restored afterwards). None (default):
+            chosen while training by measuring one thread against torch's default (all cores)
+            every 20 s (``threads.py``): two threads are faster on a quiet machine, one is far
+            faster once other processes keep the cores busy.
 
     Attributes:
         network_: the trained ``Network`` (parameters on ``device_``).
@@ -189,12 +198,16 @@ class GRU4Rec(SessionRecommender):
         plan = plan_epoch(train, self.batch_size)
         params = init_params(train.n_items, self._layer_sizes(), self.embedding, init_gen,
                              self.device_)
+        threads = None
+        if self.device_.type == "cpu":
+            threads = (ThreadPolicy.fixed(self.n_threads) if self.n_threads
+                       else ThreadPolicy.adaptive())
         trainer = Trainer(params, self.embedding, self._train_config(), support, plan,
-                          self.device_, run_gen)
+                          self.device_, run_gen, threads=threads)
         log.info("GRU4Rec: %d items, %d training events/epoch in %d steps, device %s",
                  train.n_items, plan.n_events, plan.n_steps, self.device_)
         for epoch in range(1, self.n_epochs + 1):
-            with self._training_threads():
+            with self._restore_threads():
                 stats = trainer.train_epoch(epoch)
             self.network_ = trainer.net  # live views: validation sees the current weights
             recall = self._valid_recall20(valid) if valid is not None else None
@@ -208,18 +221,14 @@ class GRU4Rec(SessionRecommender):
         return self
 
     @contextlib.contextmanager
-    def _training_threads(self) -> Iterator[None]:
-        """Run the block with ``n_threads`` CPU threads (CPU training only), then restore."""
+    def _restore_threads(self) -> Iterator[None]:
+        """Run the block, then put torch's thread count back (training may change it)."""
         before = torch.get_num_threads()
-        wanted = self.n_threads or before
-        if self.device_.type != "cpu" or wanted == before:
-            yield
-            return
-        torch.set_num_threads(wanted)
         try:
             yield
         finally:
-            torch.set_num_threads(before)
+            if torch.get_num_threads() != before:
+                torch.set_num_threads(before)
 
     def _train_config(self) -> TrainConfig:
         return TrainConfig(

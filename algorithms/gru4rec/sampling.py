@@ -29,8 +29,9 @@ class SampleCache:
     Attributes:
         cdf: float64 cumulative distribution over items (on ``device``).
         items: int64 (n_rows, n_sample), the current cache.
-        log_weight: float32 (n_rows, n_sample), ``alpha * log(support / total)`` of each drawn
-            item, the log of its (unnormalised-by-alpha) sampling probability used by logQ.
+        log_weight: float32 (n_rows, n_sample), ``alpha * log(support)`` of each drawn item: the
+            log of its unnormalised sampling weight ``support ** alpha``, which the official logQ
+            correction subtracts (raw click counts, not divided by their total).
     """
 
     def __init__(
@@ -51,8 +52,9 @@ class SampleCache:
         cdf = np.cumsum(weights / weights.sum())
         cdf[-1] = 1.0  # guard against rounding: every uniform draw must land on an item
         self.cdf = torch.as_tensor(cdf, device=device)
-        prob = np.maximum(support, 1e-12) / support.sum()
-        self._log_prob = torch.as_tensor(alpha * np.log(prob), dtype=torch.float32, device=device)
+        # Unseen items (support 0) are never drawn; the floor only keeps the log finite.
+        log_weight = alpha * np.log(np.maximum(support, 1e-12))
+        self._log_weight = torch.as_tensor(log_weight, dtype=torch.float32, device=device)
         self.n_sample = n_sample
         # No point drawing more rows than there are steps (``max_rows``: one epoch): on small
         # data a 10M-sample cache would cost more than the training itself.
@@ -69,7 +71,7 @@ class SampleCache:
         # right=True: item i is drawn when cdf[i-1] <= u < cdf[i]; items of weight 0 never are.
         self.items = torch.searchsorted(self.cdf, u, right=True).view(self.n_rows, self.n_sample)
         self.items.clamp_(max=len(self.cdf) - 1)
-        self.log_weight = self._log_prob[self.items]
+        self.log_weight = self._log_weight[self.items]
         self._next = 0
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:

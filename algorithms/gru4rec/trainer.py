@@ -4,13 +4,20 @@ One step (B active slots, S extra samples, K = B + S scored items, d = last laye
 
 1. hidden rows of slots that start a new session are zeroed (``reset``);
 2. one gather reads the item-table rows ``[W | b]`` (with their optimizer state) of the K scored
-   items (targets, then samples) and, with a shared embedding, of the B inputs; on the CPU each
-   distinct item is read once (``unique``) and duplicates are mapped back by index;
-3. the GRU layers advance one click (dropout on the input embedding and each layer's output);
-4. scores ``[o, 1] @ [W | b]_K^T`` (minus ``logq * log Q`` of each column for cross-entropy),
-   the final activation and the loss with its gradient (``losses.py``);
+   items (targets, then samples) and, with a shared embedding, of the B inputs; in the
+   ``"unique"`` row layout (the CPU default) each distinct item is read once and duplicates are
+   mapped back by index, in the ``"static"`` one (the GPU default) every occurrence has its row
+   (see ``optimizer.LAYOUTS``);
+3. the GRU layers advance one click, with dropout on the input embedding and on each layer's
+   output; the dropped-out output is also the state carried to the next step, as in the official
+   code (with one-hot input the first layer's output takes ``dropout_embed`` instead);
+4. scores ``[o, 1] @ [W | b]_K^T``, minus ``logq * log(c_j)`` for target columns and
+   ``logq * log(c_j ** sample_alpha)`` for sample columns for cross-entropy (``c_j``: the item's
+   raw training click count), the final activation and the loss with its gradient
+   (``losses.py``), summed over the active rows and divided by the batch size;
 5. gradients by hand (one step deep: the previous hidden state is a constant, as in the
-   official code), dense Adagrad-momentum for the GRU weights, sparse for the touched item rows.
+   official code), dense Adagrad-momentum for the GRU weights, sparse for the touched item rows
+   (the bias column only for scored items).
 
 Everything per epoch that does not depend on the parameters (the session-parallel layout, the
 reset masks, the samples, the dropout masks) is prepared in bulk beforehand, so a step is ~80
@@ -33,14 +40,18 @@ from algorithms.gru4rec.batching import EpochPlan
 from algorithms.gru4rec.gru import GRUCache, gru_step, gru_step_backward
 from algorithms.gru4rec.losses import LOSSES, FinalActivation
 from algorithms.gru4rec.model import Network
-from algorithms.gru4rec.optimizer import DenseAdagradM, SparseAdagradM
+from algorithms.gru4rec.optimizer import LAYOUTS, DenseAdagradM, SparseAdagradM, default_layout
 from algorithms.gru4rec.sampling import SampleCache
+from algorithms.gru4rec.threads import ThreadPolicy
 from benchmark.progress import bars_enabled
 
 log = logging.getLogger(__name__)
 
 CHECK_EVERY = 1024
 """Steps between NaN/inf checks of the running loss (each check waits for the device)."""
+
+LOG_EVERY_S = 30.0
+"""Without a progress bar (no terminal), a progress line is logged this often during an epoch."""
 
 
 @dataclass(frozen=True)
@@ -116,11 +127,16 @@ class Trainer:
 
     def __init__(self, params: dict[str, torch.Tensor], embedding: int | str,
                  config: TrainConfig, support: np.ndarray, plan: EpochPlan,
-                 device: torch.device, generator: torch.Generator) -> None:
+                 device: torch.device, generator: torch.Generator,
+                 layout: str | None = None, threads: ThreadPolicy | None = None) -> None:
         self.cfg = config
         self.embedding = embedding
         self.device = device
         self.generator = generator
+        self.layout = layout or default_layout(device)
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+        self.threads = threads
         self.loss_fn = LOSSES[config.loss]
         self.act = FinalActivation(config.final_act)
         lr, mom = config.learning_rate, config.momentum
@@ -131,11 +147,11 @@ class Trainer:
         # Item tables: output weights with the bias as an extra column, so one gather, one matmul
         # and one sparse update serve both; plus the input table unless it is shared.
         table = torch.cat([params["output.weight"], params["output.bias"].unsqueeze(1)], 1)
-        self.out_opt = SparseAdagradM(table, lr, mom)
+        self.out_opt = SparseAdagradM(table, lr, mom, layout=self.layout)
         self.in_opt: SparseAdagradM | None = None
         if embedding != "shared":
             key = "embedding.weight" if embedding else "layer0.wx"
-            self.in_opt = SparseAdagradM(params[key], lr, mom)
+            self.in_opt = SparseAdagradM(params[key], lr, mom, layout=self.layout)
         dense = {k: tuple(v.shape) for k, v in params.items()
                  if k.startswith("layer") and not (not embedding and k == "layer0.wx")}
         self.dense = DenseAdagradM(dense, lr, mom, device)
@@ -148,21 +164,26 @@ class Trainer:
             self.samples = SampleCache(support, config.sample_alpha, config.n_sample,
                                        config.sample_cache_size, device, generator,
                                        max_rows=plan.n_steps)
-        prob = np.maximum(support, 1e-12) / max(support.sum(), 1e-12)
-        self.log_prob = torch.as_tensor(np.log(prob), dtype=torch.float32, device=device)
+        # logQ of a target column: log of the item's raw click count (official: not a probability).
+        self.log_count = torch.as_tensor(np.log(np.maximum(support, 1e-12)), dtype=torch.float32,
+                                         device=device)
         self._load_plan(plan)
         self._bufs: dict[tuple[str, int], torch.Tensor] = {}
-        self.dedupe = device.type == "cpu"
         n_slots = plan.inputs.shape[1]
+        # The official loss is summed over the active rows and divided by the batch size.
+        self.norm = float(n_slots)
+        # Dropout of each layer's output: dropout_hidden, except that with one-hot input the first
+        # layer is the official code's input layer and takes dropout_embed.
+        self.p_layer = [config.dropout_hidden] * self.n_layers
+        if not embedding:
+            self.p_layer[0] = config.dropout_embed
+        self.p_input = config.dropout_embed if embedding else 0.0
         self._dropout = {}
-        if config.dropout_hidden > 0:
-            for size in set(self.sizes):
-                self._dropout[(size, config.dropout_hidden)] = BulkDropout(
-                    n_slots, size, config.dropout_hidden, device, generator)
-        if config.dropout_embed > 0:
-            width = self.d if embedding == "shared" else (int(embedding) or 1)
-            self._dropout[(width, config.dropout_embed)] = BulkDropout(
-                n_slots, width, config.dropout_embed, device, generator)
+        widths = [(size, p) for size, p in zip(self.sizes, self.p_layer) if p > 0]
+        if self.p_input > 0:
+            widths.append((self.d if embedding == "shared" else int(embedding), self.p_input))
+        for width, p in set(widths):
+            self._dropout[(width, p)] = BulkDropout(n_slots, width, p, device, generator)
 
     # ----------------------------------------------------------------- setup helpers
     def _param_views(self) -> dict[str, torch.Tensor]:
@@ -215,13 +236,13 @@ class Trainer:
         mask_e = None
         x = items.input_rows[:, :d] if items.input_rows is not None else (
             self.in_opt.param.index_select(0, inp) if self.embedding else None)
-        if cfg.dropout_embed > 0:
-            mask_e = self._dropout_mask(n, x.shape[1] if x is not None else 1, cfg.dropout_embed)
-            x = x * mask_e if x is not None else None
+        if self.p_input > 0:
+            mask_e = self._dropout_mask(n, x.shape[1], self.p_input)
+            x = x * mask_e
 
         # The last layer's output goes straight into [o, 1], the input of the scoring matmul.
         o_ext = self._buffer("o_ext", n, (n, d + 1))
-        layer_inputs, caches, masks_h = self._forward_layers(x, inp, mask_e, self.keep_mask[t, :n],
+        layer_inputs, caches, masks_h = self._forward_layers(x, inp, self.keep_mask[t, :n],
                                                              o_ext[:, :d])
         if n_scored < 2:  # a lone slot and no samples: no negative, nothing to learn
             return None
@@ -234,7 +255,7 @@ class Trainer:
         if cfg.logq > 0:
             s.sub_(items.log_q, alpha=cfg.logq)
         y = self.act.forward(s)
-        loss, dy = self.loss_fn(y, cfg.bpreg)
+        loss, dy = self.loss_fn(y, cfg.bpreg, self.norm)
         ds = self.act.backward(y, s, dy)
 
         # Backward: output layer (weights and bias in one matmul), then the GRU layers.
@@ -247,6 +268,7 @@ class Trainer:
             torch.mm(ds.T, o_ext, out=g_rows[:n_scored])
         d_out = torch.mm(ds, w_out[:, :d])
         d_in = self._backward_layers(d_out, layer_inputs, caches, masks_h, mask_e)
+        last_col = self._scored_rows(items, n_scored) if self.out_opt.vel is not None else None
 
         self.dense.step()
         if items.input_rows is not None:  # shared embedding: inputs are rows of the same table
@@ -257,8 +279,22 @@ class Trainer:
         elif self.in_opt is not None:
             self.in_opt.step(inp, d_in)
         self.out_opt.step(items.rows, g_rows, unique=items.out_inverse is not None,
-                          gathered=items.blocks)
+                          gathered=items.blocks, last_col=last_col)
         return loss
+
+    def _scored_rows(self, items: "_ItemRows", n_scored: int) -> torch.Tensor | None:
+        """1 for each row of ``items`` whose bias was scored this step, 0 for an input-only row
+        (shared embedding); None when every row was scored. With momentum the optimizer would
+        otherwise move an input-only row's bias by its velocity: the official code keeps the bias
+        in its own table, which such a row does not touch."""
+        if items.input_rows is None:
+            return None
+        if items.out_inverse is not None:
+            return torch.zeros(len(items.rows), device=self.device).index_fill_(
+                0, items.out_inverse, 1.0)
+        mask = self._buffer("scored", len(items.rows), (len(items.rows),))
+        mask[:n_scored] = 1.0
+        return mask
 
     def _gather_items(self, inp: torch.Tensor, tgt: torch.Tensor) -> "_ItemRows":
         """Read the item-table rows of the step: targets, samples and (shared) inputs.
@@ -273,15 +309,15 @@ class Trainer:
             sample, sample_logw = self.samples.next()
             parts.append(sample)
             if self.cfg.logq > 0:
-                log_q = torch.cat([self.log_prob[tgt], sample_logw])
+                log_q = torch.cat([self.log_count[tgt], sample_logw])
         elif self.cfg.logq > 0:
-            log_q = self.log_prob[tgt]
+            log_q = self.log_count[tgt]
         shared = self.embedding == "shared"
         if shared:
             parts.append(inp)
         idx = torch.cat(parts)
         n_scored = len(idx) - (len(inp) if shared else 0)
-        if not self.dedupe:
+        if self.layout == "static":
             blocks = self.out_opt.gather(idx)
             return _ItemRows(idx, blocks, None, None,
                              blocks[n_scored:, 0] if shared else None, log_q)
@@ -291,30 +327,28 @@ class Trainer:
         input_rows = blocks[:, 0].index_select(0, in_inverse) if shared else None
         return _ItemRows(rows, blocks, inverse[:n_scored], in_inverse, input_rows, log_q)
 
-    def _forward_layers(self, x: torch.Tensor | None, inp: torch.Tensor,
-                        mask_e: torch.Tensor | None, keep_mask: torch.Tensor, out: torch.Tensor):
-        """Advance every GRU layer one click; ``self.hidden`` gets the new states and ``out``
-        the last layer's output (after dropout)."""
-        p, cfg = self.net.params, self.cfg
+    def _forward_layers(self, x: torch.Tensor | None, inp: torch.Tensor, keep_mask: torch.Tensor,
+                        out: torch.Tensor):
+        """Advance every GRU layer one click; ``self.hidden`` gets the new states (after dropout,
+        as in the official code) and ``out`` the last layer's output."""
+        p = self.net.params
         layer_in, layer_inputs, caches, masks_h = x, [], [], []
         for l in range(self.n_layers):
             layer_inputs.append(layer_in)
             h = self.hidden[l] * keep_mask  # zero the state of slots that start a session
             if x is None and l == 0:  # one-hot input: the projection is a row per item
-                gx = self.in_opt.param.index_select(0, inp)
-                gx = torch.addcmul(p["layer0.bx"], gx, mask_e) if mask_e is not None \
-                    else gx.add_(p["layer0.bx"])
+                gx = self.in_opt.param.index_select(0, inp).add_(p["layer0.bx"])
             else:
                 gx = torch.addmm(p[f"layer{l}.bx"], layer_in, p[f"layer{l}.wx"])
             h_new, cache = gru_step(h, gx, p[f"layer{l}.w_rz"], p[f"layer{l}.w_c"])
-            self.hidden[l] = h_new
             caches.append(cache)
-            last = l == self.n_layers - 1
-            if cfg.dropout_hidden > 0:
-                masks_h.append(self._dropout_mask(len(inp), self.sizes[l], cfg.dropout_hidden))
-                layer_in = torch.mul(h_new, masks_h[-1], out=out if last else None)
-            else:
-                layer_in = out.copy_(h_new) if last else h_new
+            mask = None
+            if self.p_layer[l] > 0:
+                mask = self._dropout_mask(len(inp), self.sizes[l], self.p_layer[l])
+                h_new = h_new.mul_(mask)
+            masks_h.append(mask)
+            self.hidden[l] = layer_in = h_new
+        out.copy_(layer_in)
         return layer_inputs, caches, masks_h
 
     def _backward_layers(self, d_out: torch.Tensor, layer_inputs: list, caches: list,
@@ -323,7 +357,7 @@ class Trainer:
         p, g = self.net.params, self.dense.grad_views
         n = d_out.shape[0]
         for l in reversed(range(self.n_layers)):
-            if masks_h:
+            if masks_h[l] is not None:
                 d_out.mul_(masks_h[l])
             cache: GRUCache = caches[l]
             size = self.sizes[l]
@@ -333,7 +367,7 @@ class Trainer:
             torch.mm(cache.rh.T, dgx[:, 2 * size :], out=g[f"layer{l}.w_c"])
             torch.sum(dgx, 0, out=g[f"layer{l}.bx"])
             if layer_inputs[l] is None:  # one-hot: the input rows' gradient is dgx itself
-                return dgx * mask_e if mask_e is not None else dgx
+                return dgx
             torch.mm(layer_inputs[l].T, dgx, out=g[f"layer{l}.wx"])
             d_out = torch.mm(dgx, p[f"layer{l}.wx"].T)
         if mask_e is not None:
@@ -348,7 +382,9 @@ class Trainer:
     def train_epoch(self, epoch: int, progress: bool = True) -> dict[str, float]:
         """One pass over the plan. Returns {loss (mean over steps), events, seconds}.
 
-        The progress bar follows :func:`benchmark.progress.bars_enabled` (a terminal only).
+        The progress bar follows :func:`benchmark.progress.bars_enabled` (a terminal only);
+        without one, a line with the events done, events/s and the running loss is logged every
+        ``LOG_EVERY_S`` seconds.
 
         Raises:
             FloatingPointError: if the loss becomes NaN or infinite.
@@ -357,17 +393,29 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         n_losses = 0
         n_steps = self.plan.n_steps
+        show_bar = progress and bars_enabled()
         bar = tqdm(total=n_steps, desc=f"gru4rec epoch {epoch}", unit="step",
-                   disable=not (progress and bars_enabled()), leave=False, mininterval=1.0)
-        start = time.perf_counter()
+                   disable=not show_bar, leave=False, mininterval=1.0)
+        events_done = np.cumsum(self.n_active)
+        start = last_log = time.perf_counter()
         for t in range(n_steps):
             loss = self.train_step(t)
             if loss is not None:
                 loss_sum += loss
                 n_losses += 1
+            if self.threads is not None:
+                self.threads.step_done()
             if (t + 1) % CHECK_EVERY == 0 or t + 1 == n_steps:
                 self._check_finite(loss_sum, epoch, t)
                 bar.update((t + 1) - bar.n)
+            if not show_bar and (t + 1) % 64 == 0 and t + 1 < n_steps:
+                now = time.perf_counter()
+                if now - last_log >= LOG_EVERY_S:
+                    last_log = now
+                    done = int(events_done[t])
+                    log.info("epoch %d: %d/%d events (%.0f%%), %.0f events/s, running loss %.4f",
+                             epoch, done, self.plan.n_events, 100.0 * done / self.plan.n_events,
+                             done / (now - start), float(loss_sum) / max(n_losses, 1))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start
