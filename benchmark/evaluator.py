@@ -19,7 +19,6 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from tqdm.auto import tqdm
 
 from benchmark.interface import SessionRecommender
@@ -53,21 +52,6 @@ class Predictions:
     position: np.ndarray
     target: np.ndarray
     rank: np.ndarray
-
-    def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(
-            {"session": self.session, "position": self.position, "target": self.target,
-             "rank": self.rank}
-        )
-
-    @classmethod
-    def from_frame(cls, frame: pd.DataFrame) -> "Predictions":
-        return cls(
-            session=frame["session"].to_numpy(np.int64),
-            position=frame["position"].to_numpy(np.int64),
-            target=frame["target"].to_numpy(np.int64),
-            rank=frame["rank"].to_numpy(np.float64),
-        )
 
     def __len__(self) -> int:
         return len(self.rank)

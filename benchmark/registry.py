@@ -29,14 +29,3 @@ def get_algorithm(name: str) -> type[SessionRecommender]:
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
 
-
-def available_algorithms() -> list[str]:
-    """Registered names whose module can be imported (a missing optional piece is skipped)."""
-    names = []
-    for name in ALGORITHMS:
-        try:
-            get_algorithm(name)
-        except (ImportError, AttributeError):
-            continue
-        names.append(name)
-    return names

@@ -47,13 +47,16 @@ def exists(directory: Path) -> bool:
         return False
 
 
-def write(directory: Path, dataset: Dataset, in_train_tr: np.ndarray, meta: dict) -> None:
-    """Cache ``dataset`` in ``directory`` atomically; a failure only logs a warning."""
+def write(directory: Path, dataset: Dataset, in_train_tr: np.ndarray, valid: Sessions | None,
+          meta: dict) -> None:
+    """Cache ``dataset`` in ``directory`` atomically; a failure only logs a warning.
+
+    ``valid`` is the validation split over the full training vocabulary, as ``read`` expects it
+    (``dataset.valid_test`` is over train_tr's own vocabulary)."""
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared like any output folder
     try:
-        valid = dataset.valid_test if dataset.valid_train is not None else None
         parts = {"train": dataset.train, "test": dataset.test, "valid": valid}
         for split, sessions in parts.items():
             if sessions is not None:

@@ -62,6 +62,14 @@ RULES_VERSION = 3
 CLICKS_FILE = "yoochoose-clicks.dat"
 OFFICIAL_SIZE = 1_486_798_186
 OFFICIAL_SHA256 = "0deaf041a4f60955928fe8430e525a1dbf38e9013c7482420973e4aa492fa762"
+OFFICIAL_COUNTS = {
+    "train": {"events": 31_637_239, "sessions": 7_966_257, "items": 37_483},
+    "test": {"events": 71_222, "sessions": 15_324, "items": 6_751, "predictions": 55_898},
+    "train_tr": {"events": 31_579_006, "sessions": 7_953_885},
+    "valid": {"events": 58_233, "sessions": 12_372},
+}
+"""The published split of the official file (the GRU4Rec papers and code): the preprocessing of
+that file must give exactly these counts, or it is not the protocol's."""
 SPLIT_SECONDS = 86_400
 MIN_ITEM_SUPPORT = 5
 MIN_SESSION_LENGTH = 2
@@ -328,6 +336,26 @@ def splits_to_dataset(
     )
 
 
+def check_official_counts(dataset: Dataset, source: str,
+                          expected: dict[str, dict[str, int]] | None = None) -> None:
+    """Stop if the prepared splits of the official file differ from the published counts.
+
+    Raises:
+        DataError: naming every count that differs, with both values.
+    """
+    expected = OFFICIAL_COUNTS if expected is None else expected
+    counts = dataset.split_counts()
+    wrong = [f"{split} {key}: {counts.get(split, {}).get(key)} (published {value:,})"
+             for split, values in expected.items() for key, value in values.items()
+             if counts.get(split, {}).get(key) != value]
+    if wrong:
+        raise DataError(
+            f"{source}: this is the official RSC15 click file (its sha256 matches), but its "
+            f"preprocessing does not give the published split: {'; '.join(wrong)}. The "
+            "preprocessing code or its cache is wrong; results from it would not be comparable."
+        )
+
+
 def load_rsc15(
     clicks_path: Path, *, cache_dir: Path | None = Path("cache"), name: str = "rsc15"
 ) -> Dataset:
@@ -356,10 +384,18 @@ def load_rsc15(
     directory = None if cache_dir is None else Path(cache_dir) / "rsc15" / key
     if directory is not None and cache.exists(directory):
         log.info("reading prepared RSC15 splits from %s", directory)
-        return cache.read(directory, name=name, source=source | {"cache": "hit"}, policy=POLICY)
+        dataset = cache.read(directory, name=name, source=source | {"cache": "hit"}, policy=POLICY)
+        if sha == OFFICIAL_SHA256:
+            check_official_counts(dataset, str(directory))
+        return dataset
     splits = preprocess(read_clicks(clicks_path), source=str(clicks_path))
     dataset = splits_to_dataset(splits, name=name, source=source | {"cache": "miss"})
+    if sha == OFFICIAL_SHA256:
+        check_official_counts(dataset, str(clicks_path))
     if directory is not None:
-        cache.write(directory, dataset, splits.in_train_tr, {"sha256": sha,
-                                                             "rules_version": RULES_VERSION})
+        valid = None
+        if dataset.valid_test is not None:
+            valid = to_sessions(splits.valid, vocabulary(splits.train.item_id))
+        cache.write(directory, dataset, splits.in_train_tr, valid,
+                    {"sha256": sha, "rules_version": RULES_VERSION})
     return dataset

@@ -130,7 +130,10 @@ class Dataset:
         test: the test sessions (targets outside the vocabulary are stored as ``UNKNOWN``).
         item_ids: original item id of each item index, length ``train.n_items``.
         valid_train: training part of the validation split (``train_tr``), if defined.
-        valid_test: validation sessions (over the same vocabulary as ``train``), if defined.
+        valid_test: validation sessions, if defined. Both validation parts are put over
+            ``train_tr``'s own item vocabulary on construction (see :func:`own_vocabulary`), so
+            validation ranks only the items its training part knows, as test ranks only the
+            training items.
         policy: protocol notes recorded with every result (e.g. how unseen targets count).
         source: description of the files read (paths, sizes, hashes), for ``run.json``.
     """
@@ -143,6 +146,12 @@ class Dataset:
     valid_test: Sessions | None = None
     policy: dict[str, str] = field(default_factory=dict)
     source: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.valid_train is not None and self.valid_test is not None:
+            train_tr, valid = own_vocabulary(self.valid_train, self.valid_test)
+            object.__setattr__(self, "valid_train", train_tr)
+            object.__setattr__(self, "valid_test", valid)
 
     @property
     def n_items(self) -> int:
@@ -163,6 +172,29 @@ class Dataset:
         for part in (self.train, self.test, self.valid_train, self.valid_test):
             h.update(b"-" if part is None else part.fingerprint().encode())
         return h.hexdigest()[:16]
+
+
+def own_vocabulary(train: Sessions, other: Sessions) -> tuple[Sessions, Sessions]:
+    """``train`` and ``other`` re-indexed over the items that occur in ``train`` (in their index
+    order); items of ``other`` outside it become ``UNKNOWN``. Idempotent.
+
+    Without this, a validation split cut from the training set would keep the full training
+    vocabulary, and the items that never occur in its training part would be ranked too: a model
+    never trains their rows, so they keep their random initial scores and can outrank a target.
+    """
+    known = train.items[train.items != UNKNOWN]
+    present = np.bincount(known, minlength=train.n_items) > 0
+    if present.all():
+        return train, other
+    new_index = np.full(train.n_items + 1, UNKNOWN, dtype=np.int64)  # last cell: UNKNOWN -> UNKNOWN
+    new_index[np.flatnonzero(present)] = np.arange(int(present.sum()))
+    n_items = int(present.sum())
+
+    def remap(sessions: Sessions) -> Sessions:
+        return Sessions(items=new_index[sessions.items], offsets=sessions.offsets, n_items=n_items,
+                        times=sessions.times, session_ids=sessions.session_ids)
+
+    return remap(train), remap(other)
 
 
 def _target_mask(sessions: Sessions) -> np.ndarray:

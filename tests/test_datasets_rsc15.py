@@ -354,3 +354,21 @@ def test_matches_the_reference_end_to_end_on_a_generated_raw_file(tmp_path):
         got = {int(sessions.session_ids[s]): data.item_ids[sessions.session(s)].tolist()
                for s in range(sessions.n_sessions)}
         assert list(got.items()) == list(expected[name].items()), name
+
+
+def test_official_file_must_give_the_published_counts(tmp_path, monkeypatch):
+    # Pretend the sample-like file is the official one: its own counts pass, a published count
+    # that differs stops the load with both numbers, also when the splits come from the cache.
+    path = write_sample_like(tmp_path / "clicks.dat")
+    fresh = rsc15.load_rsc15(path, cache_dir=None)
+    monkeypatch.setattr(rsc15, "OFFICIAL_SHA256", rsc15.file_sha256(path))
+    true = {split: {k: v for k, v in values.items() if k != "unseen_targets"}
+            for split, values in fresh.split_counts().items()}
+    monkeypatch.setattr(rsc15, "OFFICIAL_COUNTS", true)
+    rsc15.load_rsc15(path, cache_dir=tmp_path / "cache")  # passes, and fills the cache
+    wrong = {**true, "test": {**true["test"], "events": true["test"]["events"] + 1}}
+    monkeypatch.setattr(rsc15, "OFFICIAL_COUNTS", wrong)
+    for cache_dir in (None, tmp_path / "cache"):
+        with pytest.raises(DataError, match=rf"official.*test events: {true['test']['events']} "
+                                            rf"\(published {true['test']['events'] + 1:,}\)"):
+            rsc15.load_rsc15(path, cache_dir=cache_dir)

@@ -118,6 +118,25 @@ def test_small_split_vocabulary_unknowns_and_validation(tmp_path):
     assert "misses" in data.policy["unseen_targets"]
 
 
+def test_validation_ranks_only_the_items_of_its_training_part(tmp_path):
+    # Item 13 occurs only in the last (validation) session: in validation it is unknown, and the
+    # validation vocabulary is train_tr's three items, not the full training set's four.
+    train = [[10, 11], [11, 12, 10], [12, 11, 10]] * 3 + [[13, 10, 12]]
+    directory = write_split(tmp_path / "toy", train, pairs_of([[10, 13]]))
+    data = srgnn.load_srgnn(directory, name="toy")
+    assert data.n_items == 4
+    assert data.valid_train.n_sessions == 9 and data.valid_train.n_items == 3
+    assert data.valid_test.items.tolist() == [UNKNOWN, 0, 2]  # 13 unknown, 10 -> 0, 12 -> 2
+    assert data.valid_test.n_items == 3
+
+
+def test_validation_vocabulary_of_rsc15_64_is_its_training_part(shared_data):
+    data = srgnn.load_srgnn(shared_data / "rsc15-64", name="rsc15-64")
+    known = np.unique(data.valid_train.items)
+    assert data.valid_train.n_items == len(known) < data.n_items
+    assert known.tolist() == list(range(len(known)))
+
+
 def test_missing_files_say_where_they_come_from(tmp_path):
     with pytest.raises(MissingDataError, match=r"(?s)rsc15-64.*all_train_seq\.txt.*WSDM23-DGNNs"):
         srgnn.load_srgnn(tmp_path / "rsc15-64", name="rsc15-64")

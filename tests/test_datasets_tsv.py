@@ -27,7 +27,9 @@ def test_rsc15_100k_counts(shared_data):
     assert (counts["test"]["events"], counts["test"]["sessions"]) == (13_568, 3_416)
     assert counts["test"]["predictions"] == 10_152
     assert data.valid_train is not None and data.valid_test is not None
-    assert data.valid_train.n_items == data.valid_test.n_items == data.n_items == 2_933
+    # validation is over train_tr's own items (2,873 of the 2,933 training items occur there)
+    assert data.valid_train.n_items == data.valid_test.n_items == 2_873
+    assert data.valid_train.stats()["items"] == 2_873
     assert len(data.source["files"]) == 4
 
 
@@ -54,14 +56,14 @@ def test_sessions_ordered_by_first_click_and_columns_by_name(tmp_path):
     assert data.item_ids[data.train.items].tolist() == [9, 7, 9, 8, 8, 7]
 
 
-def test_validation_pair_uses_the_train_vocabulary(tmp_path):
+def test_validation_pair_uses_the_train_tr_vocabulary(tmp_path):
     train = write_tsv(tmp_path / "train.tsv", ["1\t5\t1", "1\t6\t2", "2\t7\t3", "2\t5\t4"])
     tr = write_tsv(tmp_path / "tr.tsv", ["1\t5\t1", "1\t6\t2"])
     valid = write_tsv(tmp_path / "valid.tsv", ["2\t7\t3", "2\t5\t4"])
     data = tsv.load_tsv(train, train, tr, valid)
     assert data.valid_train.items.tolist() == [0, 1]
-    assert data.valid_test.items.tolist() == [2, 0]
-    assert data.valid_test.n_items == 3
+    assert data.valid_test.items.tolist() == [UNKNOWN, 0]  # item 7 is not in train_tr
+    assert data.valid_test.n_items == 2
 
 
 def test_validation_files_come_in_pairs(tmp_path):

@@ -51,12 +51,6 @@ class EpochPlan:
         """Number of (input, target) pairs, the unit of "training events"."""
         return int(self.n_active.sum())
 
-    @property
-    def n_full_steps(self) -> int:
-        """Steps before the first shrink (static shape; the bulk of the epoch)."""
-        small = np.flatnonzero(self.n_active < self.inputs.shape[1])
-        return int(small[0]) if len(small) else self.n_steps
-
 
 def assign_slots(lengths: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Slot and first step of every session under session-parallel scheduling.
