@@ -40,7 +40,7 @@ CASES = {
 }
 
 
-def _pair(case: str, layout: str, batch_size: int = 3):
+def _pair(case: str, layout: str, batch_size: int = 3, cell: str = "reset-after"):
     embedding, layers, loss, act, n_sample, logq, mom, p_emb, p_hid = CASES[case]
     train = _sessions()
     counts = np.bincount(train.items, minlength=train.n_items).astype(np.float64)
@@ -48,7 +48,8 @@ def _pair(case: str, layout: str, batch_size: int = 3):
                          sample_cache_size=1000, logq=logq, bpreg=0.7, learning_rate=0.2,
                          momentum=mom, dropout_embed=p_emb, dropout_hidden=p_hid)
     gen = torch.Generator().manual_seed(7)
-    params = init_params(train.n_items, layers, embedding, gen, CPU)
+    params = init_params(train.n_items, layers, embedding, gen, CPU, cell=cell)
+    assert ("layer0.bh" in params) == (cell == "reset-after")
     plan = plan_epoch(train, batch_size)
     fast = Trainer({k: v.clone() for k, v in params.items()}, embedding, config, counts, plan,
                    CPU, gen, layout=layout)
@@ -84,10 +85,11 @@ def _reference_step(ref, fast: Trainer, plan, t: int, drawn: dict[str, list]) ->
              [None if m is None else m.double() for m in layer_masks], keep)
 
 
+@pytest.mark.parametrize("cell", ["reset-after", "reset-before"])
 @pytest.mark.parametrize("layout", ["unique", "static"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_fast_trainer_matches_the_reference_step_by_step(case: str, layout: str) -> None:
-    fast, ref, plan = _pair(case, layout)
+def test_fast_trainer_matches_the_reference_step_by_step(case: str, layout: str, cell: str) -> None:
+    fast, ref, plan = _pair(case, layout, cell=cell)
     drawn = _record_draws(fast)
     fast.reset_hidden()
     assert plan.n_active[-1] < plan.n_active[0]  # the shrinking tail is part of the epoch

@@ -2,8 +2,9 @@
 
 Modules: ``recommender`` (the benchmark-facing class), ``model`` (parameters and inference),
 ``gru`` (the cell and its backward pass), ``losses``, ``sampling``, ``optimizer`` (sparse
-Adagrad with Nesterov momentum), ``batching`` (session-parallel mini-batches), ``trainer`` (the
-training loop), ``checkpoint``.
+Adagrad with classic momentum), ``batching`` (session-parallel mini-batches), ``trainer`` (the
+training loop), ``threads`` (the CPU thread policy), ``checkpoint``, and ``reference`` (the
+training step written plainly with autograd, which the tests hold ``trainer`` to).
 """
 
 from algorithms.gru4rec.recommender import GRU4Rec

@@ -10,7 +10,8 @@ Parameters (all float32, names as stored in checkpoints):
   ``0``        -- one-hot input: ``layer0.wx`` is (n_items, 3 H0) and row i is the first layer's input
   projection for item i (multiplying a one-hot vector by a matrix selects a row).
 - per GRU layer l: ``layer{l}.wx`` (n_in, 3H), ``layer{l}.bx`` (3H,), ``layer{l}.w_rz`` (H, 2H),
-  ``layer{l}.w_c`` (H, H); see ``gru.py`` for the cell.
+  ``layer{l}.w_c`` (H, H), and for the "reset-after" cell the recurrent bias ``layer{l}.bh``
+  (3H,); see ``gru.py`` for the two cells (a network's cell is told by ``bh`` being there).
 
 Initialisation, as in the official code (its compatibility mode): each weight block uniform in
 ``±sqrt(6 / (rows + cols))`` of *that block*, biases zero. The GRU matrices are stacks of gate
@@ -40,7 +41,8 @@ def uniform_init(shape: tuple[int, int], generator: torch.Generator, device: tor
 
 
 def init_params(n_items: int, layers: list[int], embedding: int | str,
-                generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+                generator: torch.Generator, device: torch.device,
+                cell: str = "reset-after") -> dict[str, torch.Tensor]:
     """Freshly initialised parameters of a network (see the module docstring for the layout)."""
     d = layers[-1]
     params = {
@@ -59,6 +61,8 @@ def init_params(n_items: int, layers: list[int], embedding: int | str,
         params[f"layer{l}.bx"] = torch.zeros(3 * size, device=device)
         params[f"layer{l}.w_rz"] = uniform_init((size, 2 * size), generator, device, blocks=2)
         params[f"layer{l}.w_c"] = uniform_init((size, size), generator, device)
+        if cell == "reset-after":
+            params[f"layer{l}.bh"] = torch.zeros(3 * size, device=device)
         n_in = size
     return params
 
@@ -108,7 +112,8 @@ class Network:
             h = hidden[l] * keep
             if l > 0:
                 gx = torch.addmm(p[f"layer{l}.bx"], hidden[l - 1], p[f"layer{l}.wx"])
-            h_new, _ = gru_step(h, gx, p[f"layer{l}.w_rz"], p[f"layer{l}.w_c"])
+            h_new, _ = gru_step(h, gx, p[f"layer{l}.w_rz"], p[f"layer{l}.w_c"],
+                                p.get(f"layer{l}.bh"))
             hidden[l] = torch.lerp(h, h_new, known)
         return hidden[-1]
 

@@ -21,6 +21,7 @@ import torch
 
 from algorithms.gru4rec.batching import plan_epoch
 from algorithms.gru4rec.checkpoint import load_checkpoint, save_checkpoint
+from algorithms.gru4rec.gru import CELLS
 from algorithms.gru4rec.losses import LOSSES, FinalActivation
 from algorithms.gru4rec.model import Network, init_params
 from algorithms.gru4rec.threads import ThreadPolicy
@@ -41,6 +42,9 @@ class GRU4Rec(SessionRecommender):
 
     Args:
         layers: GRU layer sizes (an int for one layer). The last size is the item vector size.
+        cell: ``"reset-after"`` (``torch.nn.GRUCell``'s form, with a recurrent bias, which the
+            official PyTorch code trains) or ``"reset-before"`` (Cho et al.'s, as the official
+            Theano code); see ``gru.py``.
         embedding: input of the first layer: ``"shared"`` (the output item vectors, a.k.a.
             constrained embedding; usually best), a positive int (a separate embedding of that
             size) or 0 (one-hot input).
@@ -88,6 +92,7 @@ class GRU4Rec(SessionRecommender):
     def __init__(
         self,
         layers: int | list[int] = 100,
+        cell: str = "reset-after",
         embedding: int | str = "shared",
         loss: str = "cross-entropy",
         final_act: str | None = None,
@@ -107,6 +112,7 @@ class GRU4Rec(SessionRecommender):
         n_threads: int | None = None,
     ) -> None:
         self.layers = layers
+        self.cell = cell
         self.embedding = embedding
         self.loss = loss
         self.final_act = final_act
@@ -146,6 +152,8 @@ class GRU4Rec(SessionRecommender):
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         self._layer_sizes()
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
         self._resolved_final_act()
         emb = self.embedding
         if not (emb == "shared" or (isinstance(emb, int) and not isinstance(emb, bool) and emb >= 0)):
@@ -197,7 +205,7 @@ class GRU4Rec(SessionRecommender):
         support = np.bincount(known, minlength=train.n_items).astype(np.float64)
         plan = plan_epoch(train, self.batch_size)
         params = init_params(train.n_items, self._layer_sizes(), self.embedding, init_gen,
-                             self.device_)
+                             self.device_, cell=self.cell)
         threads = None
         if self.device_.type == "cpu":
             threads = (ThreadPolicy.fixed(self.n_threads) if self.n_threads

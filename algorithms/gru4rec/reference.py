@@ -12,9 +12,11 @@ One step, for the B sessions (slots) of a mini-batch (the official PyTorch code'
 2. Input: the clicked items' rows of the shared output table (``embedding="shared"``), of a
    separate embedding, or -- one-hot input -- of the first GRU layer's input matrix. Dropout
    ``dropout_embed`` on the embedding; with one-hot input on the first layer's output instead.
-3. Each GRU layer (Cho et al.'s cell, as in the official Theano code)::
+3. Each GRU layer, with ``torch.nn.GRUCell``'s reset-after form as the official PyTorch code
+   (or Cho et al.'s reset-before form, as the official Theano code, when there is no ``bh``)::
 
-       r, z = sigmoid(x Wx_rz + bx_rz + h W_rz);  c = tanh(x Wx_c + bx_c + (r h) W_c)
+       r, z = sigmoid(x Wx_rz + bx_rz + h W_rz + bh_rz);  c = tanh(x Wx_c + bx_c + r (h W_c + bh_c))
+       [reset-before: r, z = sigmoid(x Wx_rz + bx_rz + h W_rz);  c = tanh(x Wx_c + bx_c + (r h) W_c)]
        h'   = (1 - z) h + z c;  then dropout, and the *dropped* h' is the state for the next step.
 
 4. Scores of the B targets and ``n_sample`` extra samples: ``o W_j + b_j``. For cross-entropy with
@@ -88,13 +90,18 @@ def loss_per_row(y: torch.Tensor, loss: str, bpreg: float) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- the network
-def gru_cell(x_proj: torch.Tensor, h: torch.Tensor, w_rz: torch.Tensor,
-             w_c: torch.Tensor) -> torch.Tensor:
-    """``x_proj`` = x Wx + bx, columns [reset, update, candidate]."""
+def gru_cell(x_proj: torch.Tensor, h: torch.Tensor, w_rz: torch.Tensor, w_c: torch.Tensor,
+             b_h: torch.Tensor | None) -> torch.Tensor:
+    """``x_proj`` = x Wx + bx, columns [reset, update, candidate]; ``b_h`` None: reset-before."""
     size = h.shape[1]
-    rz = torch.sigmoid(x_proj[:, : 2 * size] + h @ w_rz)
-    r, z = rz[:, :size], rz[:, size:]
-    c = torch.tanh(x_proj[:, 2 * size :] + (r * h) @ w_c)
+    if b_h is None:
+        rz = torch.sigmoid(x_proj[:, : 2 * size] + h @ w_rz)
+        r, z = rz[:, :size], rz[:, size:]
+        c = torch.tanh(x_proj[:, 2 * size :] + (r * h) @ w_c)
+    else:
+        rz = torch.sigmoid(x_proj[:, : 2 * size] + h @ w_rz + b_h[: 2 * size])
+        r, z = rz[:, :size], rz[:, size:]
+        c = torch.tanh(x_proj[:, 2 * size :] + r * (h @ w_c + b_h[2 * size :]))
     return (1 - z) * h + z * c
 
 
@@ -117,7 +124,8 @@ def forward(p: dict[str, torch.Tensor], hidden: list[torch.Tensor], inp: torch.T
             x_proj = p["layer0.wx"][inp] + p["layer0.bx"]
         else:
             x_proj = x @ p[f"layer{l}.wx"] + p[f"layer{l}.bx"]
-        x = gru_cell(x_proj, hidden[l], p[f"layer{l}.w_rz"], p[f"layer{l}.w_c"])
+        x = gru_cell(x_proj, hidden[l], p[f"layer{l}.w_rz"], p[f"layer{l}.w_c"],
+                     p.get(f"layer{l}.bh"))
         if layer_masks[l] is not None:
             x = x * layer_masks[l]
         new_hidden.append(x)
@@ -208,7 +216,7 @@ class ReferenceGRU4Rec:
 
 
 def init_params(n_items: int, layers: list[int], embedding: int | str,
-                generator: torch.Generator) -> dict[str, torch.Tensor]:
+                generator: torch.Generator, cell: str = "reset-after") -> dict[str, torch.Tensor]:
     """Initial parameters as the official code draws them: every weight *block* uniform in
     ``±sqrt(6 / (rows + cols))`` of that block (the GRU input matrix is three (n_in, H) blocks,
     one per gate, the recurrent ones two and one (H, H) blocks), biases zero."""
@@ -230,5 +238,7 @@ def init_params(n_items: int, layers: list[int], embedding: int | str,
         p[f"layer{l}.bx"] = torch.zeros(3 * size)
         p[f"layer{l}.w_rz"] = torch.cat([block(size, size) for _ in range(2)], 1)
         p[f"layer{l}.w_c"] = block(size, size)
+        if cell == "reset-after":
+            p[f"layer{l}.bh"] = torch.zeros(3 * size)
         n_in = size
     return {k: v.double() for k, v in p.items()}

@@ -37,7 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from algorithms.gru4rec.batching import EpochPlan
-from algorithms.gru4rec.gru import GRUCache, gru_step, gru_step_backward
+from algorithms.gru4rec.gru import GRUCache, gru_step, gru_step_backward, recurrent_candidate_grad
 from algorithms.gru4rec.losses import LOSSES, FinalActivation
 from algorithms.gru4rec.model import Network
 from algorithms.gru4rec.optimizer import LAYOUTS, DenseAdagradM, SparseAdagradM, default_layout
@@ -340,7 +340,8 @@ class Trainer:
                 gx = self.in_opt.param.index_select(0, inp).add_(p["layer0.bx"])
             else:
                 gx = torch.addmm(p[f"layer{l}.bx"], layer_in, p[f"layer{l}.wx"])
-            h_new, cache = gru_step(h, gx, p[f"layer{l}.w_rz"], p[f"layer{l}.w_c"])
+            h_new, cache = gru_step(h, gx, p[f"layer{l}.w_rz"], p[f"layer{l}.w_c"],
+                                    p.get(f"layer{l}.bh"))
             caches.append(cache)
             mask = None
             if self.p_layer[l] > 0:
@@ -364,8 +365,13 @@ class Trainer:
             dgx = gru_step_backward(cache, d_out, p[f"layer{l}.w_c"],
                                     torch.empty((n, 3 * size), device=self.device))
             torch.mm(cache.h.T, dgx[:, : 2 * size], out=g[f"layer{l}.w_rz"])
-            torch.mm(cache.rh.T, dgx[:, 2 * size :], out=g[f"layer{l}.w_c"])
+            a, d_c = recurrent_candidate_grad(cache, dgx)
+            torch.mm(a.T, d_c, out=g[f"layer{l}.w_c"])
             torch.sum(dgx, 0, out=g[f"layer{l}.bx"])
+            if f"layer{l}.bh" in g:  # reset-after: the recurrent bias
+                g_bh = g[f"layer{l}.bh"]
+                torch.sum(dgx[:, : 2 * size], 0, out=g_bh[: 2 * size])
+                torch.sum(d_c, 0, out=g_bh[2 * size :])
             if layer_inputs[l] is None:  # one-hot: the input rows' gradient is dgx itself
                 return dgx
             torch.mm(layer_inputs[l].T, dgx, out=g[f"layer{l}.wx"])
