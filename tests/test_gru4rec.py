@@ -263,3 +263,20 @@ def test_every_preset_builds_a_valid_model() -> None:
     best = load_preset("gru4rec", "rsc15-best")
     assert (best["loss"], best["embedding"], best["layers"], best["batch_size"],
             best["n_sample"], best["logq"]) == ("cross-entropy", "shared", [100], 32, 2048, 1.0)
+
+
+def test_without_a_terminal_training_logs_progress_lines(monkeypatch, caplog) -> None:
+    # Every LOG_EVERY_S seconds (here: every check) a line with events done, events/s and the
+    # running loss, so a long epoch in a log file is never silent.
+    import logging
+
+    from algorithms.gru4rec import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "LOG_EVERY_S", 0.0)
+    monkeypatch.setattr(trainer_module, "bars_enabled", lambda: False)
+    with caplog.at_level(logging.INFO, logger="algorithms.gru4rec.trainer"):
+        GRU4Rec(layers=8, n_sample=4, batch_size=4, n_epochs=1, device="cpu",
+                sample_cache_size=SMALL_CACHE).fit(_chain(n_sessions=400))
+    lines = [r.getMessage() for r in caplog.records if r.name == "algorithms.gru4rec.trainer"]
+    assert lines and all("events/s, running loss" in line for line in lines)
+    assert lines[0].startswith("epoch 1: 256/")  # the first check: 64 steps of 4 slots
