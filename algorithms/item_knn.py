@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from benchmark.interface import SessionRecommender
+from benchmark.params import Bool, Choice, Float, Int
 from benchmark.progress import bars_enabled
 from datasets.sessions import UNKNOWN, Sessions
 
@@ -58,6 +59,10 @@ class ItemKNN(SessionRecommender):
     """
 
     name = "item-knn"
+    hyperparameters = {
+        "n_sims": Int(low=1), "reg_lambda": Float(low=0), "alpha": Float(0, 1),
+        "counting": Choice(COUNTING_MODES), "include_self": Bool(),
+    }
 
     def __init__(
         self,

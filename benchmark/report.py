@@ -84,7 +84,12 @@ def dataset_name(record: dict, run_dir: Path) -> str:
             break
         except (KeyError, TypeError):
             continue
-    return f"{name} (not the official file)" if other_data(record) else name
+    if not other_data(record):
+        return name
+    source = (record.get("data") or {}).get("source") or {}
+    if source.get("official_file") is False and not source.get("given_path"):
+        return f"{name} (not the official file)"
+    return f"{name} (own data)"
 
 
 def algorithm_names(record: dict) -> dict[str, str]:
@@ -257,7 +262,7 @@ def run_line(record: dict) -> str:
     hardware = record.get("hardware") or {}
     hw = ", ".join(f"{k} {v}" for k, v in hardware.items())
     return (f"Run: `{record.get('command', '')}`; {record.get('started', '?')} → "
-            f"{record.get('finished', '?')}; code {versions.get('code', '?')}; {hw}.")
+            f"{record.get('finished') or record.get('ended', '?')}; code {versions.get('code', '?')}; {hw}.")
 
 
 # ------------------------------------------------------------------------- several runs

@@ -14,7 +14,9 @@ algorithms that had not finished.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import gc
 import logging
 import os
@@ -22,7 +24,9 @@ import platform
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,12 +34,14 @@ import numpy as np
 import pandas as pd
 
 from benchmark import io
-from benchmark.config import PROJECT_ROOT, AlgorithmSpec, ConfigError, load_tables, resolve
-from benchmark.evaluator import DEFAULT_TIE_MODE, Predictions, evaluate
+from benchmark.config import (PROJECT_ROOT, AlgorithmSpec, ConfigError, check_buildable,
+                              load_tables, resolve)
+from benchmark.evaluator import DEFAULT_TIE_MODE, TIE_MODES, Predictions, evaluate
 from benchmark.metrics import compute_metrics
 from benchmark.resources import measure
 from datasets import load_dataset
-from datasets.sessions import UNKNOWN, Dataset
+from datasets.errors import DataError
+from datasets.sessions import UNKNOWN, Dataset, Sessions
 
 log = logging.getLogger(__name__)
 
@@ -61,51 +67,171 @@ class RunOptions:
     cache_dir: Path = Path("cache")
     eval_batch_size: int = 256
     progress: bool = True
+    dataset_path: Path | None = None
+    """A dataset given by path (``--dataset PATH``): ``dataset`` is then its folder/file name."""
 
     def to_json(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_json(cls, obj: dict) -> "RunOptions":
-        paths = {"data_dir", "clicks", "out", "config", "cache_dir"}
+        paths = {"data_dir", "clicks", "out", "config", "cache_dir", "dataset_path"}
         return cls(**{k: (Path(v) if k in paths and v is not None else v) for k, v in obj.items()})
 
+    def absolute(self) -> "RunOptions":
+        """The same options with every path absolute, so ``--resume`` works from any folder."""
+        paths = {k: Path(v).absolute() for k, v in dataclasses.asdict(self).items()
+                 if isinstance(v, Path)}
+        return dataclasses.replace(self, **paths)
 
-def run(options: RunOptions, *, resume: Path | None = None, command: str = "") -> Path:
-    """Run (or resume) one dataset and return its run directory."""
+
+RESUME_MAY_CHANGE = ("data_dir", "clicks", "cache_dir", "progress", "out")
+"""Options a ``--resume`` may give anew: where the (same) data lies and how to show progress.
+The data is checked against the run's fingerprint; every other option must match the run."""
+
+
+@dataclass
+class Plan:
+    """A run checked and ready to start: nothing has been loaded or written yet."""
+
+    options: RunOptions
+    specs: list[AlgorithmSpec]
+    config_sources: list[str]
+    resume: Path | None = None
+    record: dict = field(default_factory=dict)
+
+
+def plan(options: RunOptions, *, resume: Path | None = None,
+         overrides: dict | None = None) -> Plan:
+    """Check the options, the config files and every hyperparameter, before any work.
+
+    With ``resume``, the options come from the run's ``run.json``; ``overrides`` (options given
+    again on the command line) may only change :data:`RESUME_MAY_CHANGE`.
+
+    Raises:
+        ConfigError: anything invalid; the message names the option or config file and key.
+    """
+    record: dict = {}
     if resume is not None:
-        run_dir = Path(resume)
-        if not (run_dir / "run.json").is_file():
-            raise ConfigError(f"--resume {run_dir}: no run.json there, so nothing to resume")
-        record = io.read_json(run_dir / "run.json")
+        resume = Path(resume).absolute()
+        record = read_run_record(resume)
         options = RunOptions.from_json(record["options"])
-        log.info("resuming %s", run_dir)
-    else:
-        run_dir, record = None, {}
-    if options.seeds < 1:
-        raise ConfigError(f"--seeds must be at least 1, got {options.seeds}")
-    if any(k < 1 for k in options.cutoffs):
-        raise ConfigError(f"--cutoffs must be positive, got {options.cutoffs}")
+        changed = {k: v for k, v in (overrides or {}).items() if k not in RESUME_MAY_CHANGE
+                   and _norm(v) != _norm(getattr(options, k))}
+        if changed:
+            k, v = next(iter(changed.items()))
+            raise ConfigError(
+                f"--resume {resume}: --{k.replace('_', '-')} {_show_option(v)} contradicts the "
+                f"run, which used {_show_option(getattr(options, k))}; start a new run instead")
+        options = dataclasses.replace(
+            options, **{k: v for k, v in (overrides or {}).items() if k in RESUME_MAY_CHANGE})
+    options = options.absolute()
+    check_options(options, new_run=resume is None)
+    tables, sources = load_tables(options.dataset, options.config,
+                                  use_shipped=options.dataset_path is None)
+    specs = resolve(options.algorithms, tables, source=" + ".join(sources) or "config")
+    for spec in specs:
+        check_buildable(spec, seed=options.seed, device=options.device,
+                        source=" + ".join(sources) or "config")
+    return Plan(options=options, specs=specs, config_sources=sources, resume=resume,
+                record=record)
 
-    tables, config_sources = load_tables(options.dataset, options.config)
-    specs = resolve(options.algorithms, tables, source=" + ".join(config_sources) or "config")
-    with measure() as load_usage:
-        data = load_dataset(options.dataset, data_dir=options.data_dir, clicks=options.clicks,
-                            cache_dir=options.cache_dir, seed=options.seed)
-    log.info("data: loaded in %.1f s, peak RSS %.0f MB", load_usage.seconds,
-             load_usage.peak_rss_mb)
-    fingerprint = data.fingerprint()
-    if run_dir is None:  # created only once the data and config are known to be good
-        run_dir = new_run_dir(options.out, options.dataset)
-        log.info("writing to %s", run_dir)
-    if record and record["data"]["fingerprint"] != fingerprint:
-        raise ConfigError(
-            f"--resume {run_dir}: the data changed since the run started "
-            f"(fingerprint {record['data']['fingerprint']} then, {fingerprint} now)"
-        )
-    record = record or run_record(options, data, config_sources, command)
+
+def check_options(options: RunOptions, *, new_run: bool = True) -> None:
+    """Every command-line option on its own (no data needed); ConfigError naming the option."""
+    if not options.algorithms or any(not a.strip() for a in options.algorithms):
+        raise ConfigError(f"--algorithms {','.join(options.algorithms)!r}: give at least one "
+                          "algorithm name, e.g. --algorithms pop,gru4rec")
+    cutoffs = list(options.cutoffs)
+    if not cutoffs or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in cutoffs):
+        raise ConfigError(f"--cutoffs {_show_option(cutoffs)}: every cutoff must be an integer >= 1")
+    if len(set(cutoffs)) != len(cutoffs):
+        dup = sorted({k for k in cutoffs if cutoffs.count(k) > 1})
+        raise ConfigError(f"--cutoffs {_show_option(cutoffs)}: "
+                          f"{', '.join(map(str, dup))} given more than once")
+    for name, low in (("seed", 0), ("seeds", 1), ("eval_batch_size", 1)):
+        value = getattr(options, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"--{name.replace('_', '-')} {value}: must be an integer >= {low}")
+    if options.tie_mode not in TIE_MODES:
+        raise ConfigError(f"--tie-mode {options.tie_mode}: must be one of {', '.join(TIE_MODES)}")
+    if options.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"--device {options.device}: must be auto, cpu or cuda")
+    if options.device == "cuda" and not _cuda_available():
+        raise ConfigError("--device cuda: no CUDA GPU is available here (torch sees none); "
+                          "use --device cpu or auto")
+    if options.clicks is not None and (options.dataset != "rsc15" or options.dataset_path):
+        raise ConfigError(f"--clicks only applies to --dataset rsc15, not {options.dataset!r} "
+                          "(a raw click file of your own: --dataset PATH)")
+    if options.clicks is not None and Path(options.clicks).is_dir():
+        raise ConfigError(f"--clicks {options.clicks}: is a directory; give the click file "
+                          "(yoochoose-clicks.dat)")
+    if new_run:
+        check_writable(Path(options.out), "--out")
+
+
+def check_writable(path: Path, option: str) -> None:
+    """ConfigError unless ``path`` is (or can be created as) a directory we can write in."""
+    path = Path(path).absolute()
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        what = "a file" if existing.is_file() else "not a directory"
+        raise ConfigError(f"{option} {path}: {existing} is {what}; give a directory")
+    try:  # os.access says yes to root even on a read-only file system: try it
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(f"{option} {path}: cannot write in {existing} ({e.strerror})") from None
+
+
+def run(options: RunOptions, *, resume: Path | None = None, command: str = "",
+        prepared: Plan | None = None) -> Path:
+    """Run (or resume) one dataset and return its run directory.
+
+    Everything that needs no data is checked first (:func:`plan`); a run directory is created
+    only once the data is loaded and checked too.
+    """
+    prepared = prepared or plan(options, resume=resume)
+    options, specs, record = prepared.options, prepared.specs, prepared.record
+    run_dir = prepared.resume
+    if run_dir is not None:
+        log.info("resuming %s", run_dir)
+    with run_lock(run_dir) if run_dir is not None else contextlib.nullcontext():
+        with measure() as load_usage:
+            data = load_dataset(options.dataset, data_dir=options.data_dir, clicks=options.clicks,
+                                cache_dir=options.cache_dir, seed=options.seed,
+                                path=options.dataset_path)
+        log.info("data: loaded in %.1f s, peak RSS %.0f MB", load_usage.seconds,
+                 load_usage.peak_rss_mb)
+        check_data(data, options)
+        fingerprint = data.fingerprint()
+        if record and record["data"]["fingerprint"] != fingerprint:
+            raise ConfigError(
+                f"--resume {run_dir}: the data changed since the run started "
+                f"(fingerprint {record['data']['fingerprint']} then, {fingerprint} now)"
+            )
+        if run_dir is None:  # created only once the data and config are known to be good
+            run_dir = new_run_dir(options.out, options.dataset)
+            log.info("writing to %s", run_dir)
+            with run_lock(run_dir):
+                _run_in(run_dir, data, options, specs, record or run_record(
+                    options, data, prepared.config_sources, command), load_usage)
+        else:
+            _run_in(run_dir, data, options, specs, record, load_usage)
+    return run_dir
+
+
+def _run_in(run_dir: Path, data: Dataset, options: RunOptions, specs: list[AlgorithmSpec],
+            record: dict, load_usage: object) -> None:
+    io.remove_temporary_files(run_dir)  # left by a write that a kill interrupted
     # Loading includes preprocessing (or reading the cache); a resumed run adds its own attempt.
     record.setdefault("data_load", []).append(dataclasses.asdict(load_usage))
+    record.pop("finished", None)
     io.write_json(run_dir / "run.json", record)
     targets = prediction_frame(data)
     if not (run_dir / "predictions.parquet").is_file():
@@ -121,13 +247,94 @@ def run(options: RunOptions, *, resume: Path | None = None, command: str = "") -
         gc.collect()
 
     write_tables(run_dir, [s.label for s in specs])
-    record["finished"] = _now()
+    record["ended"] = _now()  # the last algorithm finished; the report is not written yet
     record["config"] = {
         s.label: io.read_json(run_dir / "done" / f"{s.label}.json")["config"] for s in specs
     }
     io.write_json(run_dir / "run.json", record)
     _finalize(run_dir)
-    return run_dir
+    record["finished"] = _now()  # only now: every table and plot is written
+    io.write_json(run_dir / "run.json", record)
+
+
+def check_data(data: Dataset, options: RunOptions) -> None:
+    """What the options need from the data: something to evaluate, cutoffs within the items."""
+    if data.test.n_predictions == 0:
+        raise DataError(f"{data.name}: the test set has no next-click targets (every test "
+                        "session has fewer than 2 clicks)")
+    if not np.any(data.test.items[prediction_mask(data.test)] != UNKNOWN):
+        raise DataError(f"{data.name}: none of the {data.test.n_predictions:,} test targets "
+                        "occurs in the training data, so every algorithm would score 0")
+    too_big = [k for k in options.cutoffs if k > data.n_items]
+    if too_big:
+        raise ConfigError(f"--cutoffs {_show_option(too_big)}: larger than the number of "
+                          f"training items ({data.n_items:,}), which every list is ranked over")
+
+
+def read_run_record(run_dir: Path) -> dict:
+    """The ``run.json`` of a run directory, checked to be one of ours."""
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        raise ConfigError(f"--resume {run_dir}: no run.json there, so nothing to resume")
+    try:
+        record = io.read_json(path)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--resume {run_dir}: run.json is not valid JSON ({e})") from None
+    try:
+        RunOptions.from_json(record["options"])
+        record["data"]["fingerprint"]
+    except (KeyError, TypeError):
+        raise ConfigError(f"--resume {run_dir}: run.json is not a sessionbench run record "
+                          "(no options or data fingerprint)") from None
+    return record
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``<run_dir>/.lock`` (an OS lock, released if the process dies) for the block."""
+    path = Path(run_dir) / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise ConfigError(f"{run_dir}: another process (pid {holder}) is working on this "
+                              "run; wait for it to end") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def prediction_mask(test: Sessions) -> np.ndarray:
+    """True for every click that is a next-click target (all but the first of its session)."""
+    mask = np.ones(test.n_events, dtype=bool)
+    mask[test.offsets[:-1][test.lengths > 0]] = False
+    return mask
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def _norm(value: object) -> object:
+    if isinstance(value, Path):
+        return str(Path(value).absolute())
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _show_option(value: object) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value))
+    return str(value)
 
 
 def run_algorithm(
@@ -218,10 +425,16 @@ def _finalize(run_dir: Path) -> None:
 
 
 def new_run_dir(out: Path, dataset: str) -> Path:
-    run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
-    path = Path(out) / dataset / run_id
-    path.mkdir(parents=True, exist_ok=False)
-    return path
+    """A new, empty ``<out>/<dataset>/<run-id>``; never one that another run has taken."""
+    (Path(out) / dataset).mkdir(parents=True, exist_ok=True)
+    while True:
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+        path = Path(out) / dataset / run_id
+        try:
+            path.mkdir()  # atomic: of two runs choosing the same id, one fails and retries
+        except FileExistsError:
+            continue
+        return path
 
 
 def run_record(options: RunOptions, data: Dataset, config_sources: list[str], command: str) -> dict:

@@ -23,6 +23,7 @@ from algorithms.gru4rec.losses import LOSSES, FinalActivation
 from algorithms.gru4rec.model import Network, init_params
 from algorithms.gru4rec.trainer import TrainConfig, Trainer
 from benchmark.interface import SessionRecommender
+from benchmark.params import AnyOf, Choice, Float, Int, ListOf, Optional, Pattern
 from datasets.sessions import UNKNOWN, Sessions
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,21 @@ class GRU4Rec(SessionRecommender):
     """
 
     name = "gru4rec"
+    _unit = Float(0, 1, high_open=True)
+    hyperparameters = {  # cross-parameter rules (final_act vs loss, ...) are in _check_params
+        "layers": AnyOf((Int(low=1), ListOf(Int(low=1)))),
+        "embedding": AnyOf((Choice(("shared",)), Int(low=0))),
+        "loss": Choice(tuple(LOSSES)),
+        "final_act": Optional(Pattern(r"softmax|linear|tanh|elu(-[0-9]*\.?[0-9]+)?",
+                                      "softmax, linear, tanh or elu-<alpha>")),
+        "n_sample": Int(low=0), "sample_alpha": Float(low=0), "sample_cache_size": Int(low=1),
+        "logq": Float(low=0), "bpreg": Float(low=0),
+        "learning_rate": Float(low=0, low_open=True), "momentum": _unit,
+        "dropout_embed": _unit, "dropout_hidden": _unit,
+        "batch_size": Int(low=1), "n_epochs": Int(low=1),
+        "device": Pattern(r"auto|cpu|cuda(:[0-9]+)?", "auto, cpu, cuda or cuda:N"),
+        "seed": Int(low=0), "n_threads": Optional(Int(low=1)),
+    }
 
     def __init__(
         self,
