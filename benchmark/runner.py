@@ -41,7 +41,7 @@ from benchmark.metrics import compute_metrics
 from benchmark.resources import measure
 from datasets import load_dataset
 from datasets.errors import DataError
-from datasets.sessions import UNKNOWN, Dataset, Sessions
+from datasets.sessions import UNKNOWN, Dataset
 
 log = logging.getLogger(__name__)
 
@@ -259,12 +259,13 @@ def _run_in(run_dir: Path, data: Dataset, options: RunOptions, specs: list[Algor
 
 def check_data(data: Dataset, options: RunOptions) -> None:
     """What the options need from the data: something to evaluate, cutoffs within the items."""
-    if data.test.n_predictions == 0:
+    targets = data.test.items[data.target_mask()]
+    if len(targets) == 0:
         raise DataError(f"{data.name}: the test set has no next-click targets (every test "
                         "session has fewer than 2 clicks)")
-    if not np.any(data.test.items[prediction_mask(data.test)] != UNKNOWN):
-        raise DataError(f"{data.name}: none of the {data.test.n_predictions:,} test targets "
-                        "occurs in the training data, so every algorithm would score 0")
+    if not np.any(targets != UNKNOWN):
+        raise DataError(f"{data.name}: none of the {len(targets):,} test targets occurs in "
+                        "the training data, so there is nothing to rank")
     too_big = [k for k in options.cutoffs if k > data.n_items]
     if too_big:
         raise ConfigError(f"--cutoffs {_show_option(too_big)}: larger than the number of "
@@ -306,13 +307,6 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-def prediction_mask(test: Sessions) -> np.ndarray:
-    """True for every click that is a next-click target (all but the first of its session)."""
-    mask = np.ones(test.n_events, dtype=bool)
-    mask[test.offsets[:-1][test.lengths > 0]] = False
-    return mask
 
 
 def _cuda_available() -> bool:
@@ -381,7 +375,7 @@ def prediction_frame(data: Dataset) -> pd.DataFrame:
     test = data.test
     session = test.session_index()
     position = np.arange(test.n_events) - test.offsets[session]
-    is_target = position > 0  # the first click of a session is never a target
+    is_target = data.target_mask()  # by default every click but the first of its session
     session, position, target = session[is_target], position[is_target], test.items[is_target]
     known = data.train.items[data.train.items != UNKNOWN]
     support = np.bincount(known, minlength=data.n_items)
@@ -393,6 +387,10 @@ def prediction_frame(data: Dataset) -> pd.DataFrame:
 def aligned_ranks(preds: Predictions, targets: pd.DataFrame) -> np.ndarray:
     """The evaluator's ranks reordered to the rows of ``targets`` (checked, not assumed)."""
     order = np.lexsort((preds.position, preds.session))
+    if len(order) != len(targets):  # only some clicks are targets: keep the evaluator's rows
+        keys = preds.session[order] * (1 << 20) + preds.position[order]  # for those clicks
+        wanted = targets["session"].to_numpy() * (1 << 20) + targets["position"].to_numpy()
+        order = order[np.isin(keys, wanted)]
     if not (np.array_equal(preds.session[order], targets["session"].to_numpy())
             and np.array_equal(preds.position[order], targets["position"].to_numpy())
             and np.array_equal(preds.target[order], targets["target"].to_numpy())):

@@ -53,6 +53,7 @@ from datasets.clicks import (
 )
 from datasets.errors import DataError, MissingDataError
 from datasets.sessions import Dataset
+from datasets.textfile import arrow_input, check_text, long_line_error
 
 log = logging.getLogger(__name__)
 
@@ -134,13 +135,16 @@ def read_clicks(path: Path) -> Clicks:
     path = Path(path)
     if not path.exists():
         raise MissingDataError(missing_message(path))
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory; expected the click file {CLICKS_FILE}")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file (expected rows 'SessionId,Timestamp,ItemId,Category')")
+    check_text(path, _WHAT)
     started = time.perf_counter()
     try:
         clicks = _table_to_clicks(
             pacsv.read_csv(
-                path,
+                arrow_input(path),
                 read_options=pacsv.ReadOptions(column_names=_COLUMNS, block_size=16 << 20),
                 parse_options=_parse_options(),
                 convert_options=_convert_options(),
@@ -168,7 +172,14 @@ def _table_to_clicks(table: pa.Table) -> Clicks:
     return Clicks(**columns)
 
 
+_WHAT = "raw RSC15 clicks, rows 'SessionId,Timestamp,ItemId,Category'"
+
+
 def _bad_row_error(path: Path, error: Exception) -> DataError:
+    if "straddl" in str(error):  # pyarrow's words for a line longer than its block
+        long = long_line_error(path, _WHAT)
+        if long is not None:
+            return long
     log.info("locating the bad row of %s", path)
     found = locate_bad_line(path, _parse_block)
     if found is None:
