@@ -33,7 +33,7 @@ class ItemKNN(SessionRecommender):
     Support and co-occurrence are counted on the training sessions, as set by ``counting``:
 
     - ``"session"``: supp(i) = number of sessions containing i; cooc(i, j) = number of sessions
-      containing both i and j (the definition in the paper and the PROTOCOL).
+      containing both i and j (the definition in the paper and docs/PROTOCOL.md).
     - ``"event"``: supp(i) = number of clicks on i; cooc(i, j) = sum over sessions of
       clicks(s, i) * clicks(s, j) (what the authors' reference code computes).
 

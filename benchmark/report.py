@@ -34,6 +34,8 @@ from benchmark.published import other_data
 log = logging.getLogger(__name__)
 
 DEFAULT_REFERENCE = "gru4rec"
+PROTOCOL_PAGE = "docs/PROTOCOL.md"
+"""The protocol every table.md cites (a file of this repository)."""
 N_RESAMPLES = 10_000
 
 
@@ -207,7 +209,9 @@ def protocol_line(record: dict, predictions: pd.DataFrame, dataset: str) -> str:
     tie_mode = protocol.get("tie_mode") or record.get("tie_mode") or options.get("tie_mode", "?")
     n = len(predictions)
     unseen = int((predictions["target"] < 0).sum())
-    text = (f"**Protocol**: dataset **{dataset}**; next-click prediction, "
+    text = (f"**Protocol** (`{PROTOCOL_PAGE}` in the sessionbench repository): dataset "
+            f"**{dataset}**; "
+            "next-click prediction, "
             f"{protocol.get('ranking', 'full ranking against all training items')}; "
             f"tie mode **{tie_mode}**"
             + (f" (rank = {protocol['rank']})" if "rank" in protocol else "")

@@ -2,7 +2,7 @@
 
 The raw file has no header and four comma-separated columns,
 ``SessionId,Timestamp,ItemId,Category`` (e.g. ``832,2014-04-06T20:21:58.444Z,214717095,0``);
-the category is not used. The rules are those of PROTOCOL.md, one pass each, in order:
+the category is not used. The rules are those of docs/PROTOCOL.md, one pass each, in order:
 
 1. drop sessions of length 1;
 2. drop items with fewer than 5 clicks (support counted on all remaining clicks);
@@ -76,7 +76,7 @@ _TYPES = {
 
 POLICY = {
     "preprocessing": (
-        "GRU4Rec RSC15 rules (PROTOCOL.md 1-6): sessions of length 1 dropped, items with < 5 "
+        "GRU4Rec RSC15 rules (docs/PROTOCOL.md 1-6): sessions of length 1 dropped, items with < 5 "
         "clicks dropped, sessions < 2 dropped; last 86,400 s by session end = test; test clicks "
         "on items not in train dropped, then test sessions < 2; same split again on train "
         "gives train_tr/valid"
