@@ -123,7 +123,7 @@ def finalize_run(
     run_dir = Path(run_dir)
     _, metrics = read_run(run_dir)
     predictions = pd.read_parquet(run_dir / "predictions.parquet")
-    sessions = predictions["session"].to_numpy(np.int64)
+    sessions = canonical_sessions(predictions)
     labels = list(dict.fromkeys(metrics["algorithm"]))
     ranks = read_ranks(run_dir, labels, len(predictions))
     analysis.check_metric_values(metrics, ranks)
@@ -145,6 +145,23 @@ def finalize_run(
         "test": "two-sided paired sign-flip permutation test over test sessions",
     })
     render_run(run_dir)
+
+
+def canonical_sessions(predictions: pd.DataFrame) -> np.ndarray:
+    """Session labels numbered in a canonical order (by the sessions' content hash,
+    ``session_key``), so that bootstrap resamples do not depend on the order of the test
+    sessions in the file. Identical sessions stay separate clusters; their order among
+    themselves does not matter since their values are identical. Runs written before the
+    key existed keep file order."""
+    session = predictions["session"].to_numpy(np.int64)
+    if "session_key" not in predictions:
+        return session
+    ids, first, inverse = np.unique(session, return_index=True, return_inverse=True)
+    keys = predictions["session_key"].to_numpy(np.int64)[first]
+    order = np.lexsort((ids, keys))
+    canonical = np.empty(len(ids), dtype=np.int64)
+    canonical[order] = np.arange(len(ids))
+    return canonical[inverse]
 
 
 def render_run(run_dir: Path) -> None:

@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import fcntl
 import gc
+import hashlib
 import logging
 import os
 import platform
@@ -41,7 +42,7 @@ from benchmark.metrics import compute_metrics
 from benchmark.resources import measure
 from datasets import load_dataset
 from datasets.errors import DataError
-from datasets.sessions import UNKNOWN, Dataset
+from datasets.sessions import UNKNOWN, Dataset, Sessions
 
 log = logging.getLogger(__name__)
 
@@ -381,7 +382,17 @@ def prediction_frame(data: Dataset) -> pd.DataFrame:
     support = np.bincount(known, minlength=data.n_items)
     target_support = np.where(target == UNKNOWN, 0, support[np.maximum(target, 0)])
     return pd.DataFrame({"session": session, "position": position, "target": target,
-                         "target_support": target_support})
+                         "target_support": target_support,
+                         "session_key": session_keys(test)[session]})
+
+
+def session_keys(test: Sessions) -> np.ndarray:
+    """A 64-bit hash of each test session's clicks (item indices): sorting sessions by it gives
+    an order that does not depend on the order of the sessions in the file."""
+    items = test.items
+    return np.array([int.from_bytes(hashlib.blake2b(items[a:b].tobytes(), digest_size=8).digest(),
+                                    "little", signed=True)
+                     for a, b in zip(test.offsets[:-1], test.offsets[1:])], dtype=np.int64)
 
 
 def aligned_ranks(preds: Predictions, targets: pd.DataFrame) -> np.ndarray:

@@ -107,3 +107,22 @@ def test_seeds_repeat_only_stochastic_algorithms(tiny, tmp_path):
     seeds = pd.read_csv(run_dir / "seeds.csv")
     assert sorted(seeds.query("algorithm == 'bpr-mf'")["seed"].unique()) == [0, 1]
     assert seeds.query("algorithm == 'pop'")["seed"].unique().tolist() == [0]
+
+
+def test_bootstrap_intervals_do_not_depend_on_test_session_order(tmp_path, monkeypatch):
+    """Regression: intervals resampled sessions in file order, so reordering the test file
+    changed them. Sessions are now resampled in a canonical (content) order."""
+    base = tiny_dataset()
+    rng = np.random.default_rng(1)
+    test = from_lists([[int(a), int(b), int(c)] for a, b, c in rng.integers(0, 9, (30, 3))],
+                      n_items=9)
+    cis = []
+    for order in (np.arange(30), rng.permutation(30)):
+        data = Dataset(name="tiny", train=base.train, test=test.subset(order),
+                       item_ids=base.item_ids)
+        monkeypatch.setattr(runner, "load_dataset", lambda name, data=data, **kw: data)
+        run_dir = run(options(tmp_path / str(len(cis)), ["pop", "spop"]), command="test")
+        metrics = pd.read_csv(run_dir / "metrics.csv")
+        cis.append(metrics[["ci_low", "ci_high"]].to_numpy())
+    np.testing.assert_allclose(cis[0], cis[1], rtol=1e-12)
+    assert not np.allclose(cis[0][:, 0], cis[0][:, 1])  # real intervals, not points
