@@ -135,7 +135,7 @@ def finalize_run(
     sig = analysis.significance(ranks, sessions, reference=reference, cutoff=cutoff,
                                 n_resamples=n_resamples, n_boot=n_boot, seed=seed)
     io.write_csv(run_dir / "significance.csv", sig)
-    curves = analysis.cutoff_curves(ranks, max(analysis.MAX_CURVE_K, cutoff))
+    curves = analysis.cutoff_curves(ranks, analysis.MAX_CURVE_K)  # K = 1..20, whatever --cutoffs
     io.write_csv(run_dir / "curves.csv", curves)
     io.write_csv(run_dir / "breakdown.csv", analysis.breakdown(predictions, ranks, cutoff))
     io.write_json(run_dir / "report.json", {

@@ -126,3 +126,25 @@ def test_bootstrap_intervals_do_not_depend_on_test_session_order(tmp_path, monke
         cis.append(metrics[["ci_low", "ci_high"]].to_numpy())
     np.testing.assert_allclose(cis[0], cis[1], rtol=1e-12)
     assert not np.allclose(cis[0][:, 0], cis[0][:, 1])  # real intervals, not points
+
+
+def test_cutoff_curves_stay_at_k_1_to_20_for_a_large_cutoff(tmp_path, monkeypatch):
+    """Regression: --cutoffs 100000 drew a curve over 100,000 K values (11 minutes, an
+    unreadable plot). Cutoffs are capped at the number of items and the curves stay at 1..20."""
+    rng = np.random.default_rng(0)
+    train = from_lists([[int(a), int(b)] for a, b in rng.integers(0, 40, (200, 2))], n_items=40)
+    test = from_lists([[int(a), int(b), int(c)] for a, b, c in rng.integers(0, 40, (20, 3))],
+                      n_items=40)
+    data = Dataset(name="tiny", train=train, test=test, item_ids=np.arange(40))
+    monkeypatch.setattr(runner, "load_dataset", lambda name, **kw: data)
+    opts = options(tmp_path, ["pop"])
+    opts.cutoffs = [5, 40]
+    run_dir = run(opts, command="test")
+    curves = pd.read_csv(run_dir / "curves.csv")
+    assert sorted(curves["cutoff"].unique()) == list(range(1, 21))
+    recall40 = pd.read_csv(run_dir / "metrics.csv").query("metric == 'recall' and cutoff == 40")
+    assert recall40["value"].item() == 1.0  # every item is within the top 40 of 40 items
+    opts.cutoffs = [5, 41]
+    with pytest.raises(runner.ConfigError, match=r"--cutoffs 41: larger than the number of "
+                                                 r"training items \(40\)"):
+        run(opts, command="test")
