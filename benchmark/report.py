@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -240,8 +241,14 @@ def protocol_line(record: dict, predictions: pd.DataFrame, dataset: str) -> str:
     policy = (record.get("data") or {}).get("policy") or {}
     if policy:
         text += " Policy: " + "; ".join(
-            f"{k.replace('_', ' ')}: {v}" for k, v in policy.items()) + "."
+            f"{k.replace('_', ' ')}: {_cite(v)}" for k, v in policy.items()) + "."
     return text
+
+
+def _cite(text: object) -> str:
+    """Policy text with the protocol page cited by its path in this repository (records
+    written before docs/PROTOCOL.md existed say "PROTOCOL.md")."""
+    return re.sub(r"(?<![/\w])PROTOCOL\.md", PROTOCOL_PAGE, str(text))
 
 
 def _unseen_text(unseen: int, n: int) -> str:
