@@ -28,6 +28,7 @@ from datasets.sessions import UNKNOWN, Sessions
 
 log = logging.getLogger(__name__)
 
+_UNIT = Float(0, 1, high_open=True)
 DEFAULT_FINAL_ACT = {"cross-entropy": "softmax", "bpr-max": "elu-1", "top1-max": "elu-1",
                      "bpr": "tanh", "top1": "tanh"}
 
@@ -76,7 +77,6 @@ class GRU4Rec(SessionRecommender):
     """
 
     name = "gru4rec"
-    _unit = Float(0, 1, high_open=True)
     hyperparameters = {  # cross-parameter rules (final_act vs loss, ...) are in _check_params
         "layers": AnyOf((Int(low=1), ListOf(Int(low=1)))),
         "embedding": AnyOf((Choice(("shared",)), Int(low=0))),
@@ -85,8 +85,8 @@ class GRU4Rec(SessionRecommender):
                                       "softmax, linear, tanh or elu-<alpha>")),
         "n_sample": Int(low=0), "sample_alpha": Float(low=0), "sample_cache_size": Int(low=1),
         "logq": Float(low=0), "bpreg": Float(low=0),
-        "learning_rate": Float(low=0, low_open=True), "momentum": _unit,
-        "dropout_embed": _unit, "dropout_hidden": _unit,
+        "learning_rate": Float(low=0, low_open=True), "momentum": _UNIT,
+        "dropout_embed": _UNIT, "dropout_hidden": _UNIT,
         "batch_size": Int(low=1), "n_epochs": Int(low=1),
         "device": Pattern(r"auto|cpu|cuda(:[0-9]+)?", "auto, cpu, cuda or cuda:N"),
         "seed": Int(low=0), "n_threads": Optional(Int(low=1)),
