@@ -176,10 +176,9 @@ _WHAT = "raw RSC15 clicks, rows 'SessionId,Timestamp,ItemId,Category'"
 
 
 def _bad_row_error(path: Path, error: Exception) -> DataError:
-    if "straddl" in str(error):  # pyarrow's words for a line longer than its block
-        long = long_line_error(path, _WHAT)
-        if long is not None:
-            return long
+    long = long_line_error(path, _WHAT)  # pyarrow's own words for it would be obscure
+    if long is not None:
+        return long
     log.info("locating the bad row of %s", path)
     found = locate_bad_line(path, _parse_block)
     if found is None:

@@ -125,10 +125,9 @@ _WHAT = "a header line 'SessionId<TAB>ItemId<TAB>Time' and data rows"
 
 
 def _bad_row_error(path: Path, names: list[str], error: Exception) -> DataError:
-    if "straddl" in str(error):  # pyarrow's words for a line longer than its block
-        long = long_line_error(path, _WHAT)
-        if long is not None:
-            return long
+    long = long_line_error(path, _WHAT)  # pyarrow's own words for it would be obscure
+    if long is not None:
+        return long
     parse, convert = _options(names)
 
     def parse_block(data: bytes) -> pa.Table:

@@ -232,6 +232,21 @@ def input_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
         f.write(b"7" * (50 << 20) + b"\n")
     cases.append((["--dataset", str(long)],
                   f"{long}, line 2: a line of 50.0 MiB, longer than the 16 MiB any line may have"))
+    empty_test = srgnn_folder(tmp_path / "empty-test", [[1, 2]], ([[], []], [1, 2]))
+    cases.append((["--dataset", str(empty_test)], f"{empty_test}: empty test split"))
+    tsv_binary = tmp_path / "tsv-binary"
+    tsv_binary.mkdir()
+    (tsv_binary / "train.tsv").write_bytes(b"SessionId\tItemId\tTime\n" + bytes(range(32)) * 50)
+    (tsv_binary / "test.tsv").write_text("SessionId\tItemId\tTime\n1\t2\t3.0\n")
+    cases.append((["--dataset", str(tsv_binary)],
+                  f"{tsv_binary / 'train.tsv'}: a binary file, not text"))
+    tsv_long = tmp_path / "tsv-long"
+    tsv_long.mkdir()
+    with open(tsv_long / "train.tsv", "wb") as f:
+        f.write(b"SessionId\tItemId\tTime\n1\t2\t3.0\n1\t" + b"4" * (20 << 20) + b"\t4.0\n")
+    (tsv_long / "test.tsv").write_text("SessionId\tItemId\tTime\n1\t2\t3.0\n")
+    cases.append((["--dataset", str(tsv_long)],
+                  f"{tsv_long / 'train.tsv'}, line 3: a line of 20.0 MiB, longer than the 16 MiB"))
     layout = tmp_path / "layout"
     layout.mkdir()
     (layout / "notes.txt").write_text("x")
