@@ -59,7 +59,8 @@ def parser() -> argparse.ArgumentParser:
                    help="where preprocessed splits are cached")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                    help="finish an interrupted run, reusing every algorithm that had finished "
-                        "(all other options come from its run.json)")
+                        "(the options come from its run.json; --data-dir, --clicks, --cache-dir "
+                        "may point to the same data elsewhere, any other option must match)")
     p.add_argument("--eval-batch-size", type=int, default=256,
                    help="test sessions evaluated in parallel")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

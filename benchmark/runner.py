@@ -86,7 +86,7 @@ class RunOptions:
         return dataclasses.replace(self, **paths)
 
 
-RESUME_MAY_CHANGE = ("data_dir", "clicks", "cache_dir", "progress", "out")
+RESUME_MAY_CHANGE = ("data_dir", "clicks", "cache_dir", "progress")
 """Options a ``--resume`` may give anew: where the (same) data lies and how to show progress.
 The data is checked against the run's fingerprint; every other option must match the run."""
 
