@@ -11,8 +11,8 @@ from pathlib import Path
 from benchmark.config import ConfigError
 from benchmark.evaluator import TIE_MODES
 from benchmark.progress import disable_bars
-from benchmark.runner import (DEFAULT_ALGORITHMS, DEFAULT_CUTOFFS, RunOptions, command_line,
-                              new_run_dir, plan, run)
+from benchmark.options import DEFAULT_ALGORITHMS, DEFAULT_CUTOFFS, RunOptions, plan
+from benchmark.runner import command_line, new_run_dir, run
 from datasets import DATASETS, survey_datasets
 from datasets.errors import DataError
 

@@ -82,7 +82,7 @@ def test_gru4rec_declares_every_hyperparameter():
 
 @pytest.mark.parametrize("dataset", ["rsc15", "rsc15-100k", "rsc15-64", "diginetica", "synthetic"])
 def test_shipped_configs_pass_the_declarations(dataset, tmp_path):
-    from benchmark.runner import RunOptions, plan
+    from benchmark.options import RunOptions, plan
 
     ready = plan(RunOptions(dataset=dataset, out=tmp_path, device="cpu"))
     assert [s.label for s in ready.specs] == ["pop", "spop", "item-knn", "bpr-mf", "gru4rec"]
