@@ -125,7 +125,8 @@ def check_data(data: Dataset, options: RunOptions) -> None:
     too_big = [k for k in options.cutoffs if k > data.n_items]
     if too_big:
         raise ConfigError(f"--cutoffs {show_option(too_big)}: larger than the number of "
-                          f"training items ({data.n_items:,}), which every list is ranked over")
+                          f"training items ({data.n_items:,}), which every list is ranked over; "
+                          f"give --cutoffs with values up to {data.n_items}")
 
 
 @contextlib.contextmanager

@@ -49,7 +49,7 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> bool:
     raise TimeoutError(path)
 
 
-@pytest.mark.parametrize("trigger", ["metrics.csv", "table.md"])
+@pytest.mark.parametrize("trigger", ["metrics.csv"])  # every other moment: the test below
 def test_kill_during_the_report_then_resume_completes(tmp_path, trigger, capsys):
     out = tmp_path / "out"
     proc = start("--dataset", "synthetic", "--algorithms", "pop,spop", "--out", str(out),
@@ -177,3 +177,50 @@ def test_table_cites_the_protocol_page_of_this_repository(tmp_path, capsys):
     assert "`docs/PROTOCOL.md` in the sessionbench repository" in table
     assert table.count("PROTOCOL.md") == table.count("docs/PROTOCOL.md")
     assert (REPO_ROOT / "docs" / "PROTOCOL.md").is_file()
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs, no cleanup."""
+
+
+def test_a_kill_at_every_write_of_the_report_phase_is_completed_by_resume(tmp_path, monkeypatch,
+                                                                          capsys):
+    """In-process version of the kill test, deterministic: the run dies at the n-th file write
+    of the report phase (leaving that write's temporary file), for every other n and the last."""
+    from benchmark import io as bio
+
+    real = bio.atomic_write
+    writes: list[str] = []
+    monkeypatch.setattr(bio, "atomic_write", lambda p, w: (writes.append(Path(p).name), real(p, w)))
+    assert run_benchmark.main(["--dataset", "synthetic", "--algorithms", "pop", "--out",
+                               str(tmp_path / "count"), "-q", "--no-progress"]) == 0
+    first = writes.index("metrics.csv")  # the report phase starts with the tables
+    n_report_writes = len(writes) - first
+    assert n_report_writes >= 10 and writes[-1] == "run.json"
+
+    # Every other write, and the last one (the final run.json), keeps the test short.
+    for n in sorted({*range(0, n_report_writes, 2), n_report_writes - 1}):
+        calls = []
+
+        def dying(path, write, n=n):
+            calls.append(path)
+            if len(calls) == first + n + 1:
+                tmp = Path(path).parent / f".{Path(path).name}.killed.tmp"
+                tmp.parent.mkdir(parents=True, exist_ok=True)
+                tmp.write_text("half")
+                raise Killed
+            return real(path, write)
+
+        monkeypatch.setattr(bio, "atomic_write", dying)
+        out = tmp_path / f"kill{n}"
+        with pytest.raises(Killed):
+            run_benchmark.main(["--dataset", "synthetic", "--algorithms", "pop", "--out",
+                                str(out), "-q", "--no-progress"])
+        run_dir = only_run_dir(out)
+        assert "finished" not in io.read_json(run_dir / "run.json"), n
+        monkeypatch.setattr(bio, "atomic_write", real)
+        assert run_benchmark.main(["--resume", str(run_dir), "-q", "--no-progress"]) == 0
+        assert "finished" in io.read_json(run_dir / "run.json")
+        assert all((run_dir / f).is_file() for f in REPORT_FILES)
+        assert not list(run_dir.rglob("*.tmp")), n
+    capsys.readouterr()
