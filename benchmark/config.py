@@ -71,8 +71,13 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory; expected a TOML config file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        reason = "not UTF-8 text (a binary file?)" if isinstance(e, UnicodeDecodeError) else e
+        raise ConfigError(f"{path}: invalid TOML: {reason}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config file ({e.strerror})") from None
 
 
 def default_config_path(dataset: str) -> Path | None:

@@ -11,6 +11,9 @@ name            files under ``<data-dir>``
 ``diginetica``  ``diginetica/{all_train_seq.txt,test.txt}`` (SR-GNN pickles)
 ``synthetic``   nothing: generated from ``seed``
 ==============  ===============================================================================
+
+Any other dataset is given by its path (``load_dataset(..., path=PATH)``, ``--dataset PATH``);
+:mod:`datasets.by_path` recognises its format from the files.
 """
 
 from __future__ import annotations

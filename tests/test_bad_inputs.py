@@ -130,6 +130,8 @@ def test_undeclared_parameters_are_checked_against_their_defaults():
 def option_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
+    binary_toml = tmp_path / "binary.toml"
+    binary_toml.write_bytes(bytes(range(128, 256)))
     return [
         (["--cutoffs", "20", "20", "5"], "--cutoffs 20 20 5: 20 given more than once"),
         (["--cutoffs", "0", "5"], "--cutoffs 0 5: every cutoff must be an integer >= 1"),
@@ -144,6 +146,9 @@ def option_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--out", "/dev/null"], "--out /dev/null: /dev/null is not a directory"),
         (["--out", "/proc/sessionbench-out"], "--out /proc/sessionbench-out: cannot write in /proc"),
         (["--dataset", "nosuch"], "unknown dataset 'nosuch'"),
+        (["--config", str(tmp_path)], f"{tmp_path}: is a directory; expected a TOML config file"),
+        (["--config", str(binary_toml)], f"{binary_toml}: invalid TOML: not UTF-8 text"),
+        (["--config", str(tmp_path / "none.toml")], f"config file not found: {tmp_path / 'none.toml'}"),
         (["--dataset", ","], "--dataset ',': give a dataset name or path"),
     ]
 
