@@ -69,6 +69,9 @@ def load_pickle(path: Path) -> object:
     try:
         return RestrictedUnpickler(io.BytesIO(data)).load()
     except Exception as e:  # any failure of untrusted input is a data error, never a crash
+        if b"\0" not in data[:4096] and not data.startswith(b"\x80"):  # no pickle header
+            raise DataError(f"{path}: a text file, not a pickle; SR-GNN splits are Python "
+                            "pickles of lists of item ids") from None
         raise DataError(f"{path}: not a plain pickle of lists/tuples/ints ({e})") from None
 
 

@@ -228,6 +228,10 @@ def input_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
     odd = srgnn_folder(tmp_path / "odd", [[1, 2]], ([1, 2], [3, 4], 5, 6, 7))
     cases.append((["--dataset", str(odd)],
                   "found a tuple of length 5 (list, list, int, int, int)"))
+    text = srgnn_folder(tmp_path / "text", [], [])
+    (text / "all_train_seq.txt").write_text("1,2,3\n4,5\n")
+    cases.append((["--dataset", str(text)],
+                  f"{text / 'all_train_seq.txt'}: a text file, not a pickle"))
     binary = tmp_path / "binary.dat"
     binary.write_bytes(bytes(range(256)) * 64)
     cases.append((["--dataset", str(binary)], f"{binary}: a binary file, not text"))
