@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             plans = [plan(RunOptions(dataset=""), resume=args.resume, overrides=overrides)]
         else:
             plans = []
+            cutoffs_given = "cutoffs" in explicit_options(argv)
             for name, path in dataset_specs(args.dataset, args.data_dir):
                 options = RunOptions(
                     dataset=name, algorithms=_split(args.algorithms), data_dir=args.data_dir,
@@ -131,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                     config=args.config, cache_dir=args.cache_dir,
                     eval_batch_size=args.eval_batch_size, progress=not args.no_progress,
                     dataset_path=path)
-                plans.append(plan(options))  # every dataset is checked before the first runs
+                # every dataset is checked before the first runs
+                plans.append(dataclasses.replace(plan(options), cutoffs_given=cutoffs_given))
         run_dirs = [run(p.options, command=command_line(), prepared=p) for p in plans]
         summary_dir = None
         if len(run_dirs) > 1:  # one folder per invocation: concurrent runs never share one

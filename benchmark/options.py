@@ -71,6 +71,9 @@ class Plan:
     config_sources: list[str]
     resume: Path | None = None
     record: dict = field(default_factory=dict)
+    cutoffs_given: bool = True
+    """False when the cutoffs are the defaults: those above the number of items are then
+    dropped (a small dataset of your own), where given ones are an error."""
 
 
 def plan(options: RunOptions, *, resume: Path | None = None,

@@ -64,6 +64,8 @@ def run(options: RunOptions, *, resume: Path | None = None, command: str = "",
                                 path=options.dataset_path)
         log.info("data: loaded in %.1f s, peak RSS %.0f MB", load_usage.seconds,
                  load_usage.peak_rss_mb)
+        if not prepared.cutoffs_given and record == {}:
+            options = cap_default_cutoffs(options, data.n_items)
         check_data(data, options)
         fingerprint = data.fingerprint()
         if record and record["data"]["fingerprint"] != fingerprint:
@@ -111,6 +113,15 @@ def _run_in(run_dir: Path, data: Dataset, options: RunOptions, specs: list[Algor
     _finalize(run_dir)
     record["finished"] = _now()  # only now: every table and plot is written
     io.write_json(run_dir / "run.json", record)
+
+
+def cap_default_cutoffs(options: RunOptions, n_items: int) -> RunOptions:
+    """The options with default cutoffs above ``n_items`` left out (at least K = n_items)."""
+    kept = [k for k in options.cutoffs if k <= n_items] or [n_items]
+    if kept != list(options.cutoffs):
+        log.warning("%d training items: cutoffs %s instead of the default %s", n_items,
+                    show_option(kept), show_option(options.cutoffs))
+    return dataclasses.replace(options, cutoffs=kept)
 
 
 def check_data(data: Dataset, options: RunOptions) -> None:

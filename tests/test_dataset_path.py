@@ -140,13 +140,15 @@ def test_raw_click_file_by_path_is_preprocessed(tmp_path, capsys, compressed):
     path = tmp_path / "myclicks.dat"
     content = raw_clicks(path)
     path.write_bytes(gzip.compress(content) if compressed else content)
-    run_dir = run_main(capsys, "--dataset", str(path), "--algorithms", "pop", "--cutoffs", "1",
-                       "5", "--cache-dir",
+    run_dir = run_main(capsys, "--dataset", str(path), "--algorithms", "pop", "--cache-dir",
                        str(tmp_path / "cache"), "--out", str(tmp_path / "out"))
     assert run_dir.parent.name == "myclicks"
     counts = io.read_json(run_dir / "run.json")["data"]["counts"]
     assert (counts["train"]["sessions"], counts["train"]["events"]) == (100, 300)
     assert (counts["test"]["sessions"], counts["test"]["predictions"]) == (50, 100)
+    # 5 items: of the default cutoffs 1 5 10 20 only 1 and 5 apply (given ones would be errors)
+    assert sorted(pd.read_csv(run_dir / "metrics.csv")["cutoff"].unique()) == [1, 5]
+    assert io.read_json(run_dir / "run.json")["options"]["cutoffs"] == [1, 5]
     table = (run_dir / "table.md").read_text()
     assert table.startswith("# myclicks (own data)")
 
