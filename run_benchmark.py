@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -10,21 +11,29 @@ from pathlib import Path
 from benchmark.config import ConfigError
 from benchmark.evaluator import TIE_MODES
 from benchmark.progress import disable_bars
-from benchmark.runner import DEFAULT_ALGORITHMS, DEFAULT_CUTOFFS, RunOptions, command_line, run
-from datasets import DATASETS, available_datasets
+from benchmark.options import DEFAULT_ALGORITHMS, DEFAULT_CUTOFFS, RunOptions, plan
+from benchmark.runner import command_line, new_run_dir, run
+from datasets import DATASETS, survey_datasets
 from datasets.errors import DataError
 
 log = logging.getLogger("run_benchmark")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Benchmark session-based recommenders on the RSC15 next-click protocol.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--dataset", default="synthetic",
-                   help=f"one of {', '.join(DATASETS)}; several separated by commas; or 'all' "
-                        "for every dataset whose files are present")
+                   help=f"one of {', '.join(DATASETS)}; several separated by commas; 'all' "
+                        "for every dataset whose files are present under --data-dir; or the "
+                        "PATH of your own data: a folder with all_train_seq.txt + test.txt "
+                        "(SR-GNN pickles), a folder with train.tsv + test.tsv or "
+                        "*_train_full.txt + *_test.txt (GRU4Rec TSV, optional validation "
+                        "pair train_tr.tsv + valid.tsv / *_train_tr.txt + *_train_valid.txt), or "
+                        "a raw RSC15-format click file (preprocessed by the protocol's rules); "
+                        "named after the folder or file, it gets no shipped config (defaults "
+                        "or --config) and no published numbers")
     p.add_argument("--data-dir", type=Path, default=Path("data"),
                    help="folder holding one subfolder per dataset (laid out as shared/data)")
     p.add_argument("--clicks", type=Path, default=None,
@@ -50,23 +59,51 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="where preprocessed splits are cached")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                    help="finish an interrupted run, reusing every algorithm that had finished "
-                        "(all other options come from its run.json)")
+                        "(the options come from its run.json; --data-dir, --clicks, --cache-dir "
+                        "may point to the same data elsewhere, any other option must match)")
     p.add_argument("--eval-batch-size", type=int, default=256,
                    help="test sessions evaluated in parallel")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and the table")
-    return p.parse_args(argv)
+    return p
 
 
-def dataset_names(spec: str, data_dir: Path) -> list[str]:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return parser().parse_args(argv)
+
+
+def explicit_options(argv: list[str] | None) -> dict:
+    """The options actually written on the command line (not their defaults), by dest."""
+    p = parser()
+    for action in p._actions:
+        action.default = argparse.SUPPRESS
+    return vars(p.parse_args(argv))
+
+
+def dataset_specs(spec: str, data_dir: Path) -> list[tuple[str, Path | None]]:
+    """(name, path) of every dataset asked for; path is set for a dataset given by its path."""
     if spec == "all":
-        return available_datasets(data_dir)
-    names = [s.strip() for s in spec.split(",") if s.strip()]
-    unknown = [n for n in names if n not in DATASETS]
-    if unknown or not names:
-        raise ConfigError(f"unknown dataset {', '.join(unknown) or spec!r}; "
-                          f"valid: {', '.join(DATASETS)}, all")
-    return names
+        found, skipped = survey_datasets(data_dir)
+        log.info("--dataset all under %s: found %s", data_dir, ", ".join(found))
+        for name, why in skipped.items():
+            log.info("--dataset all: skipped %s (%s)", name, why)
+        return [(name, None) for name in found]
+    out: list[tuple[str, Path | None]] = []
+    for part in (s.strip() for s in spec.split(",")):
+        if not part:
+            continue
+        if part in DATASETS:
+            out.append((part, None))
+        elif "/" in part or Path(part).exists():
+            from datasets.by_path import dataset_name
+
+            out.append((dataset_name(Path(part)), Path(part).absolute()))
+        else:
+            raise ConfigError(f"unknown dataset {part!r}; valid: {', '.join(DATASETS)}, all, "
+                              "or the path of a data folder or click file")
+    if not out:
+        raise ConfigError(f"--dataset {spec!r}: give a dataset name or path")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,17 +114,33 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         if args.resume is not None:
-            run_dirs = [run(RunOptions(dataset=""), resume=args.resume, command=command_line())]
+            given = explicit_options(argv)
+            overrides = {k: v for k, v in given.items() if k in RUN_OPTION_NAMES}
+            if "algorithms" in overrides:
+                overrides["algorithms"] = _split(overrides["algorithms"])
+            if "no_progress" in given:
+                overrides["progress"] = not args.no_progress
+            plans = [plan(RunOptions(dataset=""), resume=args.resume, overrides=overrides)]
         else:
-            run_dirs = []
-            for name in dataset_names(args.dataset, args.data_dir):
+            plans = []
+            cutoffs_given = "cutoffs" in explicit_options(argv)
+            for name, path in dataset_specs(args.dataset, args.data_dir):
                 options = RunOptions(
-                    dataset=name, algorithms=[a.strip() for a in args.algorithms.split(",") if a.strip()],
-                    data_dir=args.data_dir, clicks=args.clicks, out=args.out, cutoffs=args.cutoffs,
+                    dataset=name, algorithms=_split(args.algorithms), data_dir=args.data_dir,
+                    clicks=args.clicks, out=args.out, cutoffs=args.cutoffs,
                     tie_mode=args.tie_mode, seed=args.seed, seeds=args.seeds, device=args.device,
                     config=args.config, cache_dir=args.cache_dir,
-                    eval_batch_size=args.eval_batch_size, progress=not args.no_progress)
-                run_dirs.append(run(options, command=command_line()))
+                    eval_batch_size=args.eval_batch_size, progress=not args.no_progress,
+                    dataset_path=path)
+                # every dataset is checked before the first runs
+                plans.append(dataclasses.replace(plan(options), cutoffs_given=cutoffs_given))
+        run_dirs = [run(p.options, command=command_line(), prepared=p) for p in plans]
+        summary_dir = None
+        if len(run_dirs) > 1:  # one folder per invocation: concurrent runs never share one
+            from benchmark.report import summarize
+
+            summary_dir = new_run_dir(args.out, "summary")
+            summarize(run_dirs, summary_dir)
     except (DataError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -95,16 +148,19 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted; finished algorithms are kept: rerun with --resume RUN_DIR "
               "(the run folder printed above) to finish the rest", file=sys.stderr)
         return 130
-    if len(run_dirs) > 1:
-        from benchmark.report import summarize
-
-        summarize(run_dirs, args.out / "summary")
     for run_dir in run_dirs:
         print(f"\n{run_dir}\n")
         print((run_dir / "table.md").read_text())
-    if len(run_dirs) > 1:
-        print((args.out / "summary" / "summary.md").read_text())
+    if summary_dir is not None:
+        print((summary_dir / "summary.md").read_text())
     return 0
+
+
+RUN_OPTION_NAMES = {f.name for f in dataclasses.fields(RunOptions)}
+
+
+def _split(text: str) -> list[str]:
+    return [a.strip() for a in text.split(",") if a.strip()]
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import numpy as np
 
 from algorithms.item_knn import session_item_matrix
 from benchmark.interface import SessionRecommender
+from benchmark.params import Choice, Float, Int
 from benchmark.progress import bars_enabled
 from datasets.sessions import UNKNOWN, Sessions
 
@@ -53,6 +54,11 @@ class BPRMF(SessionRecommender):
     """
 
     name = "bpr-mf"
+    hyperparameters = {
+        "factors": Int(low=1), "learning_rate": Float(low=0, low_open=True),
+        "regularization": Float(low=0), "iterations": Int(low=0), "seed": Int(low=0),
+        "device": Choice(DEVICES), "num_threads": Int(low=0),
+    }
 
     def __init__(
         self,

@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from benchmark.interface import SessionRecommender
+from benchmark.params import Bool, Choice, Float, Int
 from benchmark.progress import bars_enabled
 from datasets.sessions import UNKNOWN, Sessions
 
@@ -32,7 +33,7 @@ class ItemKNN(SessionRecommender):
     Support and co-occurrence are counted on the training sessions, as set by ``counting``:
 
     - ``"session"``: supp(i) = number of sessions containing i; cooc(i, j) = number of sessions
-      containing both i and j (the definition in the paper and the PROTOCOL).
+      containing both i and j (the definition in the paper and docs/PROTOCOL.md).
     - ``"event"``: supp(i) = number of clicks on i; cooc(i, j) = sum over sessions of
       clicks(s, i) * clicks(s, j) (what the authors' reference code computes).
 
@@ -58,6 +59,10 @@ class ItemKNN(SessionRecommender):
     """
 
     name = "item-knn"
+    hyperparameters = {
+        "n_sims": Int(low=1), "reg_lambda": Float(low=0), "alpha": Float(0, 1),
+        "counting": Choice(COUNTING_MODES), "include_self": Bool(),
+    }
 
     def __init__(
         self,

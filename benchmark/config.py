@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.interface import SessionRecommender
+from benchmark.params import format_value
 from benchmark.registry import ALGORITHMS, get_algorithm
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +47,8 @@ class AlgorithmSpec:
     algorithm: str
     params: dict[str, Any] = field(default_factory=dict)
     preset: str | None = None
+    origins: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    """The file (or preset) each of ``params`` came from, for error messages."""
 
     def build(self, *, seed: int, device: str) -> SessionRecommender:
         """A fresh, unfitted instance; ``seed``/``device`` apply where the class takes them."""
@@ -68,8 +71,13 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory; expected a TOML config file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        reason = "not UTF-8 text (a binary file?)" if isinstance(e, UnicodeDecodeError) else e
+        raise ConfigError(f"{path}: invalid TOML: {reason}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config file ({e.strerror})") from None
 
 
 def default_config_path(dataset: str) -> Path | None:
@@ -78,11 +86,17 @@ def default_config_path(dataset: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def load_tables(dataset: str, config_file: Path | None) -> tuple[dict[str, dict], list[str]]:
-    """The dataset's shipped tables, overridden key by key by ``config_file``'s; and the sources."""
+def load_tables(dataset: str, config_file: Path | None, *,
+                use_shipped: bool = True) -> tuple[dict[str, dict], list[str]]:
+    """The dataset's shipped tables, overridden key by key by ``config_file``'s; and the sources.
+
+    Each table remembers the file every key came from (``origin_of``), for error messages.
+    ``use_shipped=False`` skips ``configs/<dataset>.toml`` (datasets given by path get none).
+    """
     tables: dict[str, dict] = {}
     sources = []
-    for path in (default_config_path(dataset), config_file):
+    shipped = default_config_path(dataset) if use_shipped else None
+    for path in (shipped, config_file):
         if path is None:
             continue
         sources.append(str(path))
@@ -92,8 +106,22 @@ def load_tables(dataset: str, config_file: Path | None) -> tuple[dict[str, dict]
                     f"{path}: top-level key {label!r} must be a table like [{label}], "
                     "one per algorithm"
                 )
-            tables.setdefault(label, {}).update(table)
+            merged = tables.setdefault(label, _Table())
+            merged.update(table)
+            merged.origins.update({key: str(path) for key in table})
     return tables, sources
+
+
+class _Table(dict):
+    """A config table that knows which file each of its keys came from."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.origins: dict[str, str] = {}
+
+
+def origin_of(table: dict, key: str, default: str) -> str:
+    return getattr(table, "origins", {}).get(key, default)
 
 
 def resolve(labels: list[str], tables: dict[str, dict], source: str = "config") -> list[AlgorithmSpec]:
@@ -106,7 +134,8 @@ def resolve(labels: list[str], tables: dict[str, dict], source: str = "config") 
         )
     specs = []
     for label in labels:
-        table = dict(tables.get(label, {}))
+        table = _Table(tables.get(label, {}))
+        table.origins.update(getattr(tables.get(label), "origins", {}))
         name, _, inline_preset = label.partition("@")
         if label not in tables and name not in ALGORITHMS:
             valid = sorted(set(ALGORITHMS) | set(tables))
@@ -129,8 +158,12 @@ def _spec(label: str, table: dict, source: str) -> AlgorithmSpec:
     cls = get_algorithm(algorithm)
     preset = table.get("preset")
     params = {k: v for k, v in table.items() if k not in RESERVED_KEYS}
+    origins = {k: origin_of(table, k, source) for k in params}
     if preset is not None:
-        params = {**load_preset(algorithm, preset), **params}
+        preset_values = load_preset(algorithm, preset)
+        where = f"{PRESET_DIR / (algorithm + '.toml')} [{preset}]"
+        origins = {**{k: where for k in preset_values}, **origins}
+        params = {**preset_values, **params}
     valid = cls.param_names()
     bad = sorted(set(params) - set(valid))
     if bad:
@@ -138,7 +171,29 @@ def _spec(label: str, table: dict, source: str) -> AlgorithmSpec:
             f"{source}: [{label}] unknown hyperparameter(s) {', '.join(bad)} for {algorithm}; "
             f"valid: {', '.join(valid) or '(none)'}"
         )
-    return AlgorithmSpec(label=label, algorithm=algorithm, params=params, preset=preset)
+    specs = cls.param_specs()
+    for key, value in params.items():
+        problem = specs[key].problem(value)
+        if problem is not None:
+            raise ConfigError(f"{origins.get(key, source)}: [{label}] {key} = "
+                              f"{format_value(value)}: {problem}")
+    return AlgorithmSpec(label=label, algorithm=algorithm, params=params, preset=preset,
+                         origins=origins)
+
+
+def check_buildable(spec: AlgorithmSpec, *, seed: int, device: str, source: str) -> None:
+    """Build ``spec`` and run the algorithm's own cross-parameter check (``_check_params``,
+    where it has one) now, so that e.g. a final_act that does not fit the loss stops the run
+    before any data is loaded instead of when that algorithm's turn to train comes."""
+    model = spec.build(seed=seed, device=device)
+    check = getattr(model, "_check_params", None)
+    if check is None:
+        return
+    try:
+        check()
+    except (ValueError, TypeError) as e:
+        where = sorted(set(spec.origins.values())) or [source]
+        raise ConfigError(f"{' + '.join(where)}: [{spec.label}] {e}") from None
 
 
 def load_preset(algorithm: str, preset: str) -> dict[str, Any]:

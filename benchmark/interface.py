@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from benchmark.params import Spec, inferred_spec
 from datasets.sessions import Sessions
 
 try:  # torch is a dependency, but the interface itself does not need it
@@ -46,6 +47,9 @@ class SessionRecommender(abc.ABC):
     """
 
     name: ClassVar[str]
+    hyperparameters: ClassVar[dict[str, Spec]] = {}
+    """Type and range of each constructor argument (see :mod:`benchmark.params`); checked before
+    any data is loaded. Arguments left out are checked against the type of their default."""
 
     @abc.abstractmethod
     def fit(self, train: Sessions, valid: Sessions | None = None) -> "SessionRecommender":
@@ -81,6 +85,15 @@ class SessionRecommender(abc.ABC):
             for p in sig.parameters.values()
             if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
         ]
+
+    @classmethod
+    def param_specs(cls) -> dict[str, Spec]:
+        """Every constructor argument's spec: the declared one, else one inferred from its default."""
+        sig = inspect.signature(cls.__init__)
+        return {
+            name: cls.hyperparameters.get(name) or inferred_spec(sig.parameters[name].default)
+            for name in cls.param_names()
+        }
 
     def get_params(self) -> dict[str, Any]:
         """The constructor arguments this instance was built with."""

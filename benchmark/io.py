@@ -1,7 +1,9 @@
 """Atomic file writes: a kill at any moment leaves either the old file or the new one, never half.
 
 Every result file is written to a temporary name in the same directory, flushed and fsynced, then
-renamed over the target (``os.replace`` is atomic on POSIX within one file system).
+renamed over the target (``os.replace`` is atomic on POSIX within one file system). Temporary
+names start with ``.`` and end with ``.tmp``; :func:`remove_temporary_files` clears those a kill
+left behind. Files get the usual permissions (0666 less the umask, i.e. 0644), not mkstemp's 0600.
 """
 
 from __future__ import annotations
@@ -27,9 +29,27 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         write(tmp_path)
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def remove_temporary_files(directory: Path) -> list[Path]:
+    """Delete the temporary files of interrupted :func:`atomic_write` calls under ``directory``."""
+    removed = [p for p in Path(directory).rglob(".*.tmp") if p.is_file()]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
 
 
 def write_text(path: Path, text: str) -> None:

@@ -102,8 +102,9 @@ def _bars(ax: Axes, rows: pd.DataFrame, palette: dict[str, tuple]) -> None:
     values = rows["value"].to_numpy(float)
     err = None
     if {"ci_low", "ci_high"} <= set(rows.columns) and rows["ci_low"].notna().all():
-        err = np.vstack([values - rows["ci_low"].to_numpy(float),
-                         rows["ci_high"].to_numpy(float) - values])
+        # A degenerate interval (every session scores the same) can miss the value by an ulp.
+        err = np.maximum(np.vstack([values - rows["ci_low"].to_numpy(float),
+                                    rows["ci_high"].to_numpy(float) - values]), 0.0)
     ax.barh(y, values, xerr=err, color=[palette[label] for label in rows.index], height=0.65,
             error_kw={"elinewidth": 1.2, "capsize": 3, "ecolor": "black"})
     ends = values if err is None else values + err[1]
@@ -263,7 +264,7 @@ def draw_summary(summary: pd.DataFrame, path: Path) -> Path:
                 err = np.vstack([values - rows["ci_low"].to_numpy(float),
                                  rows["ci_high"].to_numpy(float) - values])
                 ax.bar(np.arange(len(datasets)) + (i - (len(labels) - 1) / 2) * width, values,
-                       width, yerr=np.nan_to_num(err), color=palette[label], label=label,
+                       width, yerr=np.maximum(np.nan_to_num(err), 0.0), color=palette[label], label=label,
                        error_kw={"elinewidth": 1, "capsize": 2})
                 if "published" in rows and rows["published"].notna().any():
                     ax.scatter(np.arange(len(datasets)) + (i - (len(labels) - 1) / 2) * width,

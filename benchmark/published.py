@@ -93,9 +93,10 @@ REFERENCE_POINTS: dict[str, dict[str, Published]] = {
 def other_data(record: dict) -> bool:
     """True when a run read a file other than the one the published numbers come from (the raw
     RSC15 loader records ``official_file``: whether the input's sha256 is the official file's),
-    e.g. a simulated ``yoochoose-clicks.dat``: its results must not sit next to published ones."""
+    e.g. a simulated ``yoochoose-clicks.dat``: its results must not sit next to published ones.
+    A dataset given by path (``--dataset PATH``, recorded as ``given_path``) never has any."""
     source = (record.get("data") or {}).get("source") or {}
-    return source.get("official_file") is False
+    return source.get("official_file") is False or bool(source.get("given_path"))
 
 
 def published_for(dataset: str, algorithm: str) -> Published | None:

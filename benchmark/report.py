@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,6 +35,8 @@ from benchmark.published import other_data
 log = logging.getLogger(__name__)
 
 DEFAULT_REFERENCE = "gru4rec"
+PROTOCOL_PAGE = "docs/PROTOCOL.md"
+"""The protocol every table.md cites (a file of this repository)."""
 N_RESAMPLES = 10_000
 
 
@@ -84,7 +87,12 @@ def dataset_name(record: dict, run_dir: Path) -> str:
             break
         except (KeyError, TypeError):
             continue
-    return f"{name} (not the official file)" if other_data(record) else name
+    if not other_data(record):
+        return name
+    source = (record.get("data") or {}).get("source") or {}
+    if source.get("official_file") is False and not source.get("given_path"):
+        return f"{name} (not the official file)"
+    return f"{name} (own data)"
 
 
 def algorithm_names(record: dict) -> dict[str, str]:
@@ -116,7 +124,7 @@ def finalize_run(
     run_dir = Path(run_dir)
     _, metrics = read_run(run_dir)
     predictions = pd.read_parquet(run_dir / "predictions.parquet")
-    sessions = predictions["session"].to_numpy(np.int64)
+    sessions = canonical_sessions(predictions)
     labels = list(dict.fromkeys(metrics["algorithm"]))
     ranks = read_ranks(run_dir, labels, len(predictions))
     analysis.check_metric_values(metrics, ranks)
@@ -128,7 +136,7 @@ def finalize_run(
     sig = analysis.significance(ranks, sessions, reference=reference, cutoff=cutoff,
                                 n_resamples=n_resamples, n_boot=n_boot, seed=seed)
     io.write_csv(run_dir / "significance.csv", sig)
-    curves = analysis.cutoff_curves(ranks, max(analysis.MAX_CURVE_K, cutoff))
+    curves = analysis.cutoff_curves(ranks, analysis.MAX_CURVE_K)  # K = 1..20, whatever --cutoffs
     io.write_csv(run_dir / "curves.csv", curves)
     io.write_csv(run_dir / "breakdown.csv", analysis.breakdown(predictions, ranks, cutoff))
     io.write_json(run_dir / "report.json", {
@@ -138,6 +146,23 @@ def finalize_run(
         "test": "two-sided paired sign-flip permutation test over test sessions",
     })
     render_run(run_dir)
+
+
+def canonical_sessions(predictions: pd.DataFrame) -> np.ndarray:
+    """Session labels numbered in a canonical order (by the sessions' content hash,
+    ``session_key``), so that bootstrap resamples do not depend on the order of the test
+    sessions in the file. Identical sessions stay separate clusters; their order among
+    themselves does not matter since their values are identical. Runs written before the
+    key existed keep file order."""
+    session = predictions["session"].to_numpy(np.int64)
+    if "session_key" not in predictions:
+        return session
+    ids, first, inverse = np.unique(session, return_index=True, return_inverse=True)
+    keys = predictions["session_key"].to_numpy(np.int64)[first]
+    order = np.lexsort((ids, keys))
+    canonical = np.empty(len(ids), dtype=np.int64)
+    canonical[order] = np.arange(len(ids))
+    return canonical[inverse]
 
 
 def render_run(run_dir: Path) -> None:
@@ -202,7 +227,9 @@ def protocol_line(record: dict, predictions: pd.DataFrame, dataset: str) -> str:
     tie_mode = protocol.get("tie_mode") or record.get("tie_mode") or options.get("tie_mode", "?")
     n = len(predictions)
     unseen = int((predictions["target"] < 0).sum())
-    text = (f"**Protocol**: dataset **{dataset}**; next-click prediction, "
+    text = (f"**Protocol** (`{PROTOCOL_PAGE}` in the sessionbench repository): dataset "
+            f"**{dataset}**; "
+            "next-click prediction, "
             f"{protocol.get('ranking', 'full ranking against all training items')}; "
             f"tie mode **{tie_mode}**"
             + (f" (rank = {protocol['rank']})" if "rank" in protocol else "")
@@ -214,8 +241,14 @@ def protocol_line(record: dict, predictions: pd.DataFrame, dataset: str) -> str:
     policy = (record.get("data") or {}).get("policy") or {}
     if policy:
         text += " Policy: " + "; ".join(
-            f"{k.replace('_', ' ')}: {v}" for k, v in policy.items()) + "."
+            f"{k.replace('_', ' ')}: {_cite(v)}" for k, v in policy.items()) + "."
     return text
+
+
+def _cite(text: object) -> str:
+    """Policy text with the protocol page cited by its path in this repository (records
+    written before docs/PROTOCOL.md existed say "PROTOCOL.md")."""
+    return re.sub(r"(?<![/\w])PROTOCOL\.md", PROTOCOL_PAGE, str(text))
 
 
 def _unseen_text(unseen: int, n: int) -> str:
@@ -257,7 +290,7 @@ def run_line(record: dict) -> str:
     hardware = record.get("hardware") or {}
     hw = ", ".join(f"{k} {v}" for k, v in hardware.items())
     return (f"Run: `{record.get('command', '')}`; {record.get('started', '?')} → "
-            f"{record.get('finished', '?')}; code {versions.get('code', '?')}; {hw}.")
+            f"{record.get('finished') or record.get('ended', '?')}; code {versions.get('code', '?')}; {hw}.")
 
 
 # ------------------------------------------------------------------------- several runs

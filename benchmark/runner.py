@@ -14,8 +14,11 @@ algorithms that had not finished.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import gc
+import hashlib
 import logging
 import os
 import platform
@@ -23,89 +26,70 @@ import secrets
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from benchmark import io
-from benchmark.config import PROJECT_ROOT, AlgorithmSpec, ConfigError, load_tables, resolve
-from benchmark.evaluator import DEFAULT_TIE_MODE, Predictions, evaluate
+from benchmark.config import PROJECT_ROOT, AlgorithmSpec, ConfigError
+from benchmark.evaluator import Predictions, evaluate
 from benchmark.metrics import compute_metrics
+from benchmark.options import Plan, RunOptions, plan, show_option
 from benchmark.resources import measure
 from datasets import load_dataset
-from datasets.sessions import UNKNOWN, Dataset
+from datasets.errors import DataError
+from datasets.sessions import UNKNOWN, Dataset, Sessions
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ALGORITHMS = ("pop", "spop", "item-knn", "bpr-mf", "gru4rec")
-DEFAULT_CUTOFFS = (1, 5, 10, 20)
 
+def run(options: RunOptions, *, resume: Path | None = None, command: str = "",
+        prepared: Plan | None = None) -> Path:
+    """Run (or resume) one dataset and return its run directory.
 
-@dataclass
-class RunOptions:
-    """Everything a run depends on; stored in run.json so ``--resume`` can rebuild it."""
-
-    dataset: str
-    algorithms: list[str] = field(default_factory=lambda: list(DEFAULT_ALGORITHMS))
-    data_dir: Path = Path("data")
-    clicks: Path | None = None
-    out: Path = Path("results")
-    cutoffs: list[int] = field(default_factory=lambda: list(DEFAULT_CUTOFFS))
-    tie_mode: str = DEFAULT_TIE_MODE
-    seed: int = 0
-    seeds: int = 1
-    device: str = "auto"
-    config: Path | None = None
-    cache_dir: Path = Path("cache")
-    eval_batch_size: int = 256
-    progress: bool = True
-
-    def to_json(self) -> dict:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_json(cls, obj: dict) -> "RunOptions":
-        paths = {"data_dir", "clicks", "out", "config", "cache_dir"}
-        return cls(**{k: (Path(v) if k in paths and v is not None else v) for k, v in obj.items()})
-
-
-def run(options: RunOptions, *, resume: Path | None = None, command: str = "") -> Path:
-    """Run (or resume) one dataset and return its run directory."""
-    if resume is not None:
-        run_dir = Path(resume)
-        if not (run_dir / "run.json").is_file():
-            raise ConfigError(f"--resume {run_dir}: no run.json there, so nothing to resume")
-        record = io.read_json(run_dir / "run.json")
-        options = RunOptions.from_json(record["options"])
+    Everything that needs no data is checked first (:func:`plan`); a run directory is created
+    only once the data is loaded and checked too.
+    """
+    prepared = prepared or plan(options, resume=resume)
+    options, specs, record = prepared.options, prepared.specs, prepared.record
+    run_dir = prepared.resume
+    if run_dir is not None:
         log.info("resuming %s", run_dir)
-    else:
-        run_dir, record = None, {}
-    if options.seeds < 1:
-        raise ConfigError(f"--seeds must be at least 1, got {options.seeds}")
-    if any(k < 1 for k in options.cutoffs):
-        raise ConfigError(f"--cutoffs must be positive, got {options.cutoffs}")
+    with run_lock(run_dir) if run_dir is not None else contextlib.nullcontext():
+        with measure() as load_usage:
+            data = load_dataset(options.dataset, data_dir=options.data_dir, clicks=options.clicks,
+                                cache_dir=options.cache_dir, seed=options.seed,
+                                path=options.dataset_path)
+        log.info("data: loaded in %.1f s, peak RSS %.0f MB", load_usage.seconds,
+                 load_usage.peak_rss_mb)
+        if not prepared.cutoffs_given and record == {}:
+            options = cap_default_cutoffs(options, data.n_items)
+        check_data(data, options)
+        fingerprint = data.fingerprint()
+        if record and record["data"]["fingerprint"] != fingerprint:
+            raise ConfigError(
+                f"--resume {run_dir}: the data changed since the run started "
+                f"(fingerprint {record['data']['fingerprint']} then, {fingerprint} now)"
+            )
+        if run_dir is None:  # created only once the data and config are known to be good
+            run_dir = new_run_dir(options.out, options.dataset)
+            log.info("writing to %s", run_dir)
+            with run_lock(run_dir):
+                _run_in(run_dir, data, options, specs, record or run_record(
+                    options, data, prepared.config_sources, command), load_usage)
+        else:
+            _run_in(run_dir, data, options, specs, record, load_usage)
+    return run_dir
 
-    tables, config_sources = load_tables(options.dataset, options.config)
-    specs = resolve(options.algorithms, tables, source=" + ".join(config_sources) or "config")
-    with measure() as load_usage:
-        data = load_dataset(options.dataset, data_dir=options.data_dir, clicks=options.clicks,
-                            cache_dir=options.cache_dir, seed=options.seed)
-    log.info("data: loaded in %.1f s, peak RSS %.0f MB", load_usage.seconds,
-             load_usage.peak_rss_mb)
-    fingerprint = data.fingerprint()
-    if run_dir is None:  # created only once the data and config are known to be good
-        run_dir = new_run_dir(options.out, options.dataset)
-        log.info("writing to %s", run_dir)
-    if record and record["data"]["fingerprint"] != fingerprint:
-        raise ConfigError(
-            f"--resume {run_dir}: the data changed since the run started "
-            f"(fingerprint {record['data']['fingerprint']} then, {fingerprint} now)"
-        )
-    record = record or run_record(options, data, config_sources, command)
+
+def _run_in(run_dir: Path, data: Dataset, options: RunOptions, specs: list[AlgorithmSpec],
+            record: dict, load_usage: object) -> None:
+    io.remove_temporary_files(run_dir)  # left by a write that a kill interrupted
     # Loading includes preprocessing (or reading the cache); a resumed run adds its own attempt.
     record.setdefault("data_load", []).append(dataclasses.asdict(load_usage))
+    record.pop("finished", None)
     io.write_json(run_dir / "run.json", record)
     targets = prediction_frame(data)
     if not (run_dir / "predictions.parquet").is_file():
@@ -121,13 +105,58 @@ def run(options: RunOptions, *, resume: Path | None = None, command: str = "") -
         gc.collect()
 
     write_tables(run_dir, [s.label for s in specs])
-    record["finished"] = _now()
+    record["ended"] = _now()  # the last algorithm finished; the report is not written yet
     record["config"] = {
         s.label: io.read_json(run_dir / "done" / f"{s.label}.json")["config"] for s in specs
     }
     io.write_json(run_dir / "run.json", record)
     _finalize(run_dir)
-    return run_dir
+    record["finished"] = _now()  # only now: every table and plot is written
+    io.write_json(run_dir / "run.json", record)
+
+
+def cap_default_cutoffs(options: RunOptions, n_items: int) -> RunOptions:
+    """The options with default cutoffs above ``n_items`` left out (at least K = n_items)."""
+    kept = [k for k in options.cutoffs if k <= n_items] or [n_items]
+    if kept != list(options.cutoffs):
+        log.warning("%d training items: cutoffs %s instead of the default %s", n_items,
+                    show_option(kept), show_option(options.cutoffs))
+    return dataclasses.replace(options, cutoffs=kept)
+
+
+def check_data(data: Dataset, options: RunOptions) -> None:
+    """What the options need from the data: something to evaluate, cutoffs within the items."""
+    targets = data.test.items[data.target_mask()]
+    if len(targets) == 0:
+        raise DataError(f"{data.name}: the test set has no next-click targets (every test "
+                        "session has fewer than 2 clicks)")
+    if not np.any(targets != UNKNOWN):
+        raise DataError(f"{data.name}: none of the {len(targets):,} test targets occurs in "
+                        "the training data, so there is nothing to rank")
+    too_big = [k for k in options.cutoffs if k > data.n_items]
+    if too_big:
+        raise ConfigError(f"--cutoffs {show_option(too_big)}: larger than the number of "
+                          f"training items ({data.n_items:,}), which every list is ranked over; "
+                          f"give --cutoffs with values up to {data.n_items}")
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``<run_dir>/.lock`` (an OS lock, released if the process dies) for the block."""
+    path = Path(run_dir) / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise ConfigError(f"{run_dir}: another process (pid {holder}) is working on this "
+                              "run; wait for it to end") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def run_algorithm(
@@ -174,18 +203,32 @@ def prediction_frame(data: Dataset) -> pd.DataFrame:
     test = data.test
     session = test.session_index()
     position = np.arange(test.n_events) - test.offsets[session]
-    is_target = position > 0  # the first click of a session is never a target
+    is_target = data.target_mask()  # by default every click but the first of its session
     session, position, target = session[is_target], position[is_target], test.items[is_target]
     known = data.train.items[data.train.items != UNKNOWN]
     support = np.bincount(known, minlength=data.n_items)
     target_support = np.where(target == UNKNOWN, 0, support[np.maximum(target, 0)])
     return pd.DataFrame({"session": session, "position": position, "target": target,
-                         "target_support": target_support})
+                         "target_support": target_support,
+                         "session_key": session_keys(test)[session]})
+
+
+def session_keys(test: Sessions) -> np.ndarray:
+    """A 64-bit hash of each test session's clicks (item indices): sorting sessions by it gives
+    an order that does not depend on the order of the sessions in the file."""
+    items = test.items
+    return np.array([int.from_bytes(hashlib.blake2b(items[a:b].tobytes(), digest_size=8).digest(),
+                                    "little", signed=True)
+                     for a, b in zip(test.offsets[:-1], test.offsets[1:])], dtype=np.int64)
 
 
 def aligned_ranks(preds: Predictions, targets: pd.DataFrame) -> np.ndarray:
     """The evaluator's ranks reordered to the rows of ``targets`` (checked, not assumed)."""
     order = np.lexsort((preds.position, preds.session))
+    if len(order) != len(targets):  # only some clicks are targets: keep the evaluator's rows
+        keys = preds.session[order] * (1 << 20) + preds.position[order]  # for those clicks
+        wanted = targets["session"].to_numpy() * (1 << 20) + targets["position"].to_numpy()
+        order = order[np.isin(keys, wanted)]
     if not (np.array_equal(preds.session[order], targets["session"].to_numpy())
             and np.array_equal(preds.position[order], targets["position"].to_numpy())
             and np.array_equal(preds.target[order], targets["target"].to_numpy())):
@@ -218,10 +261,16 @@ def _finalize(run_dir: Path) -> None:
 
 
 def new_run_dir(out: Path, dataset: str) -> Path:
-    run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
-    path = Path(out) / dataset / run_id
-    path.mkdir(parents=True, exist_ok=False)
-    return path
+    """A new, empty ``<out>/<dataset>/<run-id>``; never one that another run has taken."""
+    (Path(out) / dataset).mkdir(parents=True, exist_ok=True)
+    while True:
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+        path = Path(out) / dataset / run_id
+        try:
+            path.mkdir()  # atomic: of two runs choosing the same id, one fails and retries
+        except FileExistsError:
+            continue
+        return path
 
 
 def run_record(options: RunOptions, data: Dataset, config_sources: list[str], command: str) -> dict:

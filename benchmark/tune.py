@@ -33,6 +33,7 @@ from benchmark.config import ConfigError, load_preset
 from benchmark.evaluator import DEFAULT_TIE_MODE, TIE_MODES, evaluate
 from benchmark.interface import SessionRecommender
 from benchmark.metrics import mrr_at, recall_at
+from benchmark.params import format_value
 from benchmark.registry import ALGORITHMS, get_algorithm
 from datasets.sessions import Dataset
 
@@ -179,7 +180,9 @@ def write_table(table: pd.DataFrame, path: Path) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmark.tune", description=__doc__.split("\n")[0])
-    p.add_argument("--dataset", required=True, help="dataset name (rsc15, rsc15-100k, rsc15-64, ...)")
+    p.add_argument("--dataset", required=True,
+                   help="dataset name (rsc15, rsc15-100k, rsc15-64, ...) or the PATH of your own "
+                        "data, as run_benchmark.py --dataset PATH takes it")
     p.add_argument("--algorithm", required=True, choices=sorted(ALGORITHMS))
     p.add_argument("--data-dir", type=Path, default=None, help="where the dataset's files lie")
     p.add_argument("--clicks", type=Path, default=None,
@@ -210,10 +213,23 @@ def _fixed_params(spec: str) -> dict[str, Any]:
     return fixed
 
 
+def check_values(algorithm: str, grid: dict[str, list[Any]], fixed: dict[str, Any]) -> None:
+    """ConfigError for a grid or --set value outside the algorithm's declared range."""
+    specs = get_algorithm(algorithm).param_specs()
+    for name, values in {**{k: [v] for k, v in fixed.items()}, **grid}.items():
+        if name not in specs:
+            raise ConfigError(f"{algorithm} has no hyperparameter {name!r}; valid: "
+                              f"{', '.join(specs)}")
+        for value in values:
+            problem = specs[name].problem(value)
+            if problem is not None:
+                raise ConfigError(f"{name} = {format_value(value)}: {problem}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from datasets import load_dataset  # imported late: loading data is the slow part
+    from datasets import DATASETS, load_dataset  # imported late: loading data is the slow part
     from datasets.errors import DataError
 
     grid_spec = args.grid or DEFAULT_GRIDS.get(args.algorithm)
@@ -223,8 +239,10 @@ def main(argv: list[str] | None = None) -> int:
         grid, fixed = parse_grid(grid_spec), _fixed_params(args.fixed)
         if args.preset:
             fixed = {**load_preset(args.algorithm, args.preset), **fixed}
+        check_values(args.algorithm, grid, fixed)  # before the (slow) data loading
+        path = None if args.dataset in DATASETS else Path(args.dataset)
         dataset = load_dataset(args.dataset, data_dir=args.data_dir, clicks=args.clicks,
-                               cache_dir=args.cache_dir)
+                               cache_dir=args.cache_dir, path=path)
         result = tune(args.algorithm, dataset, grid, fixed=fixed, select=args.select,
                       tie_mode=args.tie_mode, epoch_curve=args.epoch_curve)
     except (ValueError, KeyError, DataError, ConfigError) as e:

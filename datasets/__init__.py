@@ -11,6 +11,9 @@ name            files under ``<data-dir>``
 ``diginetica``  ``diginetica/{all_train_seq.txt,test.txt}`` (SR-GNN pickles)
 ``synthetic``   nothing: generated from ``seed``
 ==============  ===============================================================================
+
+Any other dataset is given by its path (``load_dataset(..., path=PATH)``, ``--dataset PATH``);
+:mod:`datasets.by_path` recognises its format from the files.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ def load_dataset(
     clicks: Path | None = None,
     cache_dir: Path = Path("cache"),
     seed: int = 0,
+    path: Path | None = None,
 ) -> Dataset:
     """Load the dataset ``name`` with its train/test (and validation) splits.
 
@@ -51,12 +55,18 @@ def load_dataset(
             ``<data-dir>/rsc15/yoochoose-clicks.dat``.
         cache_dir: where ``rsc15`` keeps its prepared splits.
         seed: seed of the ``synthetic`` generator (ignored by the real datasets).
+        path: a dataset given by path (``--dataset PATH``, see :mod:`datasets.by_path`);
+            ``name`` is then ignored.
 
     Raises:
         ValueError: unknown name, or ``clicks`` given for a dataset other than rsc15.
         MissingDataError: the dataset's files are not there (the message says where to get them).
         DataError: the files are malformed.
     """
+    if path is not None:
+        from datasets.by_path import load_path
+
+        return load_path(path, cache_dir=cache_dir)
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
     if clicks is not None and name != "rsc15":
@@ -82,8 +92,27 @@ def load_dataset(
 
 def available_datasets(data_dir: Path | None = None) -> list[str]:
     """The datasets whose files are all present under ``data_dir`` (``synthetic`` always)."""
+    return survey_datasets(data_dir)[0]
+
+
+def survey_datasets(data_dir: Path | None = None) -> tuple[list[str], dict[str, str]]:
+    """(datasets found, {dataset or folder skipped: why}) under ``data_dir``, for ``--dataset all``.
+
+    A known dataset is skipped when a required file is missing; any other folder is skipped
+    as not a known dataset (run it with ``--dataset PATH``).
+    """
     root = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
-    return [
-        name for name in DATASETS
-        if all((root / file).is_file() for file in _REQUIRED_FILES[name])
-    ]
+    found, skipped = [], {}
+    for name in DATASETS:
+        missing = [f for f in _REQUIRED_FILES[name] if not (root / f).is_file()]
+        if not missing:
+            found.append(name)
+        elif (root / name).exists():
+            skipped[name] = f"missing {', '.join(missing)}"
+        else:
+            skipped[name] = "no folder"
+    if root.is_dir():
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+            if folder.name not in DATASETS:
+                skipped[folder.name] = f"not a known dataset (run it with --dataset {folder})"
+    return found, skipped

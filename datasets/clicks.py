@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from benchmark.progress import bars_enabled
 from datasets.errors import DataError
 from datasets.sessions import UNKNOWN, Sessions
+from datasets.textfile import open_binary
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +247,7 @@ def locate_bad_line(
 
 
 def _line_blocks(path: Path, skip_lines: int, block_lines: int) -> Iterator[tuple[int, list[bytes]]]:
-    with open(path, "rb") as f:
+    with open_binary(path) as f:
         for _ in range(skip_lines):
             f.readline()
         line_no = skip_lines + 1
@@ -285,7 +286,7 @@ def row_to_line(path: Path, row: int, *, skip_lines: int = 0) -> int:
 
     pyarrow skips empty lines, so rows and lines differ when a file has blank lines.
     """
-    with open(path, "rb") as f:
+    with open_binary(path) as f:
         for _ in range(skip_lines):
             f.readline()
         line_no, seen = skip_lines, -1

@@ -17,7 +17,7 @@ Shape parameters, and where each comes from (``RSC15_*`` constants and :data:`RS
   statistics of ``yoochoose-clicks.dat``; mean raw session length 3.568.
 - **Span 2014-04-01 .. 2014-09-30** (183 days): the RecSys Challenge 2015 data period.
 - **p_single = 0.13** (sessions of length 1): not published directly; derived from the counts.
-  The rules remove 9.25M - 7.98M = 1.27M sessions and 33.00M - 31.71M = 1.30M clicks (PROTOCOL.md:
+  The rules remove 9.25M - 7.98M = 1.27M sessions and 33.00M - 31.71M = 1.30M clicks (docs/PROTOCOL.md:
   train + test after preprocessing), and rule 2/3 can account for only ~0.1M of either, so about
   1.2M sessions (13%) have a single click.
 - **Lengths of the other sessions**: ``2 + extra``, ``extra`` geometric with mean 1.0 (80%) or
@@ -25,12 +25,12 @@ Shape parameters, and where each comes from (``RSC15_*`` constants and :data:`RS
   31.7M / 7.98M = 3.97; overall mean 0.13 + 0.87 x 3.95 = 3.57 (raw: 3.568).
 - **Items**: Zipf-Mandelbrot popularity with exponent 1.9 and rank offset 175 over a catalogue of
   54,000 items, calibrated at fraction 1.0, seed 0: 52,790 items are clicked at all (raw: 52,739)
-  and 37,207 keep >= 5 clicks after rule 1 (PROTOCOL.md: 37,483 training items). The top item
+  and 37,207 keep >= 5 clicks after rule 1 (docs/PROTOCOL.md: 37,483 training items). The top item
   takes 0.6% of all clicks, the top 20 about 10%. Real RSC15 popularity also drifts over the six
   months (one reason POP is so weak on it); this model is stationary, so POP does much better
   here than on the real data. At a smaller fraction fewer items are clicked.
 - **Daily volume** declines linearly from 1.65x to 0.36x the mean over the six months: calibrated
-  so that the last 24 h hold the ~15k test sessions of PROTOCOL.md (15,324 after the rules; a
+  so that the last 24 h hold the ~15k test sessions of docs/PROTOCOL.md (15,324 after the rules; a
   flat profile would give ~44k). The hour of day follows :data:`datasets.synthetic.HOURLY_PROFILE`.
 - **Sequential structure** (``p_repeat`` 0.15, ``p_successor`` 0.35, ``p_cluster`` 0.3, 300
   clusters) and click gaps (log-normal, median 45 s): chosen, not measured; they give

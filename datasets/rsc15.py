@@ -2,7 +2,7 @@
 
 The raw file has no header and four comma-separated columns,
 ``SessionId,Timestamp,ItemId,Category`` (e.g. ``832,2014-04-06T20:21:58.444Z,214717095,0``);
-the category is not used. The rules are those of PROTOCOL.md, one pass each, in order:
+the category is not used. The rules are those of docs/PROTOCOL.md, one pass each, in order:
 
 1. drop sessions of length 1;
 2. drop items with fewer than 5 clicks (support counted on all remaining clicks);
@@ -53,6 +53,7 @@ from datasets.clicks import (
 )
 from datasets.errors import DataError, MissingDataError
 from datasets.sessions import Dataset
+from datasets.textfile import arrow_input, check_text, long_line_error
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ _TYPES = {
 
 POLICY = {
     "preprocessing": (
-        "GRU4Rec RSC15 rules (PROTOCOL.md 1-6): sessions of length 1 dropped, items with < 5 "
+        "GRU4Rec RSC15 rules (docs/PROTOCOL.md 1-6): sessions of length 1 dropped, items with < 5 "
         "clicks dropped, sessions < 2 dropped; last 86,400 s by session end = test; test clicks "
         "on items not in train dropped, then test sessions < 2; same split again on train "
         "gives train_tr/valid"
@@ -142,13 +143,16 @@ def read_clicks(path: Path) -> Clicks:
     path = Path(path)
     if not path.exists():
         raise MissingDataError(missing_message(path))
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory; expected the click file {CLICKS_FILE}")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file (expected rows 'SessionId,Timestamp,ItemId,Category')")
+    check_text(path, _WHAT)
     started = time.perf_counter()
     try:
         clicks = _table_to_clicks(
             pacsv.read_csv(
-                path,
+                arrow_input(path),
                 read_options=pacsv.ReadOptions(column_names=_COLUMNS, block_size=16 << 20),
                 parse_options=_parse_options(),
                 convert_options=_convert_options(),
@@ -176,7 +180,13 @@ def _table_to_clicks(table: pa.Table) -> Clicks:
     return Clicks(**columns)
 
 
+_WHAT = "raw RSC15 clicks, rows 'SessionId,Timestamp,ItemId,Category'"
+
+
 def _bad_row_error(path: Path, error: Exception) -> DataError:
+    long = long_line_error(path, _WHAT)  # pyarrow's own words for it would be obscure
+    if long is not None:
+        return long
     log.info("locating the bad row of %s", path)
     found = locate_bad_line(path, _parse_block)
     if found is None:

@@ -136,6 +136,9 @@ class Dataset:
             training items.
         policy: protocol notes recorded with every result (e.g. how unseen targets count).
         source: description of the files read (paths, sizes, hashes), for ``run.json``.
+        test_targets: which clicks of ``test`` are targets (bool, aligned with ``test.items``);
+            None means the protocol's default, every click but the first of its session. Set
+            where a test file holds (prefix, label) pairs that are evaluated one by one.
     """
 
     name: str
@@ -146,6 +149,7 @@ class Dataset:
     valid_test: Sessions | None = None
     policy: dict[str, str] = field(default_factory=dict)
     source: dict[str, object] = field(default_factory=dict)
+    test_targets: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.valid_train is not None and self.valid_test is not None:
@@ -157,14 +161,18 @@ class Dataset:
     def n_items(self) -> int:
         return self.train.n_items
 
+    def target_mask(self) -> np.ndarray:
+        """True for every test click that is a next-click target."""
+        return _target_mask(self.test) if self.test_targets is None else self.test_targets
+
     def split_counts(self) -> dict[str, dict[str, int]]:
         counts = {"train": self.train.stats(), "test": self.test.stats()}
         if self.valid_train is not None and self.valid_test is not None:
             counts["train_tr"] = self.valid_train.stats()
             counts["valid"] = self.valid_test.stats()
-        counts["test"]["unseen_targets"] = int(
-            np.sum(self.test.items[_target_mask(self.test)] == UNKNOWN)
-        )
+        mask = self.target_mask()
+        counts["test"]["predictions"] = int(mask.sum())
+        counts["test"]["unseen_targets"] = int(np.sum(self.test.items[mask] == UNKNOWN))
         return counts
 
     def fingerprint(self) -> str:

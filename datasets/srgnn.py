@@ -7,6 +7,10 @@ Each dataset folder holds two Python pickles:
   ``(s[:-1] -> s[-1]), (s[:-2] -> s[-2]), ..., (s[:1] -> s[1])`` consecutively, longest
   prefix first. The pairs are reassembled here into whole sessions (and the structure is
   verified), so the evaluator's next-click protocol produces exactly those pairs again.
+  Known variants: ``(session ids, prefixes, labels, times)`` or ``(prefixes, labels, times)``
+  tuples (the extra lists are ignored), and splits that leave out the shortest prefixes, whose
+  pairs do not reassemble into whole sessions: then every (prefix, label) pair is evaluated on
+  its own (the prefix is fed, only the label is ranked), and the policy says so.
 
 Pickles from the internet can run arbitrary code when loaded. :class:`RestrictedUnpickler`
 refuses to import anything (so no callable can be reached), and the loaded object is then
@@ -59,23 +63,39 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 def load_pickle(path: Path) -> object:
     """Unpickle ``path`` with :class:`RestrictedUnpickler`; DataError naming the file if refused."""
+    if Path(path).is_dir():
+        raise DataError(f"{path}: is a directory; expected a pickle file")
     data = Path(path).read_bytes()
     try:
         return RestrictedUnpickler(io.BytesIO(data)).load()
     except Exception as e:  # any failure of untrusted input is a data error, never a crash
+        if b"\0" not in data[:4096] and not data.startswith(b"\x80"):  # no pickle header
+            raise DataError(f"{path}: a text file, not a pickle; SR-GNN splits are Python "
+                            "pickles of lists of item ids") from None
         raise DataError(f"{path}: not a plain pickle of lists/tuples/ints ({e})") from None
+
+
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 def _check_int_list(value: object, path: Path, where: str) -> list[int]:
     if type(value) is not list or not set(map(type, value)) <= {int}:
         raise DataError(f"{path}: {where} must be a list of ints, got {_describe(value)}")
+    if value and (min(value) < _INT64[0] or max(value) > _INT64[1]):
+        big = next(v for v in value if not _INT64[0] <= v <= _INT64[1])
+        raise DataError(f"{path}: {where} holds the item id {big}, outside the 64-bit "
+                        "integer range item ids must lie in")
     return value
 
 
 def _describe(value: object) -> str:
     if isinstance(value, list):
         bad = next((v for v in value if type(v) is not int), None)
-        return f"a list holding a {type(bad).__name__}" if bad is not None else "a list"
+        kind = f"a list of length {len(value)}"
+        return f"{kind} holding a {type(bad).__name__}" if bad is not None else kind
+    if isinstance(value, tuple):
+        return (f"a tuple of length {len(value)} ("
+                + ", ".join(type(v).__name__ for v in value[:6]) + ")")
     return type(value).__name__
 
 
@@ -90,13 +110,19 @@ def read_train(path: Path) -> list[list[int]]:
 
 
 def read_test(path: Path) -> tuple[list[list[int]], list[int]]:
-    """The (prefixes, labels) pairs of ``test.txt``."""
+    """The (prefixes, labels) pairs of ``test.txt`` (extra id/time lists are ignored)."""
     obj = load_pickle(path)
-    if type(obj) not in (tuple, list) or len(obj) != 2:
-        raise DataError(f"{path}: expected a pair (prefixes, labels), got {_describe(obj)}")
-    prefixes, labels = obj
-    if type(prefixes) is not list:
-        raise DataError(f"{path}: prefixes must be a list, got {_describe(prefixes)}")
+    expected = ("expected (prefixes, labels), (prefixes, labels, times) or "
+                "(session ids, prefixes, labels, times)")
+    if type(obj) not in (tuple, list) or not 2 <= len(obj) <= 4:
+        raise DataError(f"{path}: {expected}; found {_describe(obj)}")
+    # The prefixes are the first element that is a list of lists; the labels follow them.
+    at = next((k for k, part in enumerate(obj[:-1]) if type(part) is list
+               and (not part or type(part[0]) is list)), None)
+    if at is None:
+        raise DataError(f"{path}: {expected}; found {_describe(obj)}, none of whose elements "
+                        "is a list of prefixes (lists)")
+    prefixes, labels = obj[at], obj[at + 1]
     for k, prefix in enumerate(prefixes):
         _check_int_list(prefix, path, f"prefix {k}")
     _check_int_list(labels, path, "labels")
@@ -159,7 +185,20 @@ def load_srgnn(directory: Path, *, name: str) -> Dataset:
     _require(train_path, name)
     _require(test_path, name)
     train = read_train(train_path)
-    test = reassemble(*read_test(test_path), test_path)
+    prefixes, labels = read_test(test_path)
+    if not any(train):
+        raise DataError(f"{train_path}: no clicks: all {len(train)} training sessions are empty")
+    policy = dict(POLICY)
+    test_targets = None
+    try:
+        test = reassemble(prefixes, labels, test_path)
+    except DataError as e:  # e.g. the shortest prefixes were left out of the split
+        test, test_targets, dropped = _pairs_as_sessions(prefixes, labels)
+        log.warning("%s; evaluating each (prefix, label) pair on its own", e)
+        policy["test_pairs"] = (
+            f"the (prefix, label) pairs of {TEST_FILE} do not reassemble into whole sessions, "
+            "so each pair is evaluated on its own: its prefix is fed and only its label is "
+            "ranked" + (f" ({dropped} pairs with an empty prefix skipped)" if dropped else ""))
     if not train or not test:
         raise DataError(f"{directory}: empty {'training' if not train else 'test'} split")
     vocab = vocabulary(_flatten(train)[0])
@@ -172,9 +211,22 @@ def load_srgnn(directory: Path, *, name: str) -> Dataset:
         item_ids=vocab,
         valid_train=_to_sessions(train[: len(train) - n_valid], vocab),
         valid_test=_to_sessions(train[len(train) - n_valid :], vocab),
-        policy=dict(POLICY),
+        policy=policy,
         source={"files": [file_record(train_path), file_record(test_path)]},
+        test_targets=test_targets,
     )
+
+
+def _pairs_as_sessions(
+    prefixes: list[list[int]], labels: list[int]
+) -> tuple[list[list[int]], np.ndarray, int]:
+    """One session ``prefix + [label]`` per pair, a mask marking only the labels as targets,
+    and the number of pairs skipped for an empty prefix (nothing to feed)."""
+    sessions = [prefix + [label] for prefix, label in zip(prefixes, labels) if prefix]
+    lengths = np.fromiter(map(len, sessions), dtype=np.int64, count=len(sessions))
+    mask = np.zeros(int(lengths.sum()), dtype=bool)
+    mask[np.cumsum(lengths) - 1] = True
+    return sessions, mask, len(prefixes) - len(sessions)
 
 
 def _require(path: Path, name: str) -> None:

@@ -278,7 +278,7 @@ def load_synthetic(seed: int = 0, *, model: ClickModel = SYNTHETIC_MODEL) -> Dat
         "raw_clicks": len(clicks),
     }
     policy = {
-        "preprocessing": "synthetic clicks through the GRU4Rec RSC15 rules (PROTOCOL.md 1-6)",
+        "preprocessing": "synthetic clicks through the GRU4Rec RSC15 rules (docs/PROTOCOL.md 1-6)",
         "unseen_targets": "none: test clicks on items absent from training are dropped (rule 5)",
     }
     return splits_to_dataset(splits, name="synthetic", source=source, policy=policy)

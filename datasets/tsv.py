@@ -31,6 +31,7 @@ from datasets.clicks import (
 )
 from datasets.errors import DataError, MissingDataError
 from datasets.sessions import Dataset
+from datasets.textfile import BLOCK_BYTES, arrow_input, check_text, long_line_error, open_binary
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,8 @@ POLICY = {
 
 def read_header(path: Path) -> list[str]:
     """The column names of a TSV file; DataError unless SessionId, ItemId and Time are there."""
-    with open(path, "rb") as f:
-        first = f.readline().decode("utf-8", errors="replace").rstrip("\r\n")
+    with open_binary(path) as f:
+        first = f.readline(4096).decode("utf-8", errors="replace").rstrip("\r\n")
     names = first.split("\t")
     missing = [c for c in COLUMNS if c not in names]
     if missing:
@@ -88,13 +89,15 @@ def read_tsv(path: Path) -> Clicks:
     path = Path(path)
     if not path.exists():
         raise MissingDataError(f"TSV file not found: {path}")
-    require_file(path, "expected a header line 'SessionId<TAB>ItemId<TAB>Time' and data rows")
+    require_file(path, _WHAT)
+    check_text(path, _WHAT)
     names = read_header(path)
     parse, convert = _options(names)
     try:
         table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
+            arrow_input(path),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1,
+                                           block_size=BLOCK_BYTES),
             parse_options=parse,
             convert_options=convert,
         )
@@ -118,7 +121,13 @@ def _to_clicks(path: Path, table: pa.Table) -> Clicks:
     )
 
 
+_WHAT = "a header line 'SessionId<TAB>ItemId<TAB>Time' and data rows"
+
+
 def _bad_row_error(path: Path, names: list[str], error: Exception) -> DataError:
+    long = long_line_error(path, _WHAT)  # pyarrow's own words for it would be obscure
+    if long is not None:
+        return long
     parse, convert = _options(names)
 
     def parse_block(data: bytes) -> pa.Table:

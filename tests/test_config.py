@@ -57,3 +57,40 @@ def test_seed_and_device_fill_only_where_taken():
     (pop,) = resolve(["pop"], {})
     assert pop.build(seed=5, device="cpu").get_params() == {}
     assert not pop.is_stochastic()
+
+
+def test_declarations_name_constructor_arguments_and_admit_their_defaults():
+    """Every registered algorithm: the declaration covers only constructor arguments, and each
+    constructor default satisfies its own spec (so a run with no config is valid)."""
+    import inspect
+
+    from benchmark.registry import ALGORITHMS, get_algorithm
+
+    for name in ALGORITHMS:
+        cls = get_algorithm(name)
+        assert set(cls.hyperparameters) <= set(cls.param_names()), name
+        defaults = inspect.signature(cls.__init__).parameters
+        for param, spec in cls.param_specs().items():
+            assert spec.problem(defaults[param].default) is None, (name, param)
+
+
+def test_gru4rec_declares_every_hyperparameter():
+    from algorithms.gru4rec import GRU4Rec
+
+    assert set(GRU4Rec.hyperparameters) == set(GRU4Rec.param_names())
+
+
+@pytest.mark.parametrize("dataset", ["rsc15", "rsc15-100k", "rsc15-64", "diginetica", "synthetic"])
+def test_shipped_configs_pass_the_declarations(dataset, tmp_path):
+    from benchmark.options import RunOptions, plan
+
+    ready = plan(RunOptions(dataset=dataset, out=tmp_path, device="cpu"))
+    assert [s.label for s in ready.specs] == ["pop", "spop", "item-knn", "bpr-mf", "gru4rec"]
+
+
+def test_every_shipped_preset_passes_the_declarations():
+    presets = config.read_toml(config.PRESET_DIR / "gru4rec.toml")
+    specs = resolve([f"gru4rec@{name}" for name in presets], {})
+    for spec in specs:
+        config.check_buildable(spec, seed=0, device="cpu", source="presets")
+    assert len(specs) == len(presets) >= 2

@@ -67,7 +67,7 @@ def test_test_file_must_be_a_pair_of_matching_lists(tmp_path):
     with pytest.raises(DataError, match=r"1 prefixes but 2 labels"):
         srgnn.read_test(path)
     path.write_bytes(pickle.dumps({"prefixes": [], "labels": []}))
-    with pytest.raises(DataError, match=r"expected a pair"):
+    with pytest.raises(DataError, match=r"expected \(prefixes, labels\).*found dict"):
         srgnn.read_test(path)
 
 

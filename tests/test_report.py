@@ -219,3 +219,13 @@ def test_headline_plot_gets_the_tables_published_numbers(run_dir):
                                               "gru4rec": (0.6064, 0.2289)}
     no_published = table.drop(columns=["published_recall@20", "published_mrr@20"])
     assert report._published_pairs(no_published) == {}
+
+
+def test_old_policy_text_cites_the_protocol_page_of_the_repository():
+    """Regression: table.md cited "PROTOCOL.md", a file users do not have."""
+    record = {"data": {"policy": {"preprocessing": "GRU4Rec RSC15 rules (PROTOCOL.md 1-6)"}}}
+    predictions = pd.DataFrame({"session": [0, 0], "target": [1, 2]})
+    text = report.protocol_line(record, predictions, "rsc15")
+    assert "rules (docs/PROTOCOL.md 1-6)" in text
+    assert text.startswith("**Protocol** (`docs/PROTOCOL.md` in the sessionbench repository)")
+    assert text.count("PROTOCOL.md") == text.count("docs/PROTOCOL.md") == 2

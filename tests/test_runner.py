@@ -28,7 +28,7 @@ def tiny(monkeypatch):
 
 def options(tmp_path, algorithms=("pop", "spop", "item-knn")) -> RunOptions:
     return RunOptions(dataset="tiny", algorithms=list(algorithms), out=tmp_path / "out",
-                      progress=False, cutoffs=[1, 2, 20])
+                      progress=False, cutoffs=[1, 2, 5])
 
 
 def test_prediction_frame_lists_every_target_once(tiny):
@@ -57,7 +57,7 @@ def test_run_writes_a_complete_run_directory(tiny, tmp_path):
     timings = pd.read_csv(run_dir / "timings.csv")
     assert set(timings["stage"]) == {"fit", "evaluate"} and (timings["seconds"] >= 0).all()
     # Two unseen targets out of 7 can never be hits.
-    recall20 = metrics.query("metric == 'recall' and cutoff == 20")["value"]
+    recall20 = metrics.query("metric == 'recall' and cutoff == 5")["value"]
     assert (recall20 <= 5 / 7 + 1e-12).all()
 
 
@@ -107,3 +107,44 @@ def test_seeds_repeat_only_stochastic_algorithms(tiny, tmp_path):
     seeds = pd.read_csv(run_dir / "seeds.csv")
     assert sorted(seeds.query("algorithm == 'bpr-mf'")["seed"].unique()) == [0, 1]
     assert seeds.query("algorithm == 'pop'")["seed"].unique().tolist() == [0]
+
+
+def test_bootstrap_intervals_do_not_depend_on_test_session_order(tmp_path, monkeypatch):
+    """Regression: intervals resampled sessions in file order, so reordering the test file
+    changed them. Sessions are now resampled in a canonical (content) order."""
+    base = tiny_dataset()
+    rng = np.random.default_rng(1)
+    test = from_lists([[int(a), int(b), int(c)] for a, b, c in rng.integers(0, 9, (30, 3))],
+                      n_items=9)
+    cis = []
+    for order in (np.arange(30), rng.permutation(30)):
+        data = Dataset(name="tiny", train=base.train, test=test.subset(order),
+                       item_ids=base.item_ids)
+        monkeypatch.setattr(runner, "load_dataset", lambda name, data=data, **kw: data)
+        run_dir = run(options(tmp_path / str(len(cis)), ["pop", "spop"]), command="test")
+        metrics = pd.read_csv(run_dir / "metrics.csv")
+        cis.append(metrics[["ci_low", "ci_high"]].to_numpy())
+    np.testing.assert_allclose(cis[0], cis[1], rtol=1e-12)
+    assert not np.allclose(cis[0][:, 0], cis[0][:, 1])  # real intervals, not points
+
+
+def test_cutoff_curves_stay_at_k_1_to_20_for_a_large_cutoff(tmp_path, monkeypatch):
+    """Regression: --cutoffs 100000 drew a curve over 100,000 K values (11 minutes, an
+    unreadable plot). Cutoffs are capped at the number of items and the curves stay at 1..20."""
+    rng = np.random.default_rng(0)
+    train = from_lists([[int(a), int(b)] for a, b in rng.integers(0, 40, (200, 2))], n_items=40)
+    test = from_lists([[int(a), int(b), int(c)] for a, b, c in rng.integers(0, 40, (20, 3))],
+                      n_items=40)
+    data = Dataset(name="tiny", train=train, test=test, item_ids=np.arange(40))
+    monkeypatch.setattr(runner, "load_dataset", lambda name, **kw: data)
+    opts = options(tmp_path, ["pop"])
+    opts.cutoffs = [5, 40]
+    run_dir = run(opts, command="test")
+    curves = pd.read_csv(run_dir / "curves.csv")
+    assert sorted(curves["cutoff"].unique()) == list(range(1, 21))
+    recall40 = pd.read_csv(run_dir / "metrics.csv").query("metric == 'recall' and cutoff == 40")
+    assert recall40["value"].item() == 1.0  # every item is within the top 40 of 40 items
+    opts.cutoffs = [5, 41]
+    with pytest.raises(runner.ConfigError, match=r"--cutoffs 41: larger than the number of "
+                                                 r"training items \(40\)"):
+        run(opts, command="test")

@@ -27,10 +27,12 @@ from algorithms.gru4rec.model import Network, init_params
 from algorithms.gru4rec.threads import ThreadPolicy
 from algorithms.gru4rec.trainer import TrainConfig, Trainer
 from benchmark.interface import SessionRecommender
+from benchmark.params import AnyOf, Choice, Float, Int, ListOf, Optional, Pattern
 from datasets.sessions import UNKNOWN, Sessions
 
 log = logging.getLogger(__name__)
 
+_UNIT = Float(0, 1, high_open=True)
 # bpr-max: the official code's default ELU parameter (0.5); the other losses keep what the
 # official Theano code's examples use with them.
 DEFAULT_FINAL_ACT = {"cross-entropy": "softmax", "bpr-max": "elu-0.5", "top1-max": "elu-1",
@@ -88,6 +90,21 @@ class GRU4Rec(SessionRecommender):
     """
 
     name = "gru4rec"
+    hyperparameters = {  # cross-parameter rules (final_act vs loss, ...) are in _check_params
+        "layers": AnyOf((Int(low=1), ListOf(Int(low=1)))),
+        "cell": Choice(CELLS),
+        "embedding": AnyOf((Choice(("shared",)), Int(low=0))),
+        "loss": Choice(tuple(LOSSES)),
+        "final_act": Optional(Pattern(r"softmax|linear|tanh|elu(-[0-9]*\.?[0-9]+)?",
+                                      "softmax, linear, tanh or elu-<alpha>")),
+        "n_sample": Int(low=0), "sample_alpha": Float(low=0), "sample_cache_size": Int(low=1),
+        "logq": Float(low=0), "bpreg": Float(low=0),
+        "learning_rate": Float(low=0, low_open=True), "momentum": _UNIT,
+        "dropout_embed": _UNIT, "dropout_hidden": _UNIT,
+        "batch_size": Int(low=1), "n_epochs": Int(low=1),
+        "device": Pattern(r"auto|cpu|cuda(:[0-9]+)?", "auto, cpu, cuda or cuda:N"),
+        "seed": Int(low=0), "n_threads": Optional(Int(low=1)),
+    }
 
     def __init__(
         self,

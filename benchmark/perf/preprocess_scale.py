@@ -16,7 +16,7 @@ subprocess, measured with ``os.wait4`` (wall clock and that process's peak RSS):
 
 "process" figures cover the whole subprocess (interpreter start, imports, and for the loads also
 the split statistics printed for the report); the ``load_rsc15`` columns time that call alone.
-The report compares the prepared split counts with those of the real RSC15 (PROTOCOL.md).
+The report compares the prepared split counts with those of the real RSC15 (docs/PROTOCOL.md).
 A freshly generated file is in the page cache, so disk read time is not included.
 """
 
@@ -38,7 +38,7 @@ REAL_RSC15 = {
     "train_tr": {"events": 31_579_006, "sessions": 7_953_885},
     "valid": {"events": 58_233, "sessions": 12_372},
 }
-"""Split counts of the real yoochoose-clicks.dat after the GRU4Rec preprocessing (PROTOCOL.md)."""
+"""Split counts of the real yoochoose-clicks.dat after the GRU4Rec preprocessing (docs/PROTOCOL.md)."""
 
 
 def run_measured(args: list[str]) -> tuple[float, float, float, str]:
