@@ -83,7 +83,8 @@ class GRU4Rec(SessionRecommender):
         n_items_: number of items scored (the training vocabulary).
         device_: the torch device used.
         history_: one dict per epoch: ``epoch``, ``loss``, ``events_per_s``, ``valid_recall20``
-            (None without a validation set).
+            (None without a validation set), ``threads`` (the CPU thread count in force at the
+            epoch's end; None on a GPU).
 
     An ``UNKNOWN`` input item (not in training) leaves its slot's hidden state unchanged: the
     click is skipped, since there is no input vector for it.
@@ -238,7 +239,8 @@ class GRU4Rec(SessionRecommender):
             recall = self._valid_recall20(valid) if valid is not None else None
             row = {"epoch": epoch, "loss": stats["loss"],
                    "events_per_s": stats["events"] / max(stats["seconds"], 1e-9),
-                   "valid_recall20": recall}
+                   "valid_recall20": recall,
+                   "threads": None if threads is None else threads.current}
             self.history_.append(row)
             log.info("epoch %d: loss %.4f, %.0f events/s%s", epoch, row["loss"],
                      row["events_per_s"], "" if recall is None else f", valid Recall@20 {recall:.4f}")

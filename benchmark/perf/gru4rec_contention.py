@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmark.perf.gru4rec_speed import emit
+
 log = logging.getLogger(__name__)
 
 SETTINGS = {"default": None, "1 thread": 1, "all threads": os.cpu_count() or 1}
@@ -86,11 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--busy", type=int, default=2, help="busy-loop processes beside training")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
-    result = measure(args)
-    text = json.dumps(result, indent=2)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
-    print(text)
+    emit(measure(args), args.out)
 
 
 if __name__ == "__main__":

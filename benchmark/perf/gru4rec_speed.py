@@ -78,6 +78,7 @@ def measure(args: argparse.Namespace) -> dict:
         "train_events_per_epoch": train.n_predictions,
         "train_events_per_s": [row["events_per_s"] for row in model.history_],
         "train_events_per_s_best": max(row["events_per_s"] for row in model.history_),
+        "train_threads_at_epoch_end": [row["threads"] for row in model.history_],
         "fit_seconds": fit_seconds, "fit_cpu_seconds": fit_cpu_seconds,
         "train_events_per_cpu_s": train.n_predictions * args.epochs / fit_cpu_seconds,
         "loadavg_before": load_before,
@@ -99,14 +100,18 @@ def _device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
+def emit(result: dict, out: Path | None) -> None:
+    """Print the result as JSON on stdout, and write it to ``out`` if given."""
+    text = json.dumps(result, indent=2)
+    if out is not None:
+        out.write_text(text + "\n")
+    print(text)
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args = parse_args(argv)
-    result = measure(args)
-    text = json.dumps(result, indent=2)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
-    print(text)
+    emit(measure(args), args.out)
 
 
 if __name__ == "__main__":
