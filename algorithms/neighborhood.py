@@ -350,52 +350,58 @@ class SessionKNN(SessionRecommender):
         return length, is_last.sum(axis=1), w.sum(axis=1), (w * w).sum(axis=1)
 
     def _score(self, state: dict[str, np.ndarray], rows: slice) -> np.ndarray:
-        index = self.index_
+        index, n_items = self.index_, self.n_items_
         cand = state["cand"][rows]
         n_rows = len(cand)
+        out = np.zeros((n_rows, n_items), dtype=np.float64)
         pair_slot, pair_col = np.nonzero(cand < index.n_sessions)
-        out = np.zeros((n_rows, self.n_items_), dtype=np.float64)
         if not len(pair_slot):
             return out
-        sess = cand[pair_slot, pair_col].astype(np.int64)
-        counts = index.n_distinct[sess].astype(np.int64)
-        entry_pair = np.repeat(np.arange(len(sess)), counts)
+        sess = cand[pair_slot, pair_col]
+        counts = index.n_distinct[sess]
+        # Every item of every candidate, looked up in its slot's session (q: last position in s).
         flat = ragged_arange(index.offsets[sess], counts)
-        e_item = index.items[flat].astype(np.int64)
-        e_npos = index.positions[flat].astype(np.int64)
-        e_slot = pair_slot[entry_pair]
-        length, n_distinct, w_sum, w_sq = self._query(state, rows)
-        q = state["pos"][rows][e_slot, e_item].astype(np.int64)  # last position in s, 0 = absent
-        matched = q > 0
-        w = np.zeros(len(q))
-        w[matched] = self.position_weights(q[matched], length[e_slot[matched]])
-        seg = np.cumsum(counts) - counts
+        e_item = index.items[flat]
+        e_slot = np.repeat(pair_slot.astype(np.int64), counts)
+        q = state["pos"][rows].ravel()[e_slot * n_items + e_item]
+        # Only the matches feed the similarity; every candidate has at least one.
+        m = np.flatnonzero(q)
+        seg = np.cumsum(counts, dtype=np.int64) - counts
+        m_pair = np.searchsorted(seg, m, side="right") - 1
+        m_seg = np.searchsorted(m_pair, np.arange(len(sess)))
+        q_m = q[m].astype(np.int64)
+        npos_m = index.positions[flat[m]].astype(np.int64)
+        length, n_distinct, _, w_sq = self._query(state, rows)
+        w = self.position_weights(q_m, length[pair_slot[m_pair]])
         big = int(index.positions.max(initial=0)) + 1
-        best = np.maximum.reduceat(q * big + e_npos, seg)  # the match with the largest p_i
+        best = np.maximum.reduceat(q_m * big + npos_m, m_seg)  # the match with the largest p_i
         pairs = Pairs(
-            slot=pair_slot, session=sess,
-            overlap=np.add.reduceat(matched.astype(np.int64), seg),
-            weight_sum=np.add.reduceat(w, seg),
+            slot=pair_slot, session=sess.astype(np.int64),
+            overlap=np.diff(np.append(m_seg, len(m))),
+            weight_sum=np.add.reduceat(w, m_seg),
             last_match=best // big, anchor_paper=best % big,
-            anchor_code=np.maximum.reduceat(np.where(matched, e_npos, 0), seg),
+            anchor_code=np.maximum.reduceat(npos_m, m_seg),
             length=length[pair_slot], n_distinct=n_distinct[pair_slot],
             weight_sq_sum=w_sq[pair_slot],
         )
         sims = np.asarray(self.session_similarity(pairs), dtype=np.float64)
         dense = np.zeros(cand.shape, dtype=np.float64)
         dense[pair_slot, pair_col] = sims
-        chosen = top_k_mask(dense, self.k)[pair_slot, pair_col]
-        contrib = np.where(chosen, sims, 0.0)
+        chosen = np.flatnonzero(top_k_mask(dense, self.k)[pair_slot, pair_col])
+        contrib = sims[chosen]
         factor = self.pair_factor(pairs)
         if factor is not None:
-            contrib = contrib * factor
-        keep = contrib[entry_pair] != 0
-        values = contrib[entry_pair[keep]]
-        factor = self.entry_factor(e_npos[keep], self._anchor(pairs)[entry_pair[keep]])
+            contrib = contrib * factor[chosen]
+        # The neighbours' items: a second, much smaller gather.
+        c_counts = counts[chosen]
+        c_flat = ragged_arange(index.offsets[sess[chosen]], c_counts)
+        values = np.repeat(contrib, c_counts)
+        factor = self.entry_factor(index.positions[c_flat].astype(np.int64),
+                                   np.repeat(self._anchor(pairs)[chosen], c_counts))
         if factor is not None:
             values = values * factor
-        out = np.bincount(e_slot[keep] * self.n_items_ + e_item[keep], weights=values,
-                          minlength=n_rows * self.n_items_).reshape(n_rows, self.n_items_)
+        target = np.repeat(pair_slot[chosen].astype(np.int64), c_counts) * n_items + index.items[c_flat]
+        out = np.bincount(target, weights=values, minlength=n_rows * n_items).reshape(n_rows, n_items)
         if self.item_factor_ is not None:
             out *= self.item_factor_
         return out
