@@ -307,10 +307,9 @@ class SessionKNN(SessionRecommender):
     def step(self, state: dict[str, np.ndarray], items: np.ndarray, reset: np.ndarray) -> np.ndarray:
         self._consume(state, np.asarray(items, dtype=np.int64), np.asarray(reset, dtype=bool))
         n = len(items)
-        scores = np.zeros((n, self.n_items_), dtype=np.float64)
         chunk = max(1, _PAIR_BUDGET // state["cand"].shape[1])
-        for a in range(0, n, chunk):
-            scores[a : a + chunk] = self._score(state, slice(a, min(n, a + chunk)))
+        parts = [self._score(state, slice(a, min(n, a + chunk))) for a in range(0, n, chunk)]
+        scores = parts[0] if len(parts) == 1 else np.concatenate(parts)
         if self.remove_session_items:
             scores[state["pos"] > 0] = 0.0
         return scores
@@ -353,31 +352,30 @@ class SessionKNN(SessionRecommender):
         index, n_items = self.index_, self.n_items_
         cand = state["cand"][rows]
         n_rows = len(cand)
-        out = np.zeros((n_rows, n_items), dtype=np.float64)
-        pair_slot, pair_col = np.nonzero(cand < index.n_sessions)
-        if not len(pair_slot):
-            return out
-        sess = cand[pair_slot, pair_col]
+        valid = cand < index.n_sessions
+        sess = cand[valid]  # row-major: grouped by slot, each slot's candidates in sampling order
+        if not len(sess):
+            return np.zeros((n_rows, n_items), dtype=np.float64)
+        pair_slot = np.repeat(np.arange(n_rows), valid.sum(axis=1))
         counts = index.n_distinct[sess]
         # Every item of every candidate, looked up in its slot's session (q: last position in s).
         flat = ragged_arange(index.offsets[sess], counts)
         e_item = index.items[flat]
-        e_slot = np.repeat(pair_slot.astype(np.int64), counts)
-        q = state["pos"][rows].ravel()[e_slot * n_items + e_item]
+        q = state["pos"][rows].ravel()[np.repeat(pair_slot * n_items, counts) + e_item]
         # Only the matches feed the similarity; every candidate has at least one.
         m = np.flatnonzero(q)
-        seg = np.cumsum(counts, dtype=np.int64) - counts
-        m_pair = np.searchsorted(seg, m, side="right") - 1
-        m_seg = np.searchsorted(m_pair, np.arange(len(sess)))
+        m_pair = np.repeat(np.arange(len(sess)), counts)[m]
+        m_count = np.bincount(m_pair, minlength=len(sess))
+        m_seg = np.cumsum(m_count) - m_count
         q_m = q[m].astype(np.int64)
         npos_m = index.positions[flat[m]].astype(np.int64)
         length, n_distinct, _, w_sq = self._query(state, rows)
         w = self.position_weights(q_m, length[pair_slot[m_pair]])
-        big = int(index.positions.max(initial=0)) + 1
+        big = int(npos_m.max(initial=0)) + 1
         best = np.maximum.reduceat(q_m * big + npos_m, m_seg)  # the match with the largest p_i
         pairs = Pairs(
             slot=pair_slot, session=sess.astype(np.int64),
-            overlap=np.diff(np.append(m_seg, len(m))),
+            overlap=m_count,
             weight_sum=np.add.reduceat(w, m_seg),
             last_match=best // big, anchor_paper=best % big,
             anchor_code=np.maximum.reduceat(npos_m, m_seg),
@@ -386,8 +384,8 @@ class SessionKNN(SessionRecommender):
         )
         sims = np.asarray(self.session_similarity(pairs), dtype=np.float64)
         dense = np.zeros(cand.shape, dtype=np.float64)
-        dense[pair_slot, pair_col] = sims
-        chosen = np.flatnonzero(top_k_mask(dense, self.k)[pair_slot, pair_col])
+        dense[valid] = sims
+        chosen = np.flatnonzero(top_k_mask(dense, self.k)[valid])
         contrib = sims[chosen]
         factor = self.pair_factor(pairs)
         if factor is not None:
