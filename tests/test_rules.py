@@ -82,3 +82,29 @@ def test_scores_are_the_rules_of_the_last_click():
     model.step(state, np.array([1, 2, 0]), np.array([True, True, True]))
     scores = model.step(state, np.array([0, UNKNOWN, 3]), np.array([False, False, False]))
     np.testing.assert_array_equal(scores, [[0, 1, 1.5, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
+
+
+def _slow_rules(sessions, n_items, pairs):
+    """Python loops over every ordered pair of positions (p, q) of every session."""
+    r = np.zeros((n_items, n_items))
+    for s in sessions:
+        for p, i in enumerate(s):
+            for q, j in enumerate(s):
+                if p != q:
+                    r[i, j] += pairs(q - p)
+    return r
+
+
+@pytest.mark.parametrize("weighting", ["div", "linear", "same", "quadratic", "log"])
+def test_sr_and_ar_equal_their_slow_twins_on_random_sessions(weighting):
+    from algorithms.rules import STEP_WEIGHTS
+
+    rng = np.random.default_rng(5)
+    sessions = [rng.integers(0, 7, rng.integers(1, 12)).tolist() for _ in range(60)]
+    w = STEP_WEIGHTS[weighting]
+    sr = _rules(SequentialRules(steps=4, weighting=weighting, pruning=0), sessions, 7)
+    np.testing.assert_allclose(sr, _slow_rules(sessions, 7, lambda d: w(d) if 0 < d <= 4 else 0.0))
+    ar = _rules(AssociationRules(pruning=0), sessions, 7)
+    np.testing.assert_allclose(ar, _slow_rules(sessions, 7, lambda d: 1.0))
+    markov = _rules(Markov(pruning=0), sessions, 7)
+    np.testing.assert_allclose(markov, _slow_rules(sessions, 7, lambda d: 1.0 if d == 1 else 0.0))
