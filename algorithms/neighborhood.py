@@ -79,6 +79,7 @@ class SessionIndex:
         item_offsets: int64 (n_items + 1,): item i's sessions are
             ``item_sessions[item_offsets[i]:item_offsets[i+1]]``.
         item_sessions: int32 session numbers (sampling order), ascending within each item.
+        item_positions: int32 position of the item's last click in each of those sessions.
     """
 
     offsets: np.ndarray
@@ -89,6 +90,7 @@ class SessionIndex:
     original: np.ndarray
     item_offsets: np.ndarray
     item_sessions: np.ndarray
+    item_positions: np.ndarray
 
     @property
     def n_sessions(self) -> int:
@@ -155,6 +157,7 @@ def build_index(train: Sessions, order: np.ndarray) -> SessionIndex:
         offsets=offsets, items=items, positions=positions, n_distinct=n_distinct,
         n_clicks=lengths[order].astype(np.int32), original=np.asarray(order, dtype=np.int64),
         item_offsets=item_offsets, item_sessions=sess[by_item].astype(np.int32),
+        item_positions=positions[by_item],
     )
 
 
@@ -338,7 +341,8 @@ class SessionKNN(SessionRecommender):
             cand[new] = merge_candidates(cand[new], self.index_, items[new])
 
     def _query(self, state: dict[str, np.ndarray], rows: slice) -> tuple[np.ndarray, ...]:
-        """Per slot: L, |set(s)|, sum of w and of w^2 over the distinct items of s."""
+        """Per slot: L, |set(s)|, sum of w and of w^2 over the distinct items of s; and the
+        distinct items of all slots as (slot, item, last position) arrays, slot-major."""
         length = state["length"][rows]
         width = int(length.max(initial=1))
         hist = state["hist"][rows, :width]
@@ -346,7 +350,9 @@ class SessionKNN(SessionRecommender):
         slot = np.arange(len(hist))[:, None]
         is_last = (hist != UNKNOWN) & (state["pos"][rows][slot, np.maximum(hist, 0)] == p)
         w = np.where(is_last, self.position_weights(p[None, :], length[:, None]), 0.0)
-        return length, is_last.sum(axis=1), w.sum(axis=1), (w * w).sum(axis=1)
+        d_slot, d_col = np.nonzero(is_last)
+        return (length, is_last.sum(axis=1), w.sum(axis=1), (w * w).sum(axis=1),
+                d_slot, hist[d_slot, d_col], d_col + 1)
 
     def _score(self, state: dict[str, np.ndarray], rows: slice) -> np.ndarray:
         index, n_items = self.index_, self.n_items_
@@ -356,26 +362,36 @@ class SessionKNN(SessionRecommender):
         sess = cand[valid]  # row-major: grouped by slot, each slot's candidates in sampling order
         if not len(sess):
             return np.zeros((n_rows, n_items), dtype=np.float64)
-        pair_slot = np.repeat(np.arange(n_rows), valid.sum(axis=1))
-        counts = index.n_distinct[sess]
-        # Every item of every candidate, looked up in its slot's session (q: last position in s).
-        flat = ragged_arange(index.offsets[sess], counts)
-        e_item = index.items[flat]
-        q = state["pos"][rows].ravel()[np.repeat(pair_slot * n_items, counts) + e_item]
-        # Only the matches feed the similarity; every candidate has at least one.
-        m = np.flatnonzero(q)
-        m_pair = np.repeat(np.arange(len(sess)), counts)[m]
-        m_count = np.bincount(m_pair, minlength=len(sess))
-        m_seg = np.cumsum(m_count) - m_count
-        q_m = q[m].astype(np.int64)
-        npos_m = index.positions[flat[m]].astype(np.int64)
-        length, n_distinct, _, w_sq = self._query(state, rows)
-        w = self.position_weights(q_m, length[pair_slot[m_pair]])
+        n_cand = valid.sum(axis=1)
+        pair_slot = np.repeat(np.arange(n_rows), n_cand)
+        length, n_distinct, _, w_sq, d_slot, d_item, d_q = self._query(state, rows)
+        # The candidates are the M smallest session numbers of the union of the postings of
+        # s's items, so the candidates holding item i are exactly i's postings up to the
+        # slot's largest candidate: a prefix of i's list, no intersection needed.
+        cutoff = np.where(n_cand > 0, cand[np.arange(n_rows), np.maximum(n_cand - 1, 0)], -1)
+        lo = index.item_offsets[d_item]
+        hi = np.minimum(index.item_offsets[d_item + 1], lo + cand.shape[1])
+        prefix = np.array([np.searchsorted(index.item_sessions[a:b], c, side="right")
+                           for a, b, c in zip(lo.tolist(), hi.tolist(), cutoff[d_slot].tolist())],
+                          dtype=np.int64)
+        flat = ragged_arange(lo, prefix)
+        m_slot = np.repeat(d_slot, prefix)
+        # Sort the matches by (slot, session): the runs are then the valid candidates in order.
+        order = np.argsort(m_slot * (index.n_sessions + 1) + index.item_sessions[flat], kind="stable")
+        flat, m_slot = flat[order], m_slot[order]
+        q_m = np.repeat(d_q, prefix)[order].astype(np.int64)
+        npos_m = index.item_positions[flat].astype(np.int64)
+        m_sess = index.item_sessions[flat]
+        new_run = np.ones(len(flat), dtype=bool)
+        new_run[1:] = (m_sess[1:] != m_sess[:-1]) | (m_slot[1:] != m_slot[:-1])
+        m_seg = np.flatnonzero(new_run)
+        assert len(m_seg) == len(sess)
+        w = self.position_weights(q_m, length[m_slot])
         big = int(npos_m.max(initial=0)) + 1
         best = np.maximum.reduceat(q_m * big + npos_m, m_seg)  # the match with the largest p_i
         pairs = Pairs(
             slot=pair_slot, session=sess.astype(np.int64),
-            overlap=m_count,
+            overlap=np.diff(np.append(m_seg, len(flat))),
             weight_sum=np.add.reduceat(w, m_seg),
             last_match=best // big, anchor_paper=best % big,
             anchor_code=np.maximum.reduceat(npos_m, m_seg),
@@ -390,9 +406,10 @@ class SessionKNN(SessionRecommender):
         factor = self.pair_factor(pairs)
         if factor is not None:
             contrib = contrib * factor[chosen]
-        # The neighbours' items: a second, much smaller gather.
-        c_counts = counts[chosen]
-        c_flat = ragged_arange(index.offsets[sess[chosen]], c_counts)
+        # The neighbours' items.
+        c_sess = sess[chosen]
+        c_counts = index.n_distinct[c_sess].astype(np.int64)
+        c_flat = ragged_arange(index.offsets[c_sess], c_counts)
         values = np.repeat(contrib, c_counts)
         factor = self.entry_factor(index.positions[c_flat].astype(np.int64),
                                    np.repeat(self._anchor(pairs)[chosen], c_counts))
