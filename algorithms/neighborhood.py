@@ -9,10 +9,12 @@
 - The recency weighting and decay families of V-SKNN (:data:`WEIGHTINGS`, :data:`DECAYS`).
 - :class:`SessionKNN`: the batched scorer. Per slot the state is the session so far (a dense
   row of last positions, the click history, the length) plus its sorted candidate list; a step
-  scores every slot at once: gather the candidates' items, aggregate the overlap with the slot's
-  session per (slot, candidate) pair, let the subclass turn the aggregates into similarities,
-  keep the ``k`` most similar candidates per slot (:func:`top_k_mask`), and add up their items'
-  contributions with one ``np.bincount``.
+  scores every slot at once. Because the candidates are the M smallest numbers of the union of
+  the postings of s's items, the candidates holding item i are exactly the prefix of i's list up
+  to the slot's largest candidate; the matches (slot, candidate, item) are these prefixes, sorted
+  by (slot, candidate) and reduced per pair into the aggregates of :class:`Pairs`. The subclass
+  turns them into similarities, the ``k`` most similar candidates per slot are kept
+  (:func:`top_k_mask`), and their items' contributions are added up with one ``np.bincount``.
 - :func:`reference_scores`: the slow twin, the same equations for one session in plain Python
   loops over the training sessions; the tests hold the batched scorer to it.
 
