@@ -1,4 +1,5 @@
-"""Fit and evaluation cost of the seven session baselines (sknn, vsknn, stan, vstan, sr, ar, markov).
+"""Fit and evaluation cost of the seven session baselines (sknn, vsknn, stan, vstan, sr, ar,
+markov).
 
 Each method is built from the dataset's shipped config (``configs/<dataset>.toml``), fitted on
 the training split and evaluated on the test split with :func:`benchmark.evaluator.evaluate`
@@ -11,8 +12,9 @@ other jobs competed for the cores. Examples::
     python -m benchmark.perf.session_baselines --dataset rsc15-64 --data-dir ../shared/data \\
         --out results/perf/session_baselines_rsc15-64.json
     python -m datasets.generate_rsc15 /tmp/scale/yoochoose-clicks.dat --seed 0
-    python -m benchmark.perf.session_baselines --dataset rsc15 --clicks /tmp/scale/yoochoose-clicks.dat \\
-        --cache-dir /tmp/scale/cache --out results/perf/session_baselines_rsc15_simulated.json
+    python -m benchmark.perf.session_baselines --dataset rsc15 \\
+        --clicks /tmp/scale/yoochoose-clicks.dat --cache-dir /tmp/scale/cache \\
+        --out results/perf/session_baselines_rsc15_simulated.json
 """
 
 from __future__ import annotations
@@ -53,13 +55,25 @@ def _stage(name: str, fn, results: list[dict]) -> Any:
     return value
 
 
+def _measure_one(spec, train, test, batch_size: int, seed: int, results: list[dict]) -> dict:
+    """Fit and evaluate one method; its hyperparameters."""
+    model = spec.build(seed=seed, device="cpu")
+    _stage(f"{spec.label} fit", lambda: model.fit(train), results)
+    preds = _stage(f"{spec.label} evaluate",
+                   lambda: evaluate(model, test, batch_size=batch_size, progress=False), results)
+    results[-1].update(predictions=len(preds), **{"recall@20": round(recall_at(preds.rank, 20), 4),
+                                                   "mrr@20": round(mrr_at(preds.rank, 20), 4)})
+    return model.get_params()
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from datasets import load_dataset
 
     results: list[dict] = []
     start = time.perf_counter()
     data = _stage("load data", lambda: load_dataset(
-        args.dataset, data_dir=args.data_dir, clicks=args.clicks, cache_dir=args.cache_dir), results)
+        args.dataset, data_dir=args.data_dir, clicks=args.clicks, cache_dir=args.cache_dir),
+        results)
     test = data.test
     if args.max_test_sessions is not None:
         test = test.subset(np.arange(min(args.max_test_sessions, test.n_sessions)))
@@ -67,15 +81,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     specs = resolve(args.algorithms, tables, " + ".join(sources) or "defaults")
     methods = {}
     for spec in specs:
-        model = spec.build(seed=args.seed, device="cpu")
-        _stage(f"{spec.label} fit", lambda: model.fit(data.train), results)
-        preds = _stage(f"{spec.label} evaluate", lambda: evaluate(
-            model, test, batch_size=args.batch_size, progress=False), results)
-        results[-1].update(predictions=len(preds), **{
-            "recall@20": round(recall_at(preds.rank, 20), 4), "mrr@20": round(mrr_at(preds.rank, 20), 4)})
-        methods[spec.label] = model.get_params()
-        del model, preds
-        gc.collect()
+        methods[spec.label] = _measure_one(spec, data.train, test, args.batch_size, args.seed,
+                                           results)
+        gc.collect()  # the fitted model is gone: the next stage starts from the data alone
     return {
         "command": " ".join(["python -m benchmark.perf.session_baselines", *sys.argv[1:]]),
         "dataset": args.dataset,
