@@ -59,12 +59,12 @@ def test_markov_transition_counts():
 
 
 def test_pruning_keeps_the_strongest_rules():
-    rules = sp.csr_matrix(np.array([[0, 3, 1, 2, 0], [5, 0, 0, 0, 0], [1, 1, 1, 0, 0]], dtype=float))
-    np.testing.assert_array_equal(prune_rules(rules, 2).toarray(),
-                                  [[0, 3, 0, 2, 0], [5, 0, 0, 0, 0], [1, 1, 0, 0, 0]])  # tie: lower item
-    # fraction 0.5: drop floor(0.5 n) of a row's n rules: row 0 keeps 2, row 1 keeps 1, row 2 keeps 2
-    np.testing.assert_array_equal(prune_rules(rules, 0.5).toarray(),
-                                  [[0, 3, 0, 2, 0], [5, 0, 0, 0, 0], [1, 1, 0, 0, 0]])
+    weights = [[0, 3, 1, 2, 0], [5, 0, 0, 0, 0], [1, 1, 1, 0, 0]]
+    rules = sp.csr_matrix(np.array(weights, dtype=float))
+    kept = [[0, 3, 0, 2, 0], [5, 0, 0, 0, 0], [1, 1, 0, 0, 0]]  # row 2's tie: lower items first
+    np.testing.assert_array_equal(prune_rules(rules, 2).toarray(), kept)
+    # fraction 0.5 drops floor(0.5 n) of a row's n rules: rows keep 2, 1 and 2
+    np.testing.assert_array_equal(prune_rules(rules, 0.5).toarray(), kept)
     np.testing.assert_array_equal(prune_rules(rules, 0).toarray(), rules.toarray())
     r = _rules(Markov(pruning=1), [[0, 1, 0, 2, 0, 2]])
     assert r[0, 2] == 2 and r[0, 1] == 0  # 0->2 twice beats 0->1 once

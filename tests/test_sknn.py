@@ -131,7 +131,8 @@ def test_linear_families_differ_only_beyond_ten_clicks():
     np.testing.assert_allclose(WEIGHTINGS["linear-reference"](p, 12.0),
                                np.r_[np.arange(-1, 9) / 10, 0, 0])
     np.testing.assert_allclose(DECAYS["linear"](np.array([1.0, 12.0])), [0.9, 0.0])
-    np.testing.assert_allclose(DECAYS["linear-reference"](np.array([1.0, 12.0, 101.0])), [0.9, -0.2, 0.0])
+    np.testing.assert_allclose(DECAYS["linear-reference"](np.array([1.0, 12.0, 101.0])),
+                               [0.9, -0.2, 0.0])
 
 
 def test_unknown_clicks_take_a_position_but_match_nothing():
@@ -183,5 +184,6 @@ def check_against_slow_twin(model, timed: bool, seed: int = 0) -> None:
         scores = model.step(state, items, np.full(len(tests), t == 0))
         for row, session in enumerate(tests):
             if t < len(session):
-                np.testing.assert_allclose(scores[row], reference_scores(model, train, session[: t + 1]),
-                                           rtol=1e-9, atol=1e-12, err_msg=repr(model))
+                slow = reference_scores(model, train, session[: t + 1])
+                np.testing.assert_allclose(scores[row], slow, rtol=1e-9, atol=1e-12,
+                                           err_msg=repr(model))

@@ -59,7 +59,8 @@ def test_stan_neighbour_set():
     # λ1 = 1, λ2 = 2: sims n0 (1/e + 1)/sqrt(6)/e = 0.2060, n1 (1/e)/2/sqrt(e) = 0.1116,
     # n2 (1/e + 1)/sqrt(8) = 0.4836: k = 2 keeps n2 and n0.
     w1 = math.exp(-1)
-    sims = [(w1 + 1) / math.sqrt(6) * math.exp(-1), w1 / 2 * math.exp(-0.5), (w1 + 1) / math.sqrt(8)]
+    sims = [(w1 + 1) / math.sqrt(6) * math.exp(-1), w1 / 2 * math.exp(-0.5),
+            (w1 + 1) / math.sqrt(8)]
     model = STAN(k=2, lambda_spw=1.0, lambda_snh=2.0, lambda_inh=1.0, sessions_per_day=1.0)
     got, _ = _scores(model, S)
     np.testing.assert_allclose(got, _expected(sims, [3, 1, 1], 1.0, keep=(0, 2)))
@@ -98,14 +99,16 @@ def test_vstan(lam_ipw, lam_idf):
     model = VSTAN(k=3, lambda_spw=lam1, lambda_snh=lam2, lambda_inh=lam3, lambda_ipw=lam_ipw,
                   lambda_idf=lam_idf, sessions_per_day=1.0)
     got, _ = _scores(model, S)
-    np.testing.assert_allclose(got, _expected(sims, [3, 1, 1], lam3, pair=ipw) * (1 + lam_idf * idf))
+    expected = _expected(sims, [3, 1, 1], lam3, pair=ipw) * (1 + lam_idf * idf)
+    np.testing.assert_allclose(got, expected)
 
 
 @pytest.mark.parametrize("model", [
     STAN(k=6, sample_size=20, sessions_per_day=10.0),
     STAN(k=6, sample_size=20, normalization="reference", anchor="reference", lambda_snh=0.1),
     STAN(k=3, sample_size=9, sampling="random", lambda_spw=1e-5, lambda_inh=math.inf),
-    VSTAN(k=4, sample_size=15), VSTAN(k=4, sample_size=15, remove_session_items=True, anchor="reference"),
+    VSTAN(k=4, sample_size=15),
+    VSTAN(k=4, sample_size=15, remove_session_items=True, anchor="reference"),
 ], ids=repr)
 @pytest.mark.parametrize("timed", [False, True])
 def test_batched_scores_equal_the_slow_twin(model, timed):
