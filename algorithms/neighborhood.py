@@ -63,8 +63,8 @@ DECAYS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 its most recent click on an item of the neighbour (V-SKNN). ``linear`` is clipped at 0;
 ``linear-reference`` is session-rec's (negative for 10 < x <= 100)."""
 
-_PAIR_BUDGET = 2**20
-"""(slot, candidate) pairs scored at once; bounds a step's working memory (~0.3 GiB)."""
+_PAIR_BUDGET = 2**22
+"""(slot, candidate) pairs scored at once; bounds a step's working memory (~0.5 GiB)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -201,13 +201,16 @@ def top_k_mask(values: np.ndarray, k: int) -> np.ndarray:
     session wins (as a stable sort by similarity would decide).
     """
     positive = values > 0
-    if k >= values.shape[1]:
+    full = np.flatnonzero(positive.sum(axis=1) > k)  # only these rows need a cut
+    if not len(full):
         return positive
-    kth = -np.partition(-values, k - 1, axis=1)[:, k - 1 : k]
-    greater = values > kth
-    tied = values == kth
+    sub = values[full]
+    kth = -np.partition(-sub, k - 1, axis=1)[:, k - 1 : k]
+    greater = sub > kth
+    tied = sub == kth
     room = k - greater.sum(axis=1, keepdims=True)
-    return positive & (greater | (tied & (np.cumsum(tied, axis=1) <= room)))
+    positive[full] &= greater | (tied & (np.cumsum(tied, axis=1) <= room))
+    return positive
 
 
 @dataclass
