@@ -72,7 +72,8 @@ class SessionIndex:
     """Training sessions in sampling order, and the inverted index item -> sessions.
 
     Attributes:
-        offsets: int64 (n_sessions + 1,): session r's distinct items are ``items[offsets[r]:offsets[r+1]]``.
+        offsets: int64 (n_sessions + 1,); session r's distinct items are
+            ``items[offsets[r]:offsets[r+1]]``.
         items: int32 distinct items of each session, ascending.
         positions: int32 1-based position of the item's last click in its session.
         n_distinct: int32 |set(n)| per session.
@@ -140,7 +141,8 @@ def build_index(train: Sessions, order: np.ndarray) -> SessionIndex:
     renumber[order] = np.arange(n_sessions, dtype=np.int64)
     lengths = train.lengths
     click_session = renumber[np.repeat(np.arange(n_sessions), lengths)]
-    click_pos = np.arange(train.n_events, dtype=np.int64) - np.repeat(train.offsets[:-1], lengths) + 1
+    starts = np.repeat(train.offsets[:-1], lengths)
+    click_pos = np.arange(train.n_events, dtype=np.int64) - starts + 1
     known = train.items != UNKNOWN
     keys = click_session[known] * n_items + train.items[known]
     pos = click_pos[known]
@@ -246,9 +248,9 @@ class SessionKNN(SessionRecommender):
     score(j) = item_factor(j) * sum over the k neighbours n containing j of
                sim(s, n) * pair_factor(s, n) * entry_factor(pos_n(j), anchor(s, n))
 
-    Subclasses define ``position_weights`` (w(p, L) of the session's clicks), ``session_similarity``,
-    and optionally ``pair_factor``, ``entry_factor`` and ``item_factor_``. Common
-    hyperparameters (set by the subclass constructors): ``k``, ``sample_size``, ``sampling``,
+    Subclasses define ``position_weights`` (w(p, L) of the session's clicks),
+    ``session_similarity``, and optionally ``pair_factor``, ``entry_factor`` and
+    ``item_factor_``. Common hyperparameters (set by the subclass constructors): ``k``, ``sample_size``, ``sampling``,
     ``remove_session_items`` (score 0 for the items already in the session; off by default as
     in the reference) and ``seed`` (for ``sampling="random"``).
 
@@ -289,9 +291,11 @@ class SessionKNN(SessionRecommender):
         _check_int(self.k, "k", 1)
         _check_int(self.sample_size, "sample_size", 1)
         if self.sampling not in SAMPLINGS:
-            raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}")
+            raise ValueError(
+                f"sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}")
         if not isinstance(self.remove_session_items, (bool, np.bool_)):
-            raise ValueError(f"remove_session_items must be a bool, got {self.remove_session_items!r}")
+            raise ValueError(
+                f"remove_session_items must be a bool, got {self.remove_session_items!r}")
 
     # -- the contract ----------------------------------------------------------------------
     def fit(self, train: Sessions, valid: Sessions | None = None) -> "SessionKNN":
@@ -312,7 +316,9 @@ class SessionKNN(SessionRecommender):
             "cand": np.full((n_slots, m), self.index_.n_sessions, dtype=np.int32),
         }
 
-    def step(self, state: dict[str, np.ndarray], items: np.ndarray, reset: np.ndarray) -> np.ndarray:
+    def step(
+        self, state: dict[str, np.ndarray], items: np.ndarray, reset: np.ndarray
+    ) -> np.ndarray:
         self._consume(state, np.asarray(items, dtype=np.int64), np.asarray(reset, dtype=bool))
         n = len(items)
         chunk = max(1, _PAIR_BUDGET // state["cand"].shape[1])
@@ -382,7 +388,8 @@ class SessionKNN(SessionRecommender):
         flat = ragged_arange(lo, prefix)
         m_slot = np.repeat(d_slot, prefix)
         # Sort the matches by (slot, session): the runs are then the valid candidates in order.
-        order = np.argsort(m_slot * (index.n_sessions + 1) + index.item_sessions[flat], kind="stable")
+        key = m_slot * (index.n_sessions + 1) + index.item_sessions[flat]
+        order = np.argsort(key, kind="stable")
         flat, m_slot = flat[order], m_slot[order]
         q_m = np.repeat(d_q, prefix)[order].astype(np.int64)
         npos_m = index.item_positions[flat].astype(np.int64)
@@ -420,8 +427,10 @@ class SessionKNN(SessionRecommender):
                                    np.repeat(self._anchor(pairs)[chosen], c_counts))
         if factor is not None:
             values = values * factor
-        target = np.repeat(pair_slot[chosen].astype(np.int64), c_counts) * n_items + index.items[c_flat]
-        out = np.bincount(target, weights=values, minlength=n_rows * n_items).reshape(n_rows, n_items)
+        target = np.repeat(pair_slot[chosen].astype(np.int64), c_counts) * n_items
+        target += index.items[c_flat]
+        out = np.bincount(target, weights=values, minlength=n_rows * n_items)
+        out = out.reshape(n_rows, n_items)
         if self.item_factor_ is not None:
             out *= self.item_factor_
         return out
@@ -447,7 +456,8 @@ def reference_scores(model: SessionKNN, train: Sessions, session: list[int]) -> 
     rank = {s: r for r, s in enumerate(order)}
     cands = [s for s in range(train.n_sessions) if set(train.session(s).tolist()) & last_pos.keys()]
     cands = sorted(cands, key=rank.__getitem__)[: model.sample_size]
-    weights = {i: float(model.position_weights(np.array(p), np.array(L))) for i, p in last_pos.items()}
+    weights = {i: float(model.position_weights(np.array(p), np.array(L)))
+               for i, p in last_pos.items()}
     rows = []
     for s in cands:
         npos = {}
@@ -470,11 +480,13 @@ def reference_scores(model: SessionKNN, train: Sessions, session: list[int]) -> 
     sims = np.asarray(model.session_similarity(pairs), dtype=np.float64)
     factors = model.pair_factor(pairs)
     anchors = model._anchor(pairs)
-    ranked = sorted((k for k in range(len(rows)) if sims[k] > 0), key=lambda k: (-sims[k], rows[k]["session"]))
+    ranked = sorted((k for k in range(len(rows)) if sims[k] > 0),
+                    key=lambda k: (-sims[k], rows[k]["session"]))
     for k in ranked[: model.k]:
         for j, pj in rows[k]["npos"].items():
             f = model.entry_factor(np.array([pj]), np.array([anchors[k]]))
-            value = sims[k] * (1.0 if factors is None else factors[k]) * (1.0 if f is None else f[0])
+            value = sims[k] * (1.0 if factors is None else factors[k])
+            value *= 1.0 if f is None else f[0]
             scores[j] += value
     if model.item_factor_ is not None:
         scores *= model.item_factor_
@@ -504,4 +516,5 @@ def check_choice(value, name: str, choices) -> None:
 def check_positive(value, name: str, allow_zero: bool = False) -> None:
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
     if not ok or not (value >= 0 if allow_zero else value > 0):
-        raise ValueError(f"{name} must be a number {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a number {bound}, got {value!r}")

@@ -28,10 +28,12 @@ STEP_WEIGHTS = {
 
 
 def check_pruning(pruning) -> None:
-    ok = isinstance(pruning, (int, float, np.integer, np.floating)) and not isinstance(pruning, bool)
+    number = (int, float, np.integer, np.floating)
+    ok = isinstance(pruning, number) and not isinstance(pruning, bool)
     if not ok or pruning < 0 or (pruning >= 1 and float(pruning) != int(pruning)):
         raise ValueError(
-            f"pruning must be 0 (keep all), a fraction in (0, 1) or an integer >= 1, got {pruning!r}"
+            "pruning must be 0 (keep all), a fraction in (0, 1) or an integer >= 1, "
+            f"got {pruning!r}"
         )
 
 
@@ -91,7 +93,7 @@ class RuleModel(SessionRecommender):
 
 
 def sequential_rules(train: Sessions, steps: int, weight) -> sp.csr_matrix:
-    """R[i, j] = sum over clicks i at p and j at q > p of one session, q - p <= steps, of w(q - p)."""
+    """R[i, j] = sum of w(q - p) over clicks i at p, j at q > p of a session, q - p <= steps."""
     session = train.session_index()
     items = train.items
     n = train.n_items
@@ -132,7 +134,8 @@ class SequentialRules(RuleModel):
 
     def _check_params(self) -> None:
         super()._check_params()
-        if isinstance(self.steps, bool) or not isinstance(self.steps, (int, np.integer)) or self.steps < 1:
+        steps = self.steps
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
             raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
         if self.weighting not in STEP_WEIGHTS:
             raise ValueError(

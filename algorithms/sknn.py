@@ -25,8 +25,8 @@ class SKNN(SessionKNN):
     the ``k`` candidates with the highest similarity > 0 (ties: the more recent first)::
 
         score(j) = sum over neighbours n containing j of sim(s, n)
-        sim(s, n) = |set(s) ∩ set(n)| / sqrt(|set(s)| * |set(n)|)        (cosine, the paper's)
-                  = |set(s) ∩ set(n)| / |set(s) ∪ set(n)|                (jaccard, session-rec's)
+        sim(s, n) = |set(s) ∩ set(n)| / sqrt(|set(s)| * |set(n)|)    (cosine, the paper's)
+                  = |set(s) ∩ set(n)| / |set(s) ∪ set(n)|            (jaccard, session-rec's)
 
     Items without neighbour support score 0 (no free hits under conservative ties, unlike
     session-rec's evaluator). ``k`` has no reference default (100 here; tune it).

@@ -31,7 +31,8 @@ class STAN(SessionKNN):
                   = sum over i in set(s) ∩ set(n) of w1(p_i)
                     / (sqrt(sum over i in set(s) of w1(p_i)^2) * sqrt(|set(n)|))
                     * exp(-(t(s) - t(n)) / λ2)                                   (reference)
-        score(j) = sum over neighbours n containing j of sim(s, n) * exp(-|pos_n(j) - pos_n(i*)| / λ3)
+        score(j) = sum over neighbours n containing j of
+                   sim(s, n) * exp(-|pos_n(j) - pos_n(i*)| / λ3)
 
     |n| counts n's clicks. i* (``anchor="paper"``) is the most recent item of s that occurs in n;
     ``anchor="reference"`` uses session-rec's reading, the last position in n holding any item
