@@ -250,9 +250,9 @@ class SessionKNN(SessionRecommender):
 
     Subclasses define ``position_weights`` (w(p, L) of the session's clicks),
     ``session_similarity``, and optionally ``pair_factor``, ``entry_factor`` and
-    ``item_factor_``. Common hyperparameters (set by the subclass constructors): ``k``, ``sample_size``, ``sampling``,
-    ``remove_session_items`` (score 0 for the items already in the session; off by default as
-    in the reference) and ``seed`` (for ``sampling="random"``).
+    ``item_factor_``. Common hyperparameters (set by the subclass constructors): ``k``,
+    ``sample_size``, ``sampling``, ``remove_session_items`` (score 0 for the items already in
+    the session; off by default as in the reference) and ``seed`` (for ``sampling="random"``).
 
     Attributes:
         index_: the :class:`SessionIndex` of the training sessions.
