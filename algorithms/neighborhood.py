@@ -178,22 +178,32 @@ def merge_candidates(cand: np.ndarray, index: SessionIndex, items: np.ndarray) -
 
     ``cand`` is (rows, M) ascending, padded with ``index.n_sessions`` (the sentinel); the
     result has the same layout. Only the first M postings of an item can be among the M
-    smallest, so longer lists are cut there.
+    smallest, and in a full row only those below its largest candidate, so the lists are cut
+    there before the rows are merged.
     """
     rows, m = cand.shape
     sentinel = index.n_sessions
     starts = index.item_offsets[items]
     counts = np.minimum(index.item_offsets[items + 1] - starts, m)
-    add = np.full((rows, m), sentinel, dtype=np.int32)
-    row = np.repeat(np.arange(rows), counts)
-    col = ragged_arange(np.zeros(rows, dtype=np.int64), counts)
+    for r in np.flatnonzero(cand[:, -1] < sentinel).tolist():  # full rows
+        a = int(starts[r])
+        counts[r] = np.searchsorted(index.item_sessions[a : a + counts[r]], cand[r, -1], "right")
+    busy = np.flatnonzero(counts > 0)
+    if not len(busy):
+        return cand
+    starts, counts = starts[busy], counts[busy]
+    add = np.full((len(busy), int(counts.max())), sentinel, dtype=np.int32)
+    row = np.repeat(np.arange(len(busy)), counts)
+    col = ragged_arange(np.zeros(len(busy), dtype=np.int64), counts)
     add[row, col] = index.item_sessions[ragged_arange(starts, counts)]
-    both = np.concatenate([cand, add], axis=1)
+    both = np.concatenate([cand[busy], add], axis=1)
     both.sort(axis=1)
     tail = both[:, 1:]
     tail[tail == both[:, :-1]] = sentinel  # drop repeats (sentinels stay sentinels)
     both.sort(axis=1)
-    return both[:, :m]
+    out = cand.copy()
+    out[busy] = both[:, :m]
+    return out
 
 
 def top_k_mask(values: np.ndarray, k: int) -> np.ndarray:
