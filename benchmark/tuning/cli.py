@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import optuna
+
 from benchmark.config import ConfigError, load_preset
 from benchmark.evaluator import DEFAULT_TIE_MODE, TIE_MODES
 from benchmark.params import format_value
@@ -37,8 +39,9 @@ log = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmark.tune",
-                                description=__doc__.split("\n")[0].strip("`: "))
+    p = argparse.ArgumentParser(
+        prog="python -m benchmark.tune",
+        description="A seeded Optuna search (or a grid) of one algorithm on the validation split.")
     p.add_argument("--dataset", required=True,
                    help="dataset name (rsc15, rsc15-100k, rsc15-64, ...) or the PATH of your own "
                         "data, as run_benchmark.py --dataset PATH takes it")
@@ -188,6 +191,7 @@ def run_study(args: argparse.Namespace, fixed: dict[str, Any]) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own log says it per trial
     from datasets.errors import DataError
 
     try:

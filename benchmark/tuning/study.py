@@ -17,12 +17,14 @@ queued again once (``RetryHeartbeatStaleTrialCallback``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,19 @@ MAX_RETRY = 1
 """A trial whose worker died is run once more with the same parameters, then given up."""
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence Optuna's ExperimentalWarning: heartbeats and retries are what this module is for."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+def _retry() -> RetryHeartbeatStaleTrialCallback:
+    with _quiet():
+        return RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+
+
 class SurplusTrial(Exception):
     """The study already had its budget of live trials when this one was created."""
 
@@ -59,10 +74,10 @@ def is_url(storage: str) -> bool:
 def open_storage(storage: str, heartbeat: int = 60) -> optuna.storages.BaseStorage:
     """An RDB storage for a URL (heartbeat every ``heartbeat`` s, stale after twice that),
     else a journal file at that path (created with its folder)."""
-    retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
     if is_url(storage):
-        return RDBStorage(storage, heartbeat_interval=heartbeat,
-                          heartbeat_stale_trial_callback=retry)
+        with _quiet():
+            return RDBStorage(storage, heartbeat_interval=heartbeat,
+                              heartbeat_stale_trial_callback=_retry())
     path = Path(storage)
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
@@ -90,8 +105,9 @@ class TrialSeededTPE(optuna.samplers.TPESampler):
 
 def make_sampler(seed: int) -> optuna.samplers.BaseSampler:
     # constant_liar: running trials count as bad, so parallel workers spread out.
-    return TrialSeededTPE(seed, n_startup_trials=10, constant_liar=True, multivariate=True,
-                          group=True)
+    with _quiet():  # multivariate and group: conditional parameters are sampled jointly
+        return TrialSeededTPE(seed, n_startup_trials=10, constant_liar=True, multivariate=True,
+                              group=True)
 
 
 def make_pruner(enabled: bool) -> optuna.pruners.BasePruner:
@@ -184,7 +200,8 @@ def _worker_alive(worker: dict[str, Any]) -> bool:
 
 def fail_dead_trials(study: optuna.Study) -> None:
     """FAIL (and queue again) the RUNNING trials whose worker is gone."""
-    optuna.storages.fail_stale_trials(study)  # heartbeat storages only; a no-op otherwise
+    with _quiet():
+        optuna.storages.fail_stale_trials(study)  # heartbeat storages only; a no-op otherwise
     storage = study._storage
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker")
@@ -197,7 +214,7 @@ def fail_dead_trials(study: optuna.Study) -> None:
             continue  # another worker got there first
         log.warning("trial %d: its worker (pid %s) is gone; marked FAIL and queued again",
                     trial.number, worker["pid"])
-        RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, storage.get_trial(trial._trial_id))
+        _retry()(study, storage.get_trial(trial._trial_id))
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
