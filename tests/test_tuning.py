@@ -116,7 +116,7 @@ def test_a_running_trial_of_a_dead_worker_is_failed_and_retried_once(tmp_path, d
     assert states.count(TrialState.FAIL) == 1 and study.trials[0].state == TrialState.FAIL
     assert counts(study)["complete"] == 3
     retried = [t for t in study.trials
-               if t.system_attrs.get("failed_trial") == study.trials[0]._trial_id]
+               if t.system_attrs.get("failed_trial") == study.trials[0].number]
     assert len(retried) == 1 and retried[0].params == study.trials[0].params
 
 
