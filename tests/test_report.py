@@ -229,3 +229,30 @@ def test_old_policy_text_cites_the_protocol_page_of_the_repository():
     assert "rules (docs/PROTOCOL.md 1-6)" in text
     assert text.startswith("**Protocol** (`docs/PROTOCOL.md` in the sessionbench repository)")
     assert text.count("PROTOCOL.md") == text.count("docs/PROTOCOL.md") == 2
+
+
+def test_each_row_shows_how_its_values_were_chosen(tmp_path):
+    path = make_run(tmp_path / "rsc15-64" / "run1")
+    record = json.loads((path / "run.json").read_text())
+    record["config"]["item-knn"]["tuning"] = {"trials": 30, "objective": "mrr",
+                                              "study": "results/tune/rsc15-64/item-knn.journal"}
+    record["config"]["gru4rec"]["tuning"] = "published"
+    record["config"]["pop"]["tuning"] = None
+    (path / "run.json").write_text(json.dumps(record))
+    report.finalize_run(path, n_boot=50, n_resamples=50)
+    lines = (path / "table.md").read_text().splitlines()
+    start = next(k for k, line in enumerate(lines) if line.startswith("| algorithm   | tuning"))
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows[line.split("|")[1].strip()] = line.split("|")[2].strip()
+    assert rows["item-knn"] == "tuned: 30 trials, MRR@20"
+    assert rows["**gru4rec**"] == "published setting"
+    assert rows["pop"] == "not recorded"
+    table = pd.read_csv(path / "table.csv").set_index("algorithm")
+    assert table.loc["item-knn", "tuning"] == "tuned: 30 trials, MRR@20"
+
+
+def test_runs_without_tuning_records_keep_their_table_shape(run_dir):
+    assert "tuning" not in pd.read_csv(run_dir / "table.csv").columns

@@ -11,7 +11,7 @@ import optuna
 import pytest
 from optuna.trial import FixedTrial, TrialState
 
-from benchmark.config import ConfigError
+from benchmark.config import ConfigError, resolve, tuning_text
 from benchmark.interface import SessionRecommender
 from benchmark.params import Float
 from benchmark.registry import get_algorithm
@@ -190,7 +190,10 @@ def test_the_command_prints_a_loadable_best_table_and_draws_the_study(tmp_path, 
     out = capsys.readouterr().out
     best = tomllib.loads(out)["item-knn"]
     assert best["counting"] == "event" and set(best) == {
-        "counting", "n_sims", "reg_lambda", "alpha", "include_self"}
+        "counting", "n_sims", "reg_lambda", "alpha", "include_self", "tuning"}
+    assert best["tuning"] == {"trials": 2, "objective": "mrr", "study": str(journal)}
+    [spec] = resolve(["item-knn"], tomllib.loads(out))  # pasted into a config, it is valid
+    assert tuning_text(spec.tuning) == "tuned: 2 trials, MRR@20"
     assert "2 complete" in out and (tmp_path / "synthetic" / "item-knn.png").stat().st_size > 0
     assert main(args) == 0  # the budget is met: no new trial
     assert "2 complete, 0 pruned, 0 failed" in capsys.readouterr().out

@@ -103,9 +103,15 @@ def check_values(algorithm: str, grid: dict[str, list[Any]], fixed: dict[str, An
                 raise ConfigError(f"{name} = {format_value(value)}: {problem}")
 
 
-def toml_table(algorithm: str, params: dict[str, Any]) -> str:
-    """``[algorithm]`` followed by ``name = value`` lines (TOML literals)."""
-    return "\n".join([f"[{algorithm}]", *(f"{k} = {json.dumps(v)}" for k, v in params.items())])
+def toml_table(algorithm: str, params: dict[str, Any],
+               tuning: dict[str, Any] | None = None) -> str:
+    """``[algorithm]`` followed by ``name = value`` lines (TOML literals), and the ``tuning``
+    record the run's tables show (see :func:`benchmark.config.check_tuning`)."""
+    lines = [f"[{algorithm}]", *(f"{k} = {json.dumps(v)}" for k, v in params.items())]
+    if tuning is not None:
+        lines.append("tuning = { " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in tuning.items())
+                     + " }")
+    return "\n".join(lines)
 
 
 def dataset_label(dataset: str) -> str:
@@ -145,7 +151,8 @@ def run_grid(args: argparse.Namespace, fixed: dict[str, Any]) -> int:
                                   epoch_curve=args.epoch_curve)
     print(grid_mod.format_table(result.table))
     print(f"\nbest by {OBJECTIVES[args.objective]} on the validation split of {args.dataset}:")
-    print(toml_table(args.algorithm, result.best))
+    tuning = {"method": "grid", "trials": len(result.table), "objective": args.objective}
+    print(toml_table(args.algorithm, result.best, tuning))
     if args.out is not None:
         grid_mod.write_table(result.table, args.out)
         print(f"table written to {args.out}")
@@ -184,7 +191,10 @@ def run_study(args: argparse.Namespace, fixed: dict[str, Any]) -> int:
     print(f"# best: trial {best.number}, validation {OBJECTIVES[args.objective]} = "
           f"{best.value:.4f} (recall@20 {best.user_attrs.get('recall@20', float('nan')):.4f}, "
           f"mrr@20 {best.user_attrs.get('mrr@20', float('nan')):.4f})")
-    print(toml_table(args.algorithm, config))
+    # A URL may hold a password: the record names the study only.
+    tuning = {"trials": c["complete"] + c["pruned"], "objective": args.objective,
+              "study": name if is_url(storage) else storage}
+    print(toml_table(args.algorithm, config, tuning))
     return 0
 
 

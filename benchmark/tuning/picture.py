@@ -39,7 +39,7 @@ def draw_study(study: optuna.Study, path: Path, objective: str) -> Path:
     ax.set_ylabel(f"validation {objective}")
     ax.grid(alpha=0.3)
     if complete or pruned:
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
