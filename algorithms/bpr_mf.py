@@ -10,7 +10,7 @@ import numpy as np
 from algorithms.item_knn import session_item_matrix
 from benchmark.interface import SessionRecommender
 from benchmark.params import Choice, Float, Int
-from benchmark.progress import bars_enabled
+from datasets.progress import bars_enabled
 from datasets.sessions import UNKNOWN, Sessions
 
 log = logging.getLogger(__name__)

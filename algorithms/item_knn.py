@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from benchmark.interface import SessionRecommender
 from benchmark.params import Bool, Choice, Float, Int
-from benchmark.progress import bars_enabled
+from datasets.progress import bars_enabled
 from datasets.sessions import UNKNOWN, Sessions
 
 log = logging.getLogger(__name__)

@@ -255,9 +255,9 @@ def write_tables(run_dir: Path, labels: list[str]) -> None:
 
 
 def _finalize(run_dir: Path) -> None:
-    from benchmark import report  # imports matplotlib; only needed once results exist
+    from benchmark.report import render  # imports matplotlib; only needed once results exist
 
-    report.finalize_run(run_dir)
+    render.finalize_run(run_dir)
 
 
 def new_run_dir(out: Path, dataset: str) -> Path:

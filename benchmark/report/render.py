@@ -2,7 +2,7 @@
 
 :func:`finalize_run` is called by the runner when a run ends (and by ``python -m
 benchmark.report RUN_DIR ...`` to re-render). From ``predictions.parquet`` and ``ranks/*.parquet``
-it computes (with :mod:`benchmark.analysis`), deterministically for a given ``seed``:
+it computes (with :mod:`benchmark.report.analysis`), deterministically for a given ``seed``:
 
 - ``ci_low``/``ci_high`` columns of ``metrics.csv``: 95% percentile bootstrap over test sessions
   (the values in ``metrics.csv`` are first checked against the ranks);
@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark import analysis, io, plots, tables
+from benchmark import io
 from benchmark.config import tuning_text
-from benchmark.published import other_data
+from benchmark.report import analysis, plots, tables
+from benchmark.report.published import other_data
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Tables of a run (and of several runs) as data frames and Markdown, from the saved CSV files.
 
 Pure functions: they take the frames read from a run directory and return frames or text; the
-files are read and written by :mod:`benchmark.report`. Column names are explained in
+files are read and written by :mod:`benchmark.report.render`. Column names are explained in
 ``results/README.md``.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from benchmark.published import PUBLISHED, REFERENCE_POINTS, published_for
+from benchmark.report.published import PUBLISHED, REFERENCE_POINTS, published_for
 
 METRIC_NAMES = {"recall": "Recall", "mrr": "MRR"}
 
