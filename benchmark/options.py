@@ -17,7 +17,8 @@ from benchmark import io
 from benchmark.config import AlgorithmSpec, ConfigError, check_buildable, load_tables, resolve
 from benchmark.evaluator import DEFAULT_TIE_MODE, TIE_MODES
 
-DEFAULT_ALGORITHMS = ("pop", "spop", "item-knn", "bpr-mf", "gru4rec")
+DEFAULT_ALGORITHMS = ("pop", "spop", "item-knn", "bpr-mf", "sknn", "vsknn", "stan", "vstan", "sr",
+                      "ar", "markov", "gru4rec")
 DEFAULT_CUTOFFS = (1, 5, 10, 20)
 
 

@@ -15,6 +15,13 @@ ALGORITHMS: dict[str, str] = {
     "item-knn": "algorithms.item_knn:ItemKNN",
     "bpr-mf": "algorithms.bpr_mf:BPRMF",
     "gru4rec": "algorithms.gru4rec:GRU4Rec",
+    "sknn": "algorithms.sknn:SKNN",
+    "vsknn": "algorithms.sknn:VSKNN",
+    "stan": "algorithms.stan:STAN",
+    "vstan": "algorithms.stan:VSTAN",
+    "sr": "algorithms.rules:SequentialRules",
+    "ar": "algorithms.rules:AssociationRules",
+    "markov": "algorithms.rules:Markov",
 }
 
 

@@ -46,6 +46,9 @@ VALID_FRACTION = 0.1
 POLICY = {
     "unseen_targets": "counted as misses (rank inf), as in the NARM/SR-GNN papers",
     "validation": "last 10% of training sessions in file order (no timestamps in this split)",
+    "time": "no timestamps: the session order in the file is the time order (recency sampling "
+            "of the session-kNN methods, and STAN/VSTAN's time decay with sessions_per_day "
+            "sessions to a day, use it)",
 }
 
 SOURCES = {
