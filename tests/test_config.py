@@ -85,7 +85,8 @@ def test_shipped_configs_pass_the_declarations(dataset, tmp_path):
     from benchmark.options import RunOptions, plan
 
     ready = plan(RunOptions(dataset=dataset, out=tmp_path, device="cpu"))
-    assert [s.label for s in ready.specs] == ["pop", "spop", "item-knn", "bpr-mf", "gru4rec"]
+    assert [s.label for s in ready.specs] == ["pop", "spop", "item-knn", "bpr-mf", "sknn", "vsknn",
+                                              "stan", "vstan", "sr", "ar", "markov", "gru4rec"]
 
 
 def test_every_shipped_preset_passes_the_declarations():
