@@ -10,7 +10,7 @@ from pathlib import Path
 
 from benchmark.config import ConfigError
 from benchmark.evaluator import TIE_MODES
-from benchmark.progress import disable_bars
+from datasets.progress import disable_bars
 from benchmark.options import DEFAULT_ALGORITHMS, DEFAULT_CUTOFFS, RunOptions, plan
 from benchmark.runner import command_line, new_run_dir, run
 from datasets import DATASETS, survey_datasets
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dirs = [run(p.options, command=command_line(), prepared=p) for p in plans]
         summary_dir = None
         if len(run_dirs) > 1:  # one folder per invocation: concurrent runs never share one
-            from benchmark.report import summarize
+            from benchmark.report.render import summarize
 
             summary_dir = new_run_dir(args.out, "summary")
             summarize(run_dirs, summary_dir)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 
 from algorithms.item_knn import session_item_matrix
 from benchmark.interface import SessionRecommender
 from benchmark.params import Choice, Float, Int
-from benchmark.progress import bars_enabled
+from datasets.progress import bars_enabled
 from datasets.sessions import UNKNOWN, Sessions
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ class BPRMF(SessionRecommender):
     Attributes:
         item_factors_: ``[q_j, b_j]`` per item, float32 of shape (n_items, factors + 1).
         device_: the device the model was trained on (``"cpu"`` or ``"cuda"``).
+        history_: with an ``epoch_callback``, one dict per iteration: ``epoch`` and the values
+            the callback returned (empty without one). The callback sees the factors as they
+            are after that iteration.
     """
 
     name = "bpr-mf"
@@ -78,20 +82,32 @@ class BPRMF(SessionRecommender):
         self.device = device
         self.num_threads = num_threads
 
-    def fit(self, train: Sessions, valid: Sessions | None = None) -> "BPRMF":
+    def fit(self, train: Sessions) -> "BPRMF":
         self._check_params()
         self.device_ = _resolve_device(self.device)
         x = session_item_matrix(train, binary=True)
         log.info("bpr-mf: %d sessions x %d items, %d nonzeros, on %s",
                  x.shape[0], x.shape[1], x.nnz, self.device_)
         model = self._implicit_model()
-        model.fit(x, show_progress=bars_enabled())  # implicit's own bar
+        self.history_: list[dict[str, Any]] = []
+
+        def on_iteration(iteration: int, *_: Any) -> None:  # implicit counts from 0
+            self._keep_factors(model)
+            self.history_.append({"epoch": iteration + 1, **self.end_epoch(iteration + 1)})
+
+        callback = on_iteration if self.epoch_callback is not None else None
+        model.fit(x, show_progress=bars_enabled(), callback=callback)  # implicit's own bar
+        self._keep_factors(model)
+        return self
+
+    def _keep_factors(self, model: Any) -> None:
+        """Copy the implicit model's current item factors (to the CPU) for scoring."""
+        factors = model.item_factors
         if self.device_ == "cuda":
-            model = model.to_cpu()
-        self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+            factors = factors.to_numpy()
+        self.item_factors_ = np.ascontiguousarray(factors, dtype=np.float32)
         # Scoring multiplies by the transpose; a contiguous copy makes that product ~20% faster.
         self._factors_t = np.ascontiguousarray(self.item_factors_.T)
-        return self
 
     def init_state(self, n_slots: int) -> tuple[np.ndarray, np.ndarray]:
         """Per slot: the sum of the item vectors ``[q, b]`` seen so far, and their count."""

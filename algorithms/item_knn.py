@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from benchmark.interface import SessionRecommender
 from benchmark.params import Bool, Choice, Float, Int
-from benchmark.progress import bars_enabled
+from datasets.progress import bars_enabled
 from datasets.sessions import UNKNOWN, Sessions
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class ItemKNN(SessionRecommender):
         self.counting = counting
         self.include_self = include_self
 
-    def fit(self, train: Sessions, valid: Sessions | None = None) -> "ItemKNN":
+    def fit(self, train: Sessions) -> "ItemKNN":
         self._check_params()
         x = session_item_matrix(train, binary=self.counting == "session")
         self.support_ = np.asarray(x.sum(axis=0), dtype=np.float64).ravel()

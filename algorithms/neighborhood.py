@@ -308,7 +308,7 @@ class SessionKNN(SessionRecommender):
                 f"remove_session_items must be a bool, got {self.remove_session_items!r}")
 
     # -- the contract ----------------------------------------------------------------------
-    def fit(self, train: Sessions, valid: Sessions | None = None) -> "SessionKNN":
+    def fit(self, train: Sessions) -> "SessionKNN":
         self._check_params()
         self.n_items_ = train.n_items
         self.index_ = build_index(train, sampling_order(train, self.sampling, self.seed))

@@ -20,7 +20,7 @@ class Pop(SessionRecommender):
     def __init__(self) -> None:
         pass
 
-    def fit(self, train: Sessions, valid: Sessions | None = None) -> "Pop":
+    def fit(self, train: Sessions) -> "Pop":
         self.support_ = item_support(train)
         return self
 

@@ -78,7 +78,7 @@ class RuleModel(SessionRecommender):
     def _check_params(self) -> None:
         check_pruning(self.pruning)
 
-    def fit(self, train: Sessions, valid: Sessions | None = None) -> "RuleModel":
+    def fit(self, train: Sessions) -> "RuleModel":
         self._check_params()
         self.rules_ = self._rules(train)
         return self

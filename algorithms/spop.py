@@ -24,7 +24,7 @@ class SPop(SessionRecommender):
     def __init__(self) -> None:
         pass
 
-    def fit(self, train: Sessions, valid: Sessions | None = None) -> "SPop":
+    def fit(self, train: Sessions) -> "SPop":
         support = item_support(train)
         self.pop_term_ = support / (support.max(initial=0.0) + 1.0)
         return self

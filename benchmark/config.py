@@ -13,6 +13,12 @@ A config file has one table per run label::
     algorithm = "gru4rec"
     preset = "2016-top1-100"
 
+A table may say how its values were chosen, and the run's tables show it per row::
+
+    tuning = { trials = 30, objective = "mrr", study = "results/tune/rsc15-64/item-knn.journal" }
+    tuning = { method = "grid", trials = 48, objective = "recall" }
+    tuning = "published"       # a published setting, used as it is
+
 On the command line ``--algorithms gru4rec@2016-top1-100`` is short for such a table.
 Unknown labels, algorithms, presets and hyperparameters are errors that list the valid ones.
 ``seed`` and ``device`` are filled from the command line unless a table sets them.
@@ -32,7 +38,10 @@ from benchmark.registry import ALGORITHMS, get_algorithm
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = PROJECT_ROOT / "configs"
 PRESET_DIR = CONFIG_DIR / "presets"
-RESERVED_KEYS = ("algorithm", "preset")
+RESERVED_KEYS = ("algorithm", "preset", "tuning")
+TUNING_KEYS = {"trials", "objective", "study", "method"}
+TUNING_OBJECTIVES = ("mrr", "recall")
+TUNING_METHODS = ("tpe", "grid")
 
 
 class ConfigError(ValueError):
@@ -49,6 +58,8 @@ class AlgorithmSpec:
     preset: str | None = None
     origins: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     """The file (or preset) each of ``params`` came from, for error messages."""
+    tuning: dict[str, Any] | str | None = None
+    """How the values were chosen (the table's ``tuning`` key; see :func:`tuning_text`)."""
 
     def build(self, *, seed: int, device: str) -> SessionRecommender:
         """A fresh, unfitted instance; ``seed``/``device`` apply where the class takes them."""
@@ -177,8 +188,45 @@ def _spec(label: str, table: dict, source: str) -> AlgorithmSpec:
         if problem is not None:
             raise ConfigError(f"{origins.get(key, source)}: [{label}] {key} = "
                               f"{format_value(value)}: {problem}")
+    tuning = table.get("tuning")
+    check_tuning(tuning, f"{origin_of(table, 'tuning', source)}: [{label}] tuning")
     return AlgorithmSpec(label=label, algorithm=algorithm, params=params, preset=preset,
-                         origins=origins)
+                         origins=origins, tuning=tuning)
+
+
+def check_tuning(tuning: Any, where: str) -> None:
+    """ConfigError unless ``tuning`` is absent, ``"published"``, or a table of
+    ``trials`` (>= 1), ``objective`` (mrr or recall), optional ``study`` and ``method``."""
+    if tuning is None or tuning == "published":
+        return
+    if not isinstance(tuning, dict):
+        raise ConfigError(f'{where} = {format_value(tuning)}: must be "published" or a table '
+                          'such as { trials = 30, objective = "mrr" }')
+    unknown = sorted(set(tuning) - TUNING_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: "
+                          f"{', '.join(sorted(TUNING_KEYS))}")
+    trials = tuning.get("trials")
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise ConfigError(f"{where}: trials = {format_value(trials)}: must be an integer >= 1")
+    if tuning.get("objective") not in TUNING_OBJECTIVES:
+        raise ConfigError(f"{where}: objective must be one of {', '.join(TUNING_OBJECTIVES)}")
+    if tuning.get("method", "tpe") not in TUNING_METHODS:
+        raise ConfigError(f"{where}: method must be one of {', '.join(TUNING_METHODS)}")
+    if not isinstance(tuning.get("study", ""), str):
+        raise ConfigError(f"{where}: study must be a string (the journal file or study name)")
+
+
+def tuning_text(tuning: dict[str, Any] | str | None) -> str:
+    """How a row's values were chosen, in a few words ("tuned: 30 trials, MRR@20")."""
+    if tuning is None:
+        return "not recorded"
+    if tuning == "published":
+        return "published setting"
+    metric = {"mrr": "MRR@20", "recall": "Recall@20"}[tuning["objective"]]
+    if tuning.get("method", "tpe") == "grid":
+        return f"grid: {tuning['trials']} settings, {metric}"
+    return f"tuned: {tuning['trials']} trials, {metric}"
 
 
 def check_buildable(spec: AlgorithmSpec, *, seed: int, device: str, source: str) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from benchmark.interface import SessionRecommender
-from benchmark.progress import bars_enabled
+from datasets.progress import bars_enabled
 from datasets.sessions import UNKNOWN, Sessions
 
 try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import inspect
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -37,6 +38,13 @@ Arrays/tensors whose first dimension is the slot dimension are handled generical
 Scores = Any
 """A (n_slots, n_items) numpy array or torch tensor (on any device); higher is better."""
 
+EpochCallback = Callable[["SessionRecommender", int], "Mapping[str, float] | None"]
+"""``callback(model, epoch)``, called by an iterative algorithm after each training epoch
+(numbered from 1) with the model ready to score: ``init_state``/``step`` use the current
+weights, so the caller can evaluate it on a validation split. The values it returns (if any) are
+recorded in that epoch's row of ``history_``; an exception it raises (e.g. ``optuna.TrialPruned``)
+stops training and propagates out of ``fit``."""
+
 
 class SessionRecommender(abc.ABC):
     """Base class of all session-based recommenders in the benchmark.
@@ -51,9 +59,14 @@ class SessionRecommender(abc.ABC):
     """Type and range of each constructor argument (see :mod:`benchmark.params`); checked before
     any data is loaded. Arguments left out are checked against the type of their default."""
 
+    epoch_callback: EpochCallback | None = None
+    """Set by the caller, not a hyperparameter: per-epoch reporting (see :data:`EpochCallback`).
+    Algorithms that train in epochs call :meth:`end_epoch`; the others ignore it. A model never
+    evaluates itself: validation is the caller's business, done in this callback."""
+
     @abc.abstractmethod
-    def fit(self, train: Sessions, valid: Sessions | None = None) -> "SessionRecommender":
-        """Learn from ``train`` (and optionally report progress on ``valid``); return ``self``."""
+    def fit(self, train: Sessions) -> "SessionRecommender":
+        """Learn from ``train``; return ``self``."""
 
     @abc.abstractmethod
     def init_state(self, n_slots: int) -> State:
@@ -72,6 +85,12 @@ class SessionRecommender(abc.ABC):
         Returns:
             scores of shape (n_slots, n_items), numpy or torch; higher means more likely.
         """
+
+    def end_epoch(self, epoch: int) -> dict[str, float]:
+        """Run the caller's ``epoch_callback`` (if set); the values it returned, else ``{}``."""
+        if self.epoch_callback is None:
+            return {}
+        return dict(self.epoch_callback(self, epoch) or {})
 
     def select_state(self, state: State, keep: np.ndarray) -> State:
         """The state of the slots ``keep`` only (in that order); used when the batch shrinks."""

@@ -184,7 +184,7 @@ def run_algorithm(
             timings.append({"seed": seed, "stage": stage, **dataclasses.asdict(usage)})
         if n == 0:  # the first seed's ranks, history and parameters represent the algorithm
             config = {"algorithm": spec.algorithm, "preset": spec.preset,
-                      "params": model.get_params()}
+                      "params": model.get_params(), "tuning": spec.tuning}
             io.write_parquet(run_dir / "ranks" / f"{spec.label}.parquet",
                              pd.DataFrame({"rank": ranks}))
             history = getattr(model, "history_", None)
@@ -255,9 +255,9 @@ def write_tables(run_dir: Path, labels: list[str]) -> None:
 
 
 def _finalize(run_dir: Path) -> None:
-    from benchmark import report  # imports matplotlib; only needed once results exist
+    from benchmark.report import render  # imports matplotlib; only needed once results exist
 
-    report.finalize_run(run_dir)
+    render.finalize_run(run_dir)
 
 
 def new_run_dir(out: Path, dataset: str) -> Path:

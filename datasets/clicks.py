@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from benchmark.progress import bars_enabled
+from datasets.progress import bars_enabled
 from datasets.errors import DataError
 from datasets.sessions import UNKNOWN, Sessions
 from datasets.textfile import open_binary

@@ -52,7 +52,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from tqdm.auto import tqdm
 
-from benchmark.progress import bars_enabled
+from datasets.progress import bars_enabled
 from datasets.clicks import Clicks
 from datasets.synthetic import DAY_SECONDS, START, ClickModel, generate_clicks, make_catalogue
 

@@ -111,3 +111,32 @@ def test_gpu_training_learns_the_group_structure():
     assert model.device_ == "cuda"
     preds = evaluate(model, _two_groups(100, seed=1), progress=False)
     assert recall_at(preds.rank, 10) >= 0.95
+
+
+def test_epoch_callback_sees_every_iteration_and_can_stop_training():
+    train = _two_groups(10, seed=3)
+    seen = []
+
+    def on_epoch(model, epoch):
+        seen.append((epoch, model.item_factors_.copy()))
+        if epoch == 3:
+            raise LookupError("stop")  # any exception; tuning raises optuna.TrialPruned
+        return {"n": float(epoch)}
+
+    model = BPRMF(factors=4, iterations=10, seed=7, device="cpu", num_threads=1)
+    model.epoch_callback = on_epoch
+    with pytest.raises(LookupError):
+        model.fit(train)
+    assert [e for e, _ in seen] == [1, 2, 3]
+    assert not np.array_equal(seen[0][1], seen[1][1])  # the live factors, not one snapshot
+    assert model.history_ == [{"epoch": 1, "n": 1.0}, {"epoch": 2, "n": 2.0}]
+
+
+def test_epoch_callback_at_the_last_iteration_sees_the_final_model():
+    train = _two_groups(10, seed=3)
+    kw = dict(factors=4, iterations=5, seed=7, device="cpu", num_threads=1)
+    last = {}
+    model = BPRMF(**kw)
+    model.epoch_callback = lambda m, e: last.update({e: m.item_factors_.copy()})
+    model.fit(train)
+    np.testing.assert_array_equal(last[5], BPRMF(**kw).fit(train).item_factors_)

@@ -85,7 +85,8 @@ def test_shipped_configs_pass_the_declarations(dataset, tmp_path):
     from benchmark.options import RunOptions, plan
 
     ready = plan(RunOptions(dataset=dataset, out=tmp_path, device="cpu"))
-    assert [s.label for s in ready.specs] == ["pop", "spop", "item-knn", "bpr-mf", "gru4rec"]
+    assert [s.label for s in ready.specs] == ["pop", "spop", "item-knn", "bpr-mf", "sknn", "vsknn",
+                                              "stan", "vstan", "sr", "ar", "markov", "gru4rec"]
 
 
 def test_every_shipped_preset_passes_the_declarations():
@@ -94,3 +95,28 @@ def test_every_shipped_preset_passes_the_declarations():
     for spec in specs:
         config.check_buildable(spec, seed=0, device="cpu", source="presets")
     assert len(specs) == len(presets) >= 2
+
+
+@pytest.mark.parametrize("value, message", [
+    ('"tuned"', 'must be "published" or a table'),
+    ('{ trials = 0, objective = "mrr" }', r"trials = 0: must be an integer >= 1"),
+    ('{ trials = 3, objective = "ndcg" }', "objective must be one of mrr, recall"),
+    ('{ trials = 3, objective = "mrr", seed = 1 }', r"unknown key\(s\) seed"),
+])
+def test_a_bad_tuning_record_names_the_file_and_table(tmp_path, value, message):
+    path = tmp_path / "c.toml"
+    path.write_text(f"[item-knn]\ntuning = {value}\n")
+    tables, _ = load_tables("no-such-dataset", path)
+    with pytest.raises(ConfigError, match=message) as exc:
+        resolve(["item-knn"], tables, source=str(path))
+    assert f"{path}: [item-knn] tuning" in str(exc.value)
+
+
+def test_the_tuning_record_is_not_a_hyperparameter(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[item-knn]\nn_sims = 50\ntuning = { method = "grid", trials = 48, '
+                    'objective = "recall" }\n')
+    tables, _ = load_tables("no-such-dataset", path)
+    [spec] = resolve(["item-knn"], tables, source=str(path))
+    assert spec.params == {"n_sims": 50}
+    assert config.tuning_text(spec.tuning) == "grid: 48 settings, Recall@20"

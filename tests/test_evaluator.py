@@ -69,7 +69,7 @@ class PrefixSumOracle(SessionRecommender):
     def __init__(self, n_items: int = 7) -> None:
         self.n_items = n_items
 
-    def fit(self, train, valid=None):
+    def fit(self, train):
         return self
 
     def init_state(self, n_slots):

@@ -116,11 +116,11 @@ def test_learns_a_deterministic_chain(loss: str) -> None:
     chain = _chain()
     model = GRU4Rec(layers=24, loss=loss, n_sample=8, logq=0.0, bpreg=0.5, learning_rate=0.1,
                     momentum=0.2, dropout_hidden=0.0, batch_size=8, n_epochs=3, device="cpu",
-                    seed=0, sample_cache_size=SMALL_CACHE).fit(chain, valid=chain)
+                    seed=0, sample_cache_size=SMALL_CACHE)
+    model.fit(chain)
     ranks = evaluate(model, chain, progress=False).rank
     assert recall_at(ranks, 1) > 0.95
     assert [row["epoch"] for row in model.history_] == [1, 2, 3]
-    assert all(row["valid_recall20"] is not None for row in model.history_)
     assert all(np.isfinite(row["loss"]) and row["events_per_s"] > 0 for row in model.history_)
 
 
@@ -280,3 +280,37 @@ def test_without_a_terminal_training_logs_progress_lines(monkeypatch, caplog) ->
     lines = [r.getMessage() for r in caplog.records if r.name == "algorithms.gru4rec.trainer"]
     assert lines and all("events/s, running loss" in line for line in lines)
     assert lines[0].startswith("epoch 1: 256/")  # the first check: 64 steps of 4 slots
+
+
+def test_epoch_callback_scores_the_current_weights_and_its_values_enter_the_history() -> None:
+    # The caller evaluates; the model only hands itself over after every epoch. The last
+    # epoch's value is the final model's, and what the callback returns is in history_.
+    chain = _chain()
+    seen = []
+
+    def on_epoch(model: GRU4Rec, epoch: int) -> dict[str, float]:
+        seen.append(epoch)
+        return {"valid_recall1": recall_at(evaluate(model, chain, progress=False).rank, 1)}
+
+    model = GRU4Rec(layers=24, n_sample=8, logq=0.0, learning_rate=0.1, batch_size=8,
+                    n_epochs=3, device="cpu", seed=0, sample_cache_size=SMALL_CACHE)
+    model.epoch_callback = on_epoch
+    model.fit(chain)
+    assert seen == [1, 2, 3]
+    curve = [row["valid_recall1"] for row in model.history_]
+    assert curve[-1] == recall_at(evaluate(model, chain, progress=False).rank, 1) > 0.95
+    assert "epoch_callback" not in model.get_params()
+
+
+def test_an_exception_in_the_epoch_callback_stops_training() -> None:
+    class Stop(Exception):
+        pass
+
+    def stop_after_one(model: GRU4Rec, epoch: int) -> None:
+        raise Stop(epoch)
+
+    model = GRU4Rec(layers=8, n_sample=0, logq=0.0, batch_size=8, n_epochs=5, device="cpu",
+                    sample_cache_size=SMALL_CACHE)
+    model.epoch_callback = stop_after_one
+    with pytest.raises(Stop, match="1"):
+        model.fit(_chain())

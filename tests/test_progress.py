@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from benchmark import progress
+from datasets import progress
 
 
 class _Terminal(io.StringIO):

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark import analysis, report
+from benchmark.report import analysis, render
 from benchmark.metrics import compute_metrics
 
 INF = np.inf
@@ -69,7 +69,7 @@ def make_run(run_dir: Path, dataset: str = "rsc15-64", ranks: dict | None = None
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     path = make_run(tmp_path_factory.mktemp("out") / "rsc15-64" / "run1", seeds=True)
-    report.finalize_run(path, n_boot=200, n_resamples=500)
+    render.finalize_run(path, n_boot=200, n_resamples=500)
     return path
 
 
@@ -142,7 +142,7 @@ def test_plots_are_written(run_dir):
 
 def test_finalize_is_deterministic(run_dir):
     before = (run_dir / "metrics.csv").read_bytes(), (run_dir / "significance.csv").read_bytes()
-    report.finalize_run(run_dir, n_boot=200, n_resamples=500)
+    render.finalize_run(run_dir, n_boot=200, n_resamples=500)
     after = (run_dir / "metrics.csv").read_bytes(), (run_dir / "significance.csv").read_bytes()
     assert before == after
 
@@ -153,13 +153,13 @@ def test_finalize_refuses_metrics_that_disagree_with_the_ranks(tmp_path):
     metrics.loc[0, "value"] += 0.01
     metrics.to_csv(path / "metrics.csv", index=False)
     with pytest.raises(ValueError, match="ranks/pop.parquet gives"):
-        report.finalize_run(path, n_boot=20, n_resamples=20)
+        render.finalize_run(path, n_boot=20, n_resamples=20)
 
 
 def test_run_without_reference_has_no_p_values_but_a_best_baseline(tmp_path):
     ranks = {k: v for k, v in RANKS.items() if k != "gru4rec"}
     path = make_run(tmp_path / "run", dataset="synthetic", ranks=ranks)
-    report.finalize_run(path, n_boot=20, n_resamples=20)
+    render.finalize_run(path, n_boot=20, n_resamples=20)
     assert pd.read_csv(path / "significance.csv").empty
     text = (path / "table.md").read_text()
     assert "p vs" not in text and "published" not in text.lower().split("## every")[0]
@@ -175,8 +175,8 @@ def test_popularity_buckets_cut_seen_targets_into_equal_groups():
 
 def test_summarize_puts_datasets_side_by_side(run_dir, tmp_path):
     other = make_run(tmp_path / "diginetica" / "run2", dataset="diginetica")
-    report.finalize_run(other, n_boot=20, n_resamples=20)
-    report.summarize([run_dir, other], tmp_path / "summary")
+    render.finalize_run(other, n_boot=20, n_resamples=20)
+    render.summarize([run_dir, other], tmp_path / "summary")
     summary = pd.read_csv(tmp_path / "summary" / "summary.csv")
     assert set(summary["dataset"]) == {"rsc15-64", "diginetica"}
     row = summary[(summary["dataset"] == "diginetica") & (summary["algorithm"] == "item-knn")
@@ -192,7 +192,7 @@ def test_summarize_puts_datasets_side_by_side(run_dir, tmp_path):
 def test_command_line_rerenders_a_run_without_recomputing(run_dir, capsys):
     (run_dir / "table.md").unlink()
     before = (run_dir / "metrics.csv").read_bytes()
-    report.main([str(run_dir), "--render-only"])
+    render.main([str(run_dir), "--render-only"])
     assert (run_dir / "table.md").is_file()
     assert (run_dir / "metrics.csv").read_bytes() == before
     assert "rendered" in capsys.readouterr().out
@@ -202,30 +202,57 @@ def test_a_run_on_another_clicks_file_gets_no_published_numbers(tmp_path):
     # A simulated yoochoose-clicks.dat: same dataset name, but not the published data.
     path = make_run(tmp_path / "rsc15" / "run1", dataset="rsc15",
                     source={"official_file": False})
-    report.finalize_run(path, n_boot=50, n_resamples=50)
+    render.finalize_run(path, n_boot=50, n_resamples=50)
     text = (path / "table.md").read_text()
     assert text.startswith("# rsc15 (not the official file): run run1")
     assert "published" not in text.lower()
     official = make_run(tmp_path / "rsc15" / "run2", dataset="rsc15",
                         source={"official_file": True})
-    report.finalize_run(official, n_boot=50, n_resamples=50)
+    render.finalize_run(official, n_boot=50, n_resamples=50)
     assert "0.5065 / 0.2048" in (official / "table.md").read_text()  # ICLR 2016 Item-KNN
 
 
 def test_headline_plot_gets_the_tables_published_numbers(run_dir):
     table = pd.read_csv(run_dir / "table.csv", index_col="algorithm")
-    assert report._published_pairs(table) == {"pop": (0.0671, 0.0165),
+    assert render._published_pairs(table) == {"pop": (0.0671, 0.0165),
                                               "item-knn": (0.5160, 0.2181),
                                               "gru4rec": (0.6064, 0.2289)}
     no_published = table.drop(columns=["published_recall@20", "published_mrr@20"])
-    assert report._published_pairs(no_published) == {}
+    assert render._published_pairs(no_published) == {}
 
 
 def test_old_policy_text_cites_the_protocol_page_of_the_repository():
     """Regression: table.md cited "PROTOCOL.md", a file users do not have."""
     record = {"data": {"policy": {"preprocessing": "GRU4Rec RSC15 rules (PROTOCOL.md 1-6)"}}}
     predictions = pd.DataFrame({"session": [0, 0], "target": [1, 2]})
-    text = report.protocol_line(record, predictions, "rsc15")
+    text = render.protocol_line(record, predictions, "rsc15")
     assert "rules (docs/PROTOCOL.md 1-6)" in text
     assert text.startswith("**Protocol** (`docs/PROTOCOL.md` in the sessionbench repository)")
     assert text.count("PROTOCOL.md") == text.count("docs/PROTOCOL.md") == 2
+
+
+def test_each_row_shows_how_its_values_were_chosen(tmp_path):
+    path = make_run(tmp_path / "rsc15-64" / "run1")
+    record = json.loads((path / "run.json").read_text())
+    record["config"]["item-knn"]["tuning"] = {"trials": 30, "objective": "mrr",
+                                              "study": "results/tune/rsc15-64/item-knn.journal"}
+    record["config"]["gru4rec"]["tuning"] = "published"
+    record["config"]["pop"]["tuning"] = None
+    (path / "run.json").write_text(json.dumps(record))
+    render.finalize_run(path, n_boot=50, n_resamples=50)
+    lines = (path / "table.md").read_text().splitlines()
+    start = next(k for k, line in enumerate(lines) if line.startswith("| algorithm   | tuning"))
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows[line.split("|")[1].strip()] = line.split("|")[2].strip()
+    assert rows["item-knn"] == "tuned: 30 trials, MRR@20"
+    assert rows["**gru4rec**"] == "published setting"
+    assert rows["pop"] == "not recorded"
+    table = pd.read_csv(path / "table.csv").set_index("algorithm")
+    assert table.loc["item-knn", "tuning"] == "tuned: 30 trials, MRR@20"
+
+
+def test_runs_without_tuning_records_keep_their_table_shape(run_dir):
+    assert "tuning" not in pd.read_csv(run_dir / "table.csv").columns

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark.stats import bootstrap_ci, bootstrap_cis, paired_test, paired_tests, session_totals
+from benchmark.report.stats import bootstrap_ci, bootstrap_cis, paired_test, paired_tests, session_totals
 
 
 def _sessions(n_sessions: int, rng: np.random.Generator, max_len: int = 6) -> np.ndarray:

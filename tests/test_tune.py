@@ -1,11 +1,13 @@
-"""The validation grid search: grid parsing, selection, and that the test set is never used."""
+"""The validation grid search (--grid): grid parsing, selection, and that the test set is never used."""
 
 import json
 
 import numpy as np
 import pytest
 
-from benchmark.tune import expand, main, parse_grid, toml_table, tune
+from benchmark.tune import main
+from benchmark.tuning.cli import toml_table
+from benchmark.tuning.grid import expand, grid_search, parse_grid
 from datasets.sessions import Dataset, from_lists
 
 N_ITEMS = 12
@@ -46,13 +48,14 @@ def test_malformed_grid_terms_are_errors(spec):
 
 def test_unknown_hyperparameter_is_named(dataset):
     with pytest.raises(ValueError, match="lambda_"):
-        tune("item-knn", dataset, {"lambda_": [1]})
+        grid_search("item-knn", dataset, {"lambda_": [1]})
 
 
 def test_tune_scores_every_setting_on_validation_and_picks_the_best(dataset):
     # On chains every target ranks within 12 items (Recall@20 = 1 either way), but with
     # self-similarity the last item itself competes with the true next one: MRR@20 decides.
-    result = tune("item-knn", dataset, {"include_self": [True, False]}, fixed={"n_sims": 5})
+    result = grid_search("item-knn", dataset, {"include_self": [True, False]},
+                         fixed={"n_sims": 5})
     assert len(result.table) == 2
     assert result.table["recall@20"].notna().all()
     by_setting = result.table.set_index("include_self")["mrr@20"]
@@ -61,7 +64,7 @@ def test_tune_scores_every_setting_on_validation_and_picks_the_best(dataset):
 
 
 def test_best_setting_keeps_integer_hyperparameters_integers(dataset):
-    result = tune("item-knn", dataset, {"n_sims": [5, 10], "reg_lambda": [0.5]})
+    result = grid_search("item-knn", dataset, {"n_sims": [5, 10], "reg_lambda": [0.5]})
     assert type(result.best["n_sims"]) is int
     assert type(result.best["reg_lambda"]) is float
 
@@ -79,7 +82,9 @@ def test_missing_clicks_file_is_a_clear_error_not_a_traceback(tmp_path):
     missing = tmp_path / "nowhere.dat"
     with pytest.raises(SystemExit) as exc:
         main(["--dataset", "rsc15", "--algorithm", "item-knn", "--clicks", str(missing),
-              "--cache-dir", str(tmp_path / "cache")])
+              "--cache-dir", str(tmp_path / "cache"), "--trials", "1",
+              "--storage", str(tmp_path / "s.journal")])
+    assert not (tmp_path / "s.journal").exists()  # no study is created before the data loads
     message = str(exc.value)
     assert message.startswith("error: ") and str(missing) in message
 
@@ -94,7 +99,8 @@ def test_epoch_curve_records_validation_recall_after_every_epoch():
                    valid_train=from_lists(chains, 40), valid_test=from_lists(noise, 40))
     fixed = {"layers": [8], "n_sample": 0, "batch_size": 4, "n_epochs": 3, "device": "cpu",
              "logq": 0.0}
-    result = tune("gru4rec", data, {"learning_rate": [0.05]}, fixed=fixed, epoch_curve=True)
+    result = grid_search("gru4rec", data, {"learning_rate": [0.05]}, fixed=fixed,
+                         epoch_curve=True)
     [row] = result.table.to_dict("records")
     values = [float(v) for v in row["recall@20_by_epoch"].split()]
     assert len(values) == 3

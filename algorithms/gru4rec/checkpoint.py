@@ -6,7 +6,7 @@ Layout (``torch.save``'d, loadable with ``torch.load(weights_only=True)``)::
      "params": {constructor argument: value},      # exactly GRU4Rec.get_params()
      "n_items": int,
      "network": {parameter name: CPU tensor},      # see model.py for the names
-     "history": [{"epoch", "loss", "events_per_s", "valid_recall20", "threads"}, ...]}
+     "history": [{"epoch", "loss", "events_per_s", "threads", ...}, ...]}
 """
 
 from __future__ import annotations

@@ -82,9 +82,9 @@ class GRU4Rec(SessionRecommender):
         network_: the trained ``Network`` (parameters on ``device_``).
         n_items_: number of items scored (the training vocabulary).
         device_: the torch device used.
-        history_: one dict per epoch: ``epoch``, ``loss``, ``events_per_s``, ``valid_recall20``
-            (None without a validation set), ``threads`` (the CPU thread count in force at the
-            epoch's end; None on a GPU).
+        history_: one dict per epoch: ``epoch``, ``loss``, ``events_per_s``, ``threads`` (the
+            CPU thread count in force at the epoch's end; None on a GPU), and whatever the
+            caller's ``epoch_callback`` returned for that epoch (e.g. ``valid_recall20``).
 
     An ``UNKNOWN`` input item (not in training) leaves its slot's hidden state unchanged: the
     click is skipped, since there is no input vector for it.
@@ -209,8 +209,8 @@ class GRU4Rec(SessionRecommender):
         return torch.device(self.device)
 
     # ------------------------------------------------------------------ training
-    def fit(self, train: Sessions, valid: Sessions | None = None) -> "GRU4Rec":
-        """Train from scratch on ``train``; if ``valid`` is given, log its Recall@20 each epoch."""
+    def fit(self, train: Sessions) -> "GRU4Rec":
+        """Train from scratch on ``train``, calling ``epoch_callback`` after every epoch."""
         self._check_params()
         self.device_ = self._resolve_device()
         self.n_items_ = train.n_items
@@ -235,15 +235,16 @@ class GRU4Rec(SessionRecommender):
         for epoch in range(1, self.n_epochs + 1):
             with self._restore_threads():
                 stats = trainer.train_epoch(epoch)
-            self.network_ = trainer.net  # live views: validation sees the current weights
-            recall = self._valid_recall20(valid) if valid is not None else None
+            self.network_ = trainer.net  # live views: the callback scores the current weights
             row = {"epoch": epoch, "loss": stats["loss"],
                    "events_per_s": stats["events"] / max(stats["seconds"], 1e-9),
-                   "valid_recall20": recall,
                    "threads": None if threads is None else threads.current}
+            row.update(self.end_epoch(epoch))
             self.history_.append(row)
             log.info("epoch %d: loss %.4f, %.0f events/s%s", epoch, row["loss"],
-                     row["events_per_s"], "" if recall is None else f", valid Recall@20 {recall:.4f}")
+                     row["events_per_s"],
+                     "".join(f", {k} {v:.4f}" for k, v in row.items()
+                             if k not in ("epoch", "loss", "events_per_s", "threads")))
         self.network_ = Network(trainer.export_params(), self.embedding)
         return self
 
@@ -265,12 +266,6 @@ class GRU4Rec(SessionRecommender):
             momentum=self.momentum, dropout_embed=self.dropout_embed,
             dropout_hidden=self.dropout_hidden,
         )
-
-    def _valid_recall20(self, valid: Sessions) -> float:
-        from benchmark.evaluator import evaluate  # the evaluator imports the interface
-        from benchmark.metrics import recall_at
-
-        return recall_at(evaluate(self, valid, progress=False).rank, 20)
 
     # ------------------------------------------------------------------ inference
     def init_state(self, n_slots: int) -> list[torch.Tensor]:

@@ -43,7 +43,7 @@ from algorithms.gru4rec.model import Network
 from algorithms.gru4rec.optimizer import LAYOUTS, DenseAdagradM, SparseAdagradM, default_layout
 from algorithms.gru4rec.sampling import SampleCache
 from algorithms.gru4rec.threads import ThreadPolicy
-from benchmark.progress import bars_enabled
+from datasets.progress import bars_enabled
 
 log = logging.getLogger(__name__)
 
@@ -388,7 +388,7 @@ class Trainer:
     def train_epoch(self, epoch: int, progress: bool = True) -> dict[str, float]:
         """One pass over the plan. Returns {loss (mean over steps), events, seconds}.
 
-        The progress bar follows :func:`benchmark.progress.bars_enabled` (a terminal only);
+        The progress bar follows :func:`datasets.progress.bars_enabled` (a terminal only);
         without one, a line with the events done, events/s and the running loss is logged every
         ``LOG_EVERY_S`` seconds.
 

@@ -1,7 +1,7 @@
 """Tables of a run (and of several runs) as data frames and Markdown, from the saved CSV files.
 
 Pure functions: they take the frames read from a run directory and return frames or text; the
-files are read and written by :mod:`benchmark.report`. Column names are explained in
+files are read and written by :mod:`benchmark.report.render`. Column names are explained in
 ``results/README.md``.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
-from benchmark.published import PUBLISHED, REFERENCE_POINTS, published_for
+from benchmark.report.published import PUBLISHED, REFERENCE_POINTS, published_for
 
 METRIC_NAMES = {"recall": "Recall", "mrr": "MRR"}
 
@@ -119,6 +119,7 @@ def run_table(
     algorithms: dict[str, str] | None = None,
     dataset: str = "",
     reference: str = "gru4rec",
+    tuning: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """One row per algorithm with every number the run's tables show (the ``table.csv`` frame).
 
@@ -131,6 +132,8 @@ def run_table(
             published numbers; a label missing here is taken as its own algorithm name.
         dataset: dataset name, used to find published numbers.
         reference: prefix of the labels of the reference method (GRU4Rec).
+        tuning: run label -> how its hyperparameters were chosen (``config.tuning_text``);
+            given, the frame gets a ``tuning`` column and the headline table shows it.
 
     Returns:
         The wide frame, indexed by label in run order; columns are documented in
@@ -144,6 +147,8 @@ def run_table(
     baseline = best_baseline(table, reference, cutoff)
     table.insert(0, "algorithm_name", [algorithms.get(label, label) for label in labels])
     table.insert(1, "role", [_role(label, reference, primary, baseline) for label in labels])
+    if tuning:
+        table.insert(2, "tuning", [tuning.get(label, "not recorded") for label in labels])
     table = table.join(timing_table(timings, labels))
     for metric in METRIC_NAMES:
         name = col(metric, cutoff)
@@ -224,6 +229,8 @@ def headline_markdown(table: pd.DataFrame, cutoff: int) -> str:
     baseline = table["best_baseline"].iloc[0] or None
     reference = table["reference"].iloc[0] or None
     header = ["algorithm", f"Recall@{cutoff} [95% CI]", f"MRR@{cutoff} [95% CI]"]
+    if "tuning" in table:
+        header.insert(1, "tuning")
     if baseline:
         header += [f"Δ Recall@{cutoff} vs {baseline}", f"Δ MRR@{cutoff} vs {baseline}"]
     if reference and f"p_recall@{cutoff}" in table:
@@ -246,6 +253,8 @@ def _headline_row(table: pd.DataFrame, label: str, cutoff: int, baseline: str | 
     name = f"**{label}**" if role == "reference" else label
     row = [name, fmt_ci(*(_get(table, label, c) for c in (r, f"{r}_ci_low", f"{r}_ci_high"))),
            fmt_ci(*(_get(table, label, c) for c in (m, f"{m}_ci_low", f"{m}_ci_high")))]
+    if "tuning" in table:
+        row.insert(1, table.loc[label, "tuning"])
     if baseline:
         if label == baseline:
             row += ["(best baseline)", "(best baseline)"]

@@ -2,7 +2,7 @@
 
 :func:`finalize_run` is called by the runner when a run ends (and by ``python -m
 benchmark.report RUN_DIR ...`` to re-render). From ``predictions.parquet`` and ``ranks/*.parquet``
-it computes (with :mod:`benchmark.analysis`), deterministically for a given ``seed``:
+it computes (with :mod:`benchmark.report.analysis`), deterministically for a given ``seed``:
 
 - ``ci_low``/``ci_high`` columns of ``metrics.csv``: 95% percentile bootstrap over test sessions
   (the values in ``metrics.csv`` are first checked against the ranks);
@@ -29,8 +29,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark import analysis, io, plots, tables
-from benchmark.published import other_data
+from benchmark import io
+from benchmark.config import tuning_text
+from benchmark.report import analysis, plots, tables
+from benchmark.report.published import other_data
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,14 @@ def dataset_name(record: dict, run_dir: Path) -> str:
     if source.get("official_file") is False and not source.get("given_path"):
         return f"{name} (not the official file)"
     return f"{name} (own data)"
+
+
+def tuning_texts(record: dict) -> dict[str, str]:
+    """Run label -> how its values were chosen, from ``run.json``'s ``config`` (runs older than
+    the ``tuning`` key have none: their rows show no tuning column)."""
+    config = record.get("config") or {}
+    return {label: tuning_text(entry["tuning"]) for label, entry in config.items()
+            if isinstance(entry, dict) and "tuning" in entry}
 
 
 def algorithm_names(record: dict) -> dict[str, str]:
@@ -177,6 +187,7 @@ def render_run(run_dir: Path) -> None:
         significance=read_optional_csv(run_dir / "significance.csv"),
         seeds=read_optional_csv(run_dir / "seeds.csv"), algorithms=algorithm_names(record),
         dataset=dataset, reference=settings.get("reference", DEFAULT_REFERENCE),
+        tuning=tuning_texts(record),
     )
     io.write_csv(run_dir / "table.csv", table.reset_index())
     predictions = pd.read_parquet(run_dir / "predictions.parquet",

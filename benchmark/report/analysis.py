@@ -1,6 +1,6 @@
 """Numbers derived from a run's per-prediction ranks: intervals, paired tests, curves, breakdowns.
 
-Pure functions of arrays and frames (no files): :mod:`benchmark.report` reads the run directory,
+Pure functions of arrays and frames (no files): :mod:`benchmark.report.render` reads the run directory,
 calls these and writes the results. Per-prediction values are defined here once
 (:func:`metric_values`) and checked against ``metrics.csv`` before anything is derived.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from benchmark import stats, tables
+from benchmark.report import stats, tables
 
 ALPHA = 0.05
 MAX_CURVE_K = 20
