@@ -1,60 +1,67 @@
-"""The CPU thread policy: probes each candidate, keeps the faster, probes again later."""
+"""The CPU thread policy: as many threads as the other processes leave cores free."""
 
 from __future__ import annotations
 
 import pytest
 
-from algorithms.gru4rec.threads import ThreadPolicy
+from algorithms.gru4rec.threads import OthersCpu, ThreadPolicy
 
 
 class FakeMachine:
-    """A clock that advances by the step time of the current thread count."""
+    """Counters of a 2-core machine: ``others`` cores busy with other work, ours with ``mine``."""
 
-    def __init__(self, step_seconds: dict[int, float]) -> None:
-        self.now, self.step_seconds, self.threads, self.calls = 0.0, step_seconds, None, []
+    def __init__(self) -> None:
+        self.now, self.busy, self.mine, self.others, self.calls = 0.0, 0.0, 0.0, 0.0, []
 
-    def clock(self) -> float:
-        return self.now
+    def advance(self, seconds: float, threads: int) -> None:
+        mine = min(threads, 2 - self.others) if self.others < 2 else threads / (threads + 2) * 2
+        self.mine += mine * seconds
+        self.busy += min(2.0, self.others + mine) * seconds
+        self.now += seconds
 
-    def set_threads(self, n: int) -> None:
-        self.threads = n
-        self.calls.append(n)
+    def read(self) -> tuple[float, float, float]:
+        return self.busy, self.mine, self.now
 
-    def run(self, policy: ThreadPolicy, steps: int) -> None:
-        for _ in range(steps):
-            self.now += self.step_seconds[self.threads]
+
+def _policy(machine: FakeMachine, calls: list[int]) -> ThreadPolicy:
+    return ThreadPolicy(2, adaptive=True, hold_s=10.0, others=OthersCpu(machine.read),
+                        clock=lambda: machine.now, set_threads=calls.append, cores=2)
+
+
+def test_uses_the_cores_the_other_processes_leave_free() -> None:
+    machine, calls = FakeMachine(), []
+    machine.advance(0.25, 0)
+    policy = _policy(machine, calls)  # nobody else busy during the first look: two threads
+    assert calls == [2] and policy.current == 2
+    for others, expected in [(2.0, 1), (2.0, 1), (1.0, 1), (0.0, 2)]:
+        machine.others = others
+        for _ in range(80):  # 10 s of 0.125 s steps, then a look at the last 10 s
+            machine.advance(0.125, policy.current)
             policy.step_done()
+        assert policy.current == expected, (others, policy.history)
+    assert calls == [2, 1, 2]  # set only when the count changes
+    # Two spinners on two cores: our two threads got one core, so the others measured 1.0; with
+    # one thread we got two thirds of a core and the others 1.33: either way one core at most.
+    assert [round(b, 2) for b, _ in policy.history] == [0.0, 1.0, 1.33, 1.0, 0.0]
 
 
-def test_keeps_the_faster_count_and_reprobes_after_the_hold() -> None:
-    machine = FakeMachine({1: 1.0, 2: 0.5})  # quiet: two threads twice as fast
-    policy = ThreadPolicy([1, 2], probe_steps=4, probe_s=100.0, hold_s=50.0,
-                          clock=machine.clock, set_threads=machine.set_threads)
-    machine.run(policy, 8)  # 4 steps probing 1 thread, 4 probing 2
-    assert machine.calls == [1, 2, 2] and policy.current == 2
-    assert policy.history == [{1: 1.0, 2: 2.0}]  # steps per second
-    machine.step_seconds = {1: 1.0, 2: 5.0}  # now the cores are busy: two threads crawl
-    machine.run(policy, 100)  # 50 s of holding 2 threads, then a new round of probes
-    assert policy.current == 1
-    assert policy.history[-1] == {1: 1.0, 2: 0.2}
+def test_a_fixed_count_is_set_once_and_never_looked_at_again() -> None:
+    calls: list[int] = []
+    policy = ThreadPolicy(3, set_threads=calls.append)
+    for _ in range(1000):
+        policy.step_done()
+    assert calls == [3] and policy.history == [] and policy.others is None
 
 
-def test_a_slow_probe_ends_after_its_time_limit() -> None:
-    machine = FakeMachine({1: 0.1, 2: 3.0})
-    policy = ThreadPolicy([1, 2], probe_steps=64, probe_s=5.0, hold_s=20.0,
-                          clock=machine.clock, set_threads=machine.set_threads)
-    machine.run(policy, 64 + 2)  # 64 fast steps, then two 3-second steps end the second probe
-    assert policy.current == 1 and policy.history == [{1: pytest.approx(10.0),
-                                                       2: pytest.approx(1 / 3)}]
+def test_others_cpu_is_busy_time_minus_our_own_over_wall_time() -> None:
+    readings = iter([(10.0, 1.0, 100.0), (25.0, 6.0, 110.0)])  # 15 s busy, 5 s ours, in 10 s
+    assert OthersCpu(lambda: next(readings)).cores() == pytest.approx(1.0)
 
 
-def test_a_fixed_count_is_set_once_and_never_probed() -> None:
-    machine = FakeMachine({3: 1.0})
-    policy = ThreadPolicy([3], clock=machine.clock, set_threads=machine.set_threads)
-    machine.run(policy, 1000)
-    assert machine.calls == [3] and policy.history == []
+def test_the_real_reading_is_a_number_of_cores() -> None:
+    assert 0.0 <= OthersCpu().cores() <= 64.0
 
 
-def test_rejects_bad_candidates() -> None:
-    with pytest.raises(ValueError, match="thread candidates"):
-        ThreadPolicy([0, 2])
+def test_rejects_zero_threads() -> None:
+    with pytest.raises(ValueError, match="max_threads"):
+        ThreadPolicy(0)

@@ -74,9 +74,9 @@ class GRU4Rec(SessionRecommender):
         device: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"`` / ``"cuda:N"``.
         seed: seeds the weight initialisation, sampling and dropout (no global seeding).
         n_threads: CPU threads while training on the CPU (restored afterwards). None (default):
-            chosen while training by measuring one thread against torch's default (all cores)
-            every 20 s (``threads.py``): two threads are faster on a quiet machine, one is far
-            faster once other processes keep the cores busy.
+            the cores that other processes leave free (at least 1, at most torch's default),
+            looked at every 10 s (``threads.py``): two threads are faster on a quiet machine,
+            one is far faster once other processes keep the cores busy.
 
     Attributes:
         network_: the trained ``Network`` (parameters on ``device_``).
@@ -227,7 +227,7 @@ class GRU4Rec(SessionRecommender):
         threads = None
         if self.device_.type == "cpu":
             threads = (ThreadPolicy.fixed(self.n_threads) if self.n_threads
-                       else ThreadPolicy.adaptive())
+                       else ThreadPolicy.adaptive_default())
         trainer = Trainer(params, self.embedding, self._train_config(), support, plan,
                           self.device_, run_gen, threads=threads)
         log.info("GRU4Rec: %d items, %d training events/epoch in %d steps, device %s",
