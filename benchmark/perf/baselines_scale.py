@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import platform
@@ -42,6 +41,7 @@ from benchmark.metrics import recall_at
 from benchmark.resources import measure
 from datasets.sessions import Sessions
 from datasets.synthetic import ClickModel, make_catalogue, sample_items, sample_lengths
+from benchmark.perf.gru4rec_speed import emit
 
 log = logging.getLogger(__name__)
 
@@ -185,12 +185,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    report = run(args)
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(run(args), args.out)
     return 0
 
 

@@ -104,6 +104,7 @@ def emit(result: dict, out: Path | None) -> None:
     """Print the result as JSON on stdout, and write it to ``out`` if given."""
     text = json.dumps(result, indent=2)
     if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n")
     print(text)
 

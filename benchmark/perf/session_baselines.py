@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import logging
 import os
 import platform
@@ -36,6 +35,7 @@ from benchmark.config import load_tables, resolve
 from benchmark.evaluator import evaluate
 from benchmark.metrics import mrr_at, recall_at
 from benchmark.resources import measure
+from benchmark.perf.gru4rec_speed import emit
 
 log = logging.getLogger(__name__)
 
@@ -118,12 +118,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    report = run(args)
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(run(args), args.out)
     return 0
 
 
