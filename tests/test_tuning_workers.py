@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ BUDGET = 4
 SPACE = """
 [fixed]
 layers = [16]
-n_epochs = 6
+n_epochs = 15
 n_sample = 0
 logq = 0.0
 batch_size = 16
@@ -44,7 +45,7 @@ report_every = 0
 
 
 def _tiny_data(root: Path) -> Path:
-    """An SR-GNN-style folder: chains over 40 items; a GRU4Rec trial on it takes seconds."""
+    """An SR-GNN-style folder: chains over 40 items; a GRU4Rec trial on it takes 5 s or more."""
     rng = np.random.default_rng(0)
     train = [[int((a + k) % 40) for k in range(5)] for a in rng.integers(0, 40, 1200)]
     test = [[1, 2, 3], [4, 5, 6]]
@@ -73,12 +74,14 @@ def kill_one_of_two_workers(storage: str, tmp_path: Path, heartbeat: int = 60,
     try:
         study = _wait_for_study(storage, study_name)
         deadline = time.monotonic() + 120
+        # Kill within a second of the start of one of the victim's trials, which last 5 s or
+        # more: the kill lands mid-trial (a kill between two trials would test nothing).
         while not any(t.user_attrs.get("worker", {}).get("pid") == victim.pid
+                      and (datetime.now() - t.datetime_start).total_seconds() < 1.0
                       for t in study.get_trials(states=(TrialState.RUNNING,))):
             assert victim.poll() is None, (tmp_path / "worker0.log").read_text()
             assert time.monotonic() < deadline, "the first worker never started a trial"
-            time.sleep(0.1)
-        time.sleep(0.5)  # into the fit
+            time.sleep(0.05)
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         assert survivor.wait(timeout=240) == 0, (tmp_path / "worker1.log").read_text()
