@@ -33,6 +33,7 @@ from typing import Callable
 import numpy as np
 
 from benchmark.interface import SessionRecommender
+from benchmark.params import Bool, Choice, Int
 from datasets.sessions import UNKNOWN, Sessions
 
 SAMPLINGS = ("recent", "random")
@@ -270,6 +271,11 @@ class SessionKNN(SessionRecommender):
         item_factor_: per-item score factor (float64, length n_items) or None.
     """
 
+    hyperparameters = {  # the subclasses add their own
+        "k": Int(low=1), "sample_size": Int(low=1), "sampling": Choice(SAMPLINGS),
+        "remove_session_items": Bool(), "seed": Int(low=0),
+    }
+
     k: int
     sample_size: int
     sampling: str
@@ -297,19 +303,9 @@ class SessionKNN(SessionRecommender):
         """Subclass-specific learned attributes (idf, time weights)."""
         self.item_factor_ = None
 
-    def _check_params(self) -> None:
-        _check_int(self.k, "k", 1)
-        _check_int(self.sample_size, "sample_size", 1)
-        if self.sampling not in SAMPLINGS:
-            raise ValueError(
-                f"sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}")
-        if not isinstance(self.remove_session_items, (bool, np.bool_)):
-            raise ValueError(
-                f"remove_session_items must be a bool, got {self.remove_session_items!r}")
-
     # -- the contract ----------------------------------------------------------------------
     def fit(self, train: Sessions) -> "SessionKNN":
-        self._check_params()
+        self.check_params()
         self.n_items_ = train.n_items
         self.index_ = build_index(train, sampling_order(train, self.sampling, self.seed))
         self._fit_extra(train)
@@ -511,20 +507,3 @@ def idf(train: Sessions) -> np.ndarray:
     clicks = np.bincount(items, minlength=train.n_items).astype(np.float64)
     with np.errstate(divide="ignore"):
         return np.where(clicks > 0, np.log(max(train.n_sessions, 1) / np.maximum(clicks, 1)), 0.0)
-
-
-def _check_int(value, name: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def check_choice(value, name: str, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-
-
-def check_positive(value, name: str, allow_zero: bool = False) -> None:
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if not ok or not (value >= 0 if allow_zero else value > 0):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a number {bound}, got {value!r}")

@@ -15,6 +15,7 @@ import scipy.sparse as sp
 
 from algorithms.item_knn import _row_blocks, dense_rows, session_item_matrix
 from benchmark.interface import SessionRecommender
+from benchmark.params import AnyOf, Choice, Float, Int
 from datasets.sessions import UNKNOWN, Sessions
 
 STEP_WEIGHTS = {
@@ -27,14 +28,8 @@ STEP_WEIGHTS = {
 """SR's weight w(d) of a rule from a click d steps before the rule's target."""
 
 
-def check_pruning(pruning) -> None:
-    number = (int, float, np.integer, np.floating)
-    ok = isinstance(pruning, number) and not isinstance(pruning, bool)
-    if not ok or pruning < 0 or (pruning >= 1 and float(pruning) != int(pruning)):
-        raise ValueError(
-            "pruning must be 0 (keep all), a fraction in (0, 1) or an integer >= 1, "
-            f"got {pruning!r}"
-        )
+PRUNING = AnyOf((Int(low=0), Float(0, 1, low_open=True, high_open=True)))
+"""0 (keep all rules), an integer N >= 1 (keep N per item) or a fraction in (0, 1) (drop it)."""
 
 
 def prune_rules(rules: sp.csr_matrix, pruning: float) -> sp.csr_matrix:
@@ -71,15 +66,13 @@ class RuleModel(SessionRecommender):
     """
 
     pruning: float
+    hyperparameters = {"pruning": PRUNING}
 
     def _rules(self, train: Sessions) -> sp.csr_matrix:
         raise NotImplementedError
 
-    def _check_params(self) -> None:
-        check_pruning(self.pruning)
-
     def fit(self, train: Sessions) -> "RuleModel":
-        self._check_params()
+        self.check_params()
         self.rules_ = self._rules(train)
         return self
 
@@ -126,21 +119,13 @@ class SequentialRules(RuleModel):
     """
 
     name = "sr"
+    hyperparameters = {"steps": Int(low=1), "weighting": Choice(tuple(STEP_WEIGHTS)),
+                       "pruning": PRUNING}
 
     def __init__(self, steps: int = 10, weighting: str = "div", pruning: float = 20) -> None:
         self.steps = steps
         self.weighting = weighting
         self.pruning = pruning
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        steps = self.steps
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
-        if self.weighting not in STEP_WEIGHTS:
-            raise ValueError(
-                f"weighting must be one of {', '.join(STEP_WEIGHTS)}, got {self.weighting!r}"
-            )
 
     def _rules(self, train: Sessions) -> sp.csr_matrix:
         return prune_rules(

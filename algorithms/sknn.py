@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from algorithms.neighborhood import (
-    DECAYS, WEIGHTINGS, Pairs, SessionKNN, check_choice, check_positive, idf,
+    DECAYS, WEIGHTINGS, Pairs, SessionKNN, idf,
 )
+from benchmark.params import Choice, Float
 from datasets.sessions import Sessions
 
 SKNN_SIMILARITIES = ("cosine", "jaccard")
@@ -41,6 +42,7 @@ class SKNN(SessionKNN):
     """
 
     name = "sknn"
+    hyperparameters = {**SessionKNN.hyperparameters, "similarity": Choice(SKNN_SIMILARITIES)}
 
     def __init__(
         self,
@@ -58,9 +60,6 @@ class SKNN(SessionKNN):
         self.remove_session_items = remove_session_items
         self.seed = seed
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_choice(self.similarity, "similarity", SKNN_SIMILARITIES)
 
     def session_similarity(self, pairs: Pairs) -> np.ndarray:
         n_len = self.index_.n_distinct[pairs.session]
@@ -106,6 +105,11 @@ class VSKNN(SessionKNN):
     """
 
     name = "vsknn"
+    hyperparameters = {
+        **SessionKNN.hyperparameters, "weighting": Choice(tuple(WEIGHTINGS)),
+        "normalization": Choice(VSKNN_NORMALIZATIONS), "decay": Choice(tuple(DECAYS)),
+        "idf_weight": Float(low=0),
+    }
 
     def __init__(
         self,
@@ -129,12 +133,6 @@ class VSKNN(SessionKNN):
         self.remove_session_items = remove_session_items
         self.seed = seed
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_choice(self.weighting, "weighting", WEIGHTINGS)
-        check_choice(self.normalization, "normalization", VSKNN_NORMALIZATIONS)
-        check_choice(self.decay, "decay", DECAYS)
-        check_positive(self.idf_weight, "idf_weight", allow_zero=True)
 
     def _fit_extra(self, train: Sessions) -> None:
         self.idf_ = idf(train)

@@ -10,12 +10,14 @@ import math
 import numpy as np
 
 from algorithms.neighborhood import (
-    Pairs, SessionKNN, check_choice, check_positive, idf, last_click_times,
+    Pairs, SessionKNN, idf, last_click_times,
 )
+from benchmark.params import Choice, Float
 from datasets.sessions import Sessions
 
 NORMALIZATIONS = ("paper", "reference")
 ANCHORS = ("paper", "reference")
+_POSITIVE = Float(low=0, low_open=True, allow_inf=True)  # a λ of inf turns its factor off
 DAY = 86_400.0
 
 
@@ -65,6 +67,11 @@ class STAN(SessionKNN):
     """
 
     name = "stan"
+    hyperparameters = {
+        **SessionKNN.hyperparameters, "lambda_spw": _POSITIVE, "lambda_snh": _POSITIVE,
+        "lambda_inh": _POSITIVE, "sessions_per_day": _POSITIVE,
+        "normalization": Choice(NORMALIZATIONS), "anchor": Choice(ANCHORS),
+    }
 
     def __init__(
         self,
@@ -92,12 +99,6 @@ class STAN(SessionKNN):
         self.remove_session_items = remove_session_items
         self.seed = seed
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        for name in ("lambda_spw", "lambda_snh", "lambda_inh", "sessions_per_day"):
-            check_positive(getattr(self, name), name)
-        check_choice(self.normalization, "normalization", NORMALIZATIONS)
-        check_choice(self.anchor, "anchor", ANCHORS)
 
     def _fit_extra(self, train: Sessions) -> None:
         self.timed_ = train.times is not None
@@ -150,6 +151,8 @@ class VSTAN(STAN):
     """
 
     name = "vstan"
+    hyperparameters = {**STAN.hyperparameters, "lambda_ipw": _POSITIVE,
+                       "lambda_idf": Float(low=0)}
 
     def __init__(
         self,
@@ -175,10 +178,6 @@ class VSTAN(STAN):
         self.lambda_ipw = lambda_ipw
         self.lambda_idf = lambda_idf
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_positive(self.lambda_ipw, "lambda_ipw")
-        check_positive(self.lambda_idf, "lambda_idf", allow_zero=True)
 
     def _fit_extra(self, train: Sessions) -> None:
         super()._fit_extra(train)

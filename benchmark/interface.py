@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from benchmark.params import Spec, inferred_spec
+from benchmark.params import Spec, format_value, inferred_spec
 from datasets.sessions import Sessions
 
 try:  # torch is a dependency, but the interface itself does not need it
@@ -113,6 +113,18 @@ class SessionRecommender(abc.ABC):
             name: cls.hyperparameters.get(name) or inferred_spec(sig.parameters[name].default)
             for name in cls.param_names()
         }
+
+    def check_params(self) -> None:
+        """Check every hyperparameter against its declaration (``param_specs``).
+
+        Raises:
+            ValueError: naming the first argument whose value the declaration rejects.
+        """
+        for name, spec in self.param_specs().items():
+            value = getattr(self, name)
+            problem = spec.problem(value)
+            if problem is not None:
+                raise ValueError(f"{name} = {format_value(value)}: {problem}")
 
     def get_params(self) -> dict[str, Any]:
         """The constructor arguments this instance was built with."""

@@ -75,22 +75,26 @@ class Int(Spec):
 
 @dataclass(frozen=True)
 class Float(Spec):
-    """A finite number (int or float; never NaN or infinity) within the given bounds."""
+    """A finite number (int or float; never NaN, and never infinity unless ``allow_inf``, which
+    admits +inf where a parameter means "off" at infinity) within the given bounds."""
 
     low: float | None = None
     high: float | None = None
     low_open: bool = False
     high_open: bool = False
+    allow_inf: bool = False
 
     def describe(self) -> str:
         limits = _range_text(self.low, self.high, self.low_open, self.high_open)
-        return "a finite number" + (f" {limits}" if limits else "")
+        what = "a number (inf allowed)" if self.allow_inf else "a finite number"
+        return what + (f" {limits}" if limits else "")
 
     def accepts(self, value: Any) -> bool:
         if not (_is_int(value) or isinstance(value, (float, np.floating))):
             return False
-        return math.isfinite(value) and _in_range(float(value), self.low, self.high,
-                                                  self.low_open, self.high_open)
+        finite = math.isfinite(value) or (self.allow_inf and value == math.inf)
+        return finite and _in_range(float(value), self.low, self.high, self.low_open,
+                                    self.high_open)
 
 
 @dataclass(frozen=True)

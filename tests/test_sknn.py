@@ -7,6 +7,7 @@ Current session s = [1, 2]: L = 2, set(s) = {1, 2}, item 1 at p = 1, item 2 at p
 Every training session shares an item with s, so all three are candidates.
 """
 
+import re
 import math
 
 import numpy as np
@@ -187,3 +188,21 @@ def check_against_slow_twin(model, timed: bool, seed: int = 0) -> None:
                 slow = reference_scores(model, train, session[: t + 1])
                 np.testing.assert_allclose(scores[row], slow, rtol=1e-9, atol=1e-12,
                                            err_msg=repr(model))
+
+
+@pytest.mark.parametrize("cls,kwargs,message", [
+    ("sknn", {"k": 0}, "k = 0: must be an integer >= 1"),
+    ("sknn", {"similarity": "dice"}, 'similarity = "dice": must be one of "cosine", "jaccard"'),
+    ("vsknn", {"idf_weight": -1.0}, "idf_weight = -1.0: must be a finite number >= 0"),
+    ("stan", {"lambda_snh": float("nan")}, "lambda_snh = nan: must be a number"),
+    ("vstan", {"sample_size": 2.5}, "sample_size = 2.5: must be an integer >= 1"),
+    ("sr", {"steps": 0}, "steps = 0: must be an integer >= 1"),
+    ("markov", {"pruning": 1.5}, "pruning = 1.5: must be an integer >= 0 or a finite number"),
+])
+def test_declared_hyperparameters_are_checked_by_fit(cls, kwargs, message):
+    from benchmark.registry import get_algorithm
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        get_algorithm(cls)(**kwargs).fit(from_lists([[0, 1], [1, 2]], 3))
+    # an infinite λ turns its factor off and is allowed
+    get_algorithm("stan")(lambda_inh=float("inf")).fit(from_lists([[0, 1], [1, 2]], 3))
