@@ -191,6 +191,8 @@ def test_nan_loss_raises(monkeypatch) -> None:
     (dict(logq=1.0, loss="bpr"), "logq"), (dict(dropout_hidden=1.0), "dropout_hidden"),
     (dict(momentum=1.5), "momentum"), (dict(learning_rate=0.0), "learning_rate"),
     (dict(batch_size=0), "batch_size"), (dict(device="tpu"), "device"),
+    (dict(learning_rate=float("nan")), "learning_rate = nan"), (dict(cell="lstm"), "cell"),
+    (dict(n_sample=4, sample_cache_size=2), "sample_cache_size"),
 ])
 def test_bad_hyperparameters_name_the_parameter(kwargs, name) -> None:
     with pytest.raises(ValueError, match=name):

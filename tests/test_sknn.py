@@ -7,8 +7,8 @@ Current session s = [1, 2]: L = 2, set(s) = {1, 2}, item 1 at p = 1, item 2 at p
 Every training session shares an item with s, so all three are candidates.
 """
 
-import re
 import math
+import re
 
 import numpy as np
 import pytest

@@ -167,37 +167,15 @@ class GRU4Rec(SessionRecommender):
         return act
 
     def _check_params(self) -> None:
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        self._layer_sizes()
-        if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
-        self._resolved_final_act()
-        emb = self.embedding
-        if not (emb == "shared" or (isinstance(emb, int) and not isinstance(emb, bool) and emb >= 0)):
-            raise ValueError(f"embedding must be 'shared', 0 (one-hot) or a size > 0, got {emb!r}")
-        for name in ("batch_size", "n_epochs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.n_sample < 0:
-            raise ValueError(f"n_sample must be >= 0, got {self.n_sample}")
+        """Every declared range (``hyperparameters``), then the rules that tie parameters."""
+        self.check_params()
+        self._resolved_final_act()  # final_act must fit the loss
         if self.n_sample and self.sample_cache_size < self.n_sample:
             raise ValueError(f"sample_cache_size ({self.sample_cache_size}) must be >= n_sample "
                              f"({self.n_sample})")
-        for name in ("dropout_embed", "dropout_hidden"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.logq < 0 or (self.logq > 0 and self.loss != "cross-entropy"):
-            raise ValueError(f"logq must be >= 0 and is only used with cross-entropy, "
-                             f"got logq={self.logq} with loss {self.loss!r}")
-        if self.sample_alpha < 0:
-            raise ValueError(f"sample_alpha must be >= 0, got {self.sample_alpha}")
-        if self.n_threads is not None and self.n_threads < 1:
-            raise ValueError(f"n_threads must be None or >= 1, got {self.n_threads}")
+        if self.logq > 0 and self.loss != "cross-entropy":
+            raise ValueError(f"logq is only used with cross-entropy, got logq={self.logq} with "
+                             f"loss {self.loss!r}")
 
     def _resolve_device(self) -> torch.device:
         if self.device == "auto":
