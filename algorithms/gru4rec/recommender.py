@@ -33,10 +33,11 @@ from datasets.sessions import UNKNOWN, Sessions
 log = logging.getLogger(__name__)
 
 _UNIT = Float(0, 1, high_open=True)
-# bpr-max: the official code's default ELU parameter (0.5); the other losses keep what the
-# official Theano code's examples use with them.
-DEFAULT_FINAL_ACT = {"cross-entropy": "softmax", "bpr-max": "elu-0.5", "top1-max": "elu-1",
-                     "bpr": "tanh", "top1": "tanh"}
+# The official defaults: bpr-max takes the PyTorch code's ELU parameter (0.5); the losses only
+# the Theano code has (top1-max, bpr, top1) take its default final activation, linear (its
+# docstring says elu-1, its constructor says linear). The 2016 presets set tanh explicitly.
+DEFAULT_FINAL_ACT = {"cross-entropy": "softmax", "bpr-max": "elu-0.5", "top1-max": "linear",
+                     "bpr": "linear", "top1": "linear"}
 
 
 class GRU4Rec(SessionRecommender):
@@ -53,7 +54,8 @@ class GRU4Rec(SessionRecommender):
         loss: ``cross-entropy``, ``bpr-max``, ``top1-max``, ``bpr`` or ``top1``.
         final_act: activation of the sampled scores before the loss: ``softmax`` (cross-entropy
             only), ``linear``, ``tanh`` or ``elu-<alpha>``. None: softmax for cross-entropy,
-            elu-0.5 for bpr-max (the official default), elu-1 for top1-max, tanh for bpr/top1. Scores returned by ``step`` are the raw
+            elu-0.5 for bpr-max (the official default), linear for top1-max, bpr and top1 (the
+            Theano code's default). Scores returned by ``step`` are the raw
             scores (every allowed activation is increasing, so ranks are unchanged).
         n_sample: extra negative items per step, shared by the mini-batch (0: in-batch only).
         sample_alpha: extra samples are drawn with probability proportional to support^alpha.
