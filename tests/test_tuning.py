@@ -202,8 +202,10 @@ def test_the_command_prints_a_loadable_best_table_and_draws_the_study(tmp_path, 
     assert (tmp_path / "synthetic" / "item-knn.png").is_file()
 
 
-def test_the_command_refuses_a_bad_value_before_loading_data(tmp_path):
-    with pytest.raises(SystemExit, match=r"n_sims = 0: must be an integer >= 1"):
-        main(["--dataset", "rsc15", "--algorithm", "item-knn", "--trials", "3",
-              "--clicks", str(tmp_path / "none.dat"), "--set", "n_sims=0",
-              "--storage", str(tmp_path / "s.journal")])
+def test_the_command_refuses_a_bad_value_before_loading_data(tmp_path, capsys):
+    assert main(["--dataset", "rsc15", "--algorithm", "item-knn", "--trials", "3",
+                 "--clicks", str(tmp_path / "none.dat"), "--set", "n_sims=0",
+                 "--storage", str(tmp_path / "s.journal")]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: n_sims = 0: must be an integer >= 1\n"
+    assert not (tmp_path / "s.journal").exists()

@@ -212,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_grid(args, fixed)
         return run_study(args, fixed)
     except (ValueError, KeyError, DataError, ConfigError) as e:
-        raise SystemExit(f"error: {e}") from None
+        print(f"error: {e}", file=sys.stderr)  # one line and exit 2, as run_benchmark.py
+        return 2
 
 
 if __name__ == "__main__":
