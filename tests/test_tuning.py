@@ -209,3 +209,33 @@ def test_the_command_refuses_a_bad_value_before_loading_data(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == "error: n_sims = 0: must be an integer >= 1\n"
     assert not (tmp_path / "s.journal").exists()
+
+
+def test_summary_lists_every_journal_with_its_budget_and_best_trial(tmp_path, capsys):
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    from benchmark.tuning.summary import collect, main as summary_main
+
+    journal = tmp_path / "toy" / "dial.journal"
+    study = open_study(open_storage(str(journal)), "toy/dial",
+                       StudyInfo("dial", "toy", "mrr@20", {}), seed=0)
+    dist = {"skill": FloatDistribution(0, 1)}
+    for skill, mrr, state in ((0.1, 0.25, TrialState.COMPLETE), (0.7, 1.0, TrialState.COMPLETE),
+                              (0.3, 0.5, TrialState.COMPLETE), (0.9, None, TrialState.FAIL)):
+        study.add_trial(create_trial(
+            state=state, value=mrr, params={"skill": skill}, distributions=dist,
+            user_attrs={"config": {"skill": skill}, "mrr@20": mrr, "recall@20": 1.0}
+            if mrr is not None else {}))
+    study.add_trial(create_trial(state=TrialState.PRUNED, params={"skill": 0.0},
+                                 distributions=dist, intermediate_values={1: 0.1}))
+    [line] = collect(tmp_path)
+    assert (line.dataset, line.algorithm, line.study) == ("toy", "dial", "toy/dial")
+    assert (line.complete, line.pruned, line.failed, line.running) == (3, 1, 1, 0)
+    assert (line.finished, line.best_trial, line.mrr) == (4, 1, 1.0)
+    assert summary_main([str(tmp_path), "--budget", "toy=30"]) == 0
+    row = capsys.readouterr().out.splitlines()[2]
+    assert [c.strip() for c in row.strip("|").split("|")] == \
+        ["toy", "dial", "4 / 30", "3", "1", "1", "0", "1", "1.0000", "1.0000"]
+    assert summary_main([str(tmp_path), "--budget", "toy"]) == 2
+    assert "expected DATASET=N" in capsys.readouterr().err
