@@ -13,7 +13,6 @@ import json
 import pickle
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -301,7 +300,6 @@ def test_gzip_file_not_named_gz_is_read_by_content(tmp_path, shared_data):
 def test_exit_status_and_one_line_in_a_real_process(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text('[gru4rec]\nbatch_size = "32"\n')
-    started = time.perf_counter()
     res = subprocess.run([sys.executable, str(REPO_ROOT / "run_benchmark.py"), "--dataset",
                           "synthetic", "--algorithms", "pop,gru4rec", "--config", str(config),
                           "--out", str(tmp_path / "out")],
@@ -309,6 +307,5 @@ def test_exit_status_and_one_line_in_a_real_process(tmp_path):
     assert res.returncode == 2
     assert res.stderr.splitlines() == [
         f'error: {config}: [gru4rec] batch_size = "32": must be an integer >= 1']
-    assert not (tmp_path / "out").exists()
-    assert time.perf_counter() - started < 30  # imports only: no data, no training
+    assert not (tmp_path / "out").exists()  # stderr holds nothing else: no data, no training
     json.dumps(res.stderr)  # plain text
