@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 
 from algorithms.gru4rec.threads import OthersCpu, ThreadPolicy
@@ -58,8 +61,28 @@ def test_others_cpu_is_busy_time_minus_our_own_over_wall_time() -> None:
     assert OthersCpu(lambda: next(readings)).cores() == pytest.approx(1.0)
 
 
+def test_a_span_too_short_to_measure_keeps_the_previous_answer() -> None:
+    # /proc counts 10 ms ticks: one tick in 2 ms would read as 5 cores. Spans under half a
+    # second are not measured; the counters keep running until one is long enough.
+    readings = iter([(0.0, 0.0, 0.0), (0.01, 0.0, 0.002), (1.0, 0.0, 1.0), (1.01, 0.0, 1.002),
+                     (2.5, 0.0, 2.0)])
+    others = OthersCpu(lambda: next(readings))
+    assert others.cores() == 0.0  # 2 ms: the initial answer
+    assert others.cores() == pytest.approx(1.0)  # 1 s, one core busy
+    assert others.cores() == pytest.approx(1.0)  # 2 ms later: still the last answer
+    assert others.cores() == pytest.approx(1.5)  # from 1 s to 2 s: 1.5 cores
+
+
+def test_the_answer_never_exceeds_the_machine() -> None:
+    readings = iter([(0.0, 0.0, 0.0), (10.0, 0.0, 1.0)])  # 10 busy core-seconds in 1 s
+    assert OthersCpu(lambda: next(readings), max_cores=2).cores() == 2.0
+
+
 def test_the_real_reading_is_a_number_of_cores() -> None:
-    assert 0.0 <= OthersCpu().cores() <= 64.0
+    others = OthersCpu()
+    assert others.cores() == 0.0  # no time has passed: nothing measured yet
+    time.sleep(0.6)
+    assert 0.0 <= others.cores() <= os.cpu_count()
 
 
 def test_rejects_zero_threads() -> None:

@@ -32,17 +32,27 @@ class OthersCpu:
     elsewhere). ``read`` returns (busy seconds of all cores, this process's CPU seconds,
     wall seconds) and is injectable for tests."""
 
-    def __init__(self, read: Callable[[], tuple[float, float, float]] | None = None) -> None:
+    MIN_WALL_S = 0.5
+    """Shorter spans are not measured: /proc counts in clock ticks (10 ms), so over a few
+    milliseconds one tick more or less reads as dozens of cores."""
+
+    def __init__(self, read: Callable[[], tuple[float, float, float]] | None = None,
+                 max_cores: float | None = None) -> None:
         self.read = read or _read_proc
+        self.max_cores = float(max_cores or os.cpu_count() or 1)
         self.last = self.read()
+        self.value = 0.0
 
     def cores(self) -> float:
+        """Cores busy with other processes since the previous measured call, in [0, max_cores];
+        within ``MIN_WALL_S`` of it, the previous answer."""
         now = self.read()
         busy, mine, wall = (b - a for a, b in zip(self.last, now))
+        if wall < self.MIN_WALL_S:
+            return self.value
         self.last = now
-        if wall <= 0:
-            return 0.0
-        return max(0.0, (busy - mine) / wall)
+        self.value = min(self.max_cores, max(0.0, (busy - mine) / wall))
+        return self.value
 
 
 def _read_proc() -> tuple[float, float, float]:
