@@ -72,8 +72,9 @@ def table(lines: list[StudyLine], budget: dict[str, int] | None = None) -> str:
 
     rows = [[s.dataset, s.algorithm,
              f"{s.finished} / {budget[s.dataset]}" if s.dataset in budget else str(s.finished),
-             s.complete, s.pruned, s.failed, s.running, "–" if s.best_trial is None else s.best_trial,
-             num(s.mrr), num(s.recall)] for s in lines]
+             s.complete, s.pruned, s.failed, s.running,
+             "–" if s.best_trial is None else s.best_trial, num(s.mrr), num(s.recall)]
+            for s in lines]
     headers = ["dataset", "algorithm", "finished trials", "complete", "pruned", "failed",
                "running", "best trial", "valid MRR@20", "valid Recall@20"]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
