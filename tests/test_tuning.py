@@ -209,6 +209,10 @@ def test_the_command_refuses_a_bad_value_before_loading_data(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == "error: n_sims = 0: must be an integer >= 1\n"
     assert not (tmp_path / "s.journal").exists()
+    assert main(["--dataset", "rsc15", "--algorithm", "item-knn", "--trials", "3",
+                 "--clicks", str(tmp_path / "none.dat"), "--seed", "-1",
+                 "--storage", str(tmp_path / "s.journal")]) == 2
+    assert capsys.readouterr().err == "error: --seed must be >= 0, got -1\n"  # before the data
 
 
 def test_summary_lists_every_journal_with_its_budget_and_best_trial(tmp_path, capsys):
@@ -237,5 +241,6 @@ def test_summary_lists_every_journal_with_its_budget_and_best_trial(tmp_path, ca
     row = capsys.readouterr().out.splitlines()[2]
     assert [c.strip() for c in row.strip("|").split("|")] == \
         ["toy", "dial", "4 / 30", "3", "1", "1", "0", "1", "1.0000", "1.0000"]
-    assert summary_main([str(tmp_path), "--budget", "toy"]) == 2
-    assert "expected DATASET=N" in capsys.readouterr().err
+    for bad in ("toy", "toy=0"):
+        assert summary_main([str(tmp_path), "--budget", bad]) == 2
+        assert f"--budget '{bad}': expected DATASET=N with N >= 1" in capsys.readouterr().err

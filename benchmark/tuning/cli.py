@@ -167,6 +167,8 @@ def run_study(args: argparse.Namespace, fixed: dict[str, Any]) -> int:
         raise ValueError(f"--trials must be >= 1, got {args.trials}")
     if args.heartbeat < 1:
         raise ValueError(f"--heartbeat must be >= 1 second, got {args.heartbeat}")
+    if args.seed < 0:  # the sampler seeds numpy with (seed, trial number): no negatives
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
     label = dataset_label(args.dataset)
     storage = args.storage or str(default_journal(args.dataset, args.algorithm))
     name = args.study or f"{label}/{args.algorithm}"

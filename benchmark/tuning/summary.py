@@ -84,8 +84,9 @@ def _budget(items: list[str]) -> dict[str, int]:
     budget = {}
     for item in items:
         name, sep, value = item.partition("=")
-        if not sep or not value.isdigit():
-            raise ValueError(f"--budget {item!r}: expected DATASET=N, e.g. rsc15-64=30")
+        if not sep or not value.isdigit() or int(value) < 1:
+            raise ValueError(f"--budget {item!r}: expected DATASET=N with N >= 1, e.g. "
+                             "rsc15-64=30")
         budget[name] = int(value)
     return budget
 
