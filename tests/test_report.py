@@ -237,7 +237,8 @@ def test_each_row_shows_how_its_values_were_chosen(tmp_path):
     record["config"]["item-knn"]["tuning"] = {"trials": 30, "objective": "mrr",
                                               "study": "results/tune/rsc15-64/item-knn.journal"}
     record["config"]["gru4rec"]["tuning"] = "published"
-    record["config"]["pop"]["tuning"] = None
+    record["config"]["pop"]["tuning"] = None  # params {}: nothing to tune
+    record["config"]["spop"].update(tuning=None, params={"k": 1})  # values of unknown origin
     (path / "run.json").write_text(json.dumps(record))
     render.finalize_run(path, n_boot=50, n_resamples=50)
     lines = (path / "table.md").read_text().splitlines()
@@ -249,7 +250,8 @@ def test_each_row_shows_how_its_values_were_chosen(tmp_path):
         rows[line.split("|")[1].strip()] = line.split("|")[2].strip()
     assert rows["item-knn"] == "tuned: 30 trials, MRR@20"
     assert rows["**gru4rec**"] == "published setting"
-    assert rows["pop"] == "not recorded"
+    assert rows["pop"] == "no hyperparameters"
+    assert rows["spop"] == "not recorded"
     table = pd.read_csv(path / "table.csv").set_index("algorithm")
     assert table.loc["item-knn", "tuning"] == "tuned: 30 trials, MRR@20"
 

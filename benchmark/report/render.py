@@ -99,10 +99,12 @@ def dataset_name(record: dict, run_dir: Path) -> str:
 
 def tuning_texts(record: dict) -> dict[str, str]:
     """Run label -> how its values were chosen, from ``run.json``'s ``config`` (runs older than
-    the ``tuning`` key have none: their rows show no tuning column)."""
+    the ``tuning`` key have none: their rows show no tuning column). An algorithm without
+    hyperparameters (POP) says so rather than "not recorded"."""
     config = record.get("config") or {}
-    return {label: tuning_text(entry["tuning"]) for label, entry in config.items()
-            if isinstance(entry, dict) and "tuning" in entry}
+    return {label: ("no hyperparameters" if entry["tuning"] is None and entry.get("params") == {}
+                    else tuning_text(entry["tuning"]))
+            for label, entry in config.items() if isinstance(entry, dict) and "tuning" in entry}
 
 
 def algorithm_names(record: dict) -> dict[str, str]:
