@@ -238,7 +238,6 @@ def test_each_row_shows_how_its_values_were_chosen(tmp_path):
                                               "study": "results/tune/rsc15-64/item-knn.journal"}
     record["config"]["gru4rec"]["tuning"] = "published"
     record["config"]["pop"]["tuning"] = None  # params {}: nothing to tune
-    record["config"]["spop"].update(tuning=None, params={"k": 1})  # values of unknown origin
     (path / "run.json").write_text(json.dumps(record))
     render.finalize_run(path, n_boot=50, n_resamples=50)
     lines = (path / "table.md").read_text().splitlines()
@@ -251,9 +250,11 @@ def test_each_row_shows_how_its_values_were_chosen(tmp_path):
     assert rows["item-knn"] == "tuned: 30 trials, MRR@20"
     assert rows["**gru4rec**"] == "published setting"
     assert rows["pop"] == "no hyperparameters"
-    assert rows["spop"] == "not recorded"
     table = pd.read_csv(path / "table.csv").set_index("algorithm")
     assert table.loc["item-knn", "tuning"] == "tuned: 30 trials, MRR@20"
+    # hyperparameters whose origin the config does not say
+    record["config"]["item-knn"].update(tuning=None, params={"alpha": 0.5})
+    assert render.tuning_texts(record)["item-knn"] == "not recorded"
 
 
 def test_runs_without_tuning_records_keep_their_table_shape(run_dir):
