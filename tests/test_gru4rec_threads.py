@@ -6,6 +6,7 @@ import os
 import time
 
 import pytest
+import torch
 
 from algorithms.gru4rec.threads import OthersCpu, ThreadPolicy
 
@@ -54,6 +55,37 @@ def test_a_fixed_count_is_set_once_and_never_looked_at_again() -> None:
     for _ in range(1000):
         policy.step_done()
     assert calls == [3] and policy.history == [] and policy.others is None
+
+
+def test_every_epoch_sets_the_count_again() -> None:
+    calls: list[int] = []
+    policy = ThreadPolicy(1, set_threads=calls.append)
+    policy.begin_epoch()
+    policy.begin_epoch()
+    assert calls == [1, 1, 1]
+
+
+def test_the_thread_count_holds_in_every_epoch_of_a_fit(monkeypatch) -> None:
+    """Regression: the recommender put torch's own count back after epoch 1, and the policy,
+    believing its count still in force, never set it again: n_threads=1 held in epoch 1 only,
+    and two tuning workers each trained epochs 2+ with two threads, four times slower."""
+    from algorithms.gru4rec import GRU4Rec
+    from algorithms.gru4rec.trainer import Trainer
+    from datasets.sessions import from_lists
+
+    seen: list[int] = []
+    step = Trainer.train_step
+    monkeypatch.setattr(Trainer, "train_step",
+                        lambda self, t: seen.append(torch.get_num_threads()) or step(self, t))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        GRU4Rec(layers=[8], batch_size=2, n_epochs=3, n_sample=0, n_threads=1,
+                device="cpu").fit(from_lists([[0, 1, 2, 3], [1, 2, 3], [2, 3, 0, 1]], 4))
+        assert torch.get_num_threads() == 2  # the caller's count is back after the fit
+    finally:
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {1}
 
 
 def test_others_cpu_is_busy_time_minus_our_own_over_wall_time() -> None:

@@ -204,6 +204,13 @@ class GRU4Rec(SessionRecommender):
         plan = plan_epoch(train, self.batch_size)
         params = init_params(train.n_items, self._layer_sizes(), self.embedding, init_gen,
                              self.device_, cell=self.cell)
+        with self._restore_threads():
+            self._train(train, plan, params, support, run_gen)
+        return self
+
+    def _train(self, train: Sessions, plan, params, support: np.ndarray,
+               run_gen: torch.Generator) -> None:
+        caller_threads = torch.get_num_threads()
         threads = None
         if self.device_.type == "cpu":
             threads = (ThreadPolicy.fixed(self.n_threads) if self.n_threads
@@ -213,8 +220,9 @@ class GRU4Rec(SessionRecommender):
         log.info("GRU4Rec: %d items, %d training events/epoch in %d steps, device %s",
                  train.n_items, plan.n_events, plan.n_steps, self.device_)
         for epoch in range(1, self.n_epochs + 1):
-            with self._restore_threads():
-                stats = trainer.train_epoch(epoch)
+            stats = trainer.train_epoch(epoch)  # sets the policy's thread count at its start
+            if threads is not None:  # the epoch callback (validation) runs with the caller's
+                torch.set_num_threads(caller_threads)
             self.network_ = trainer.net  # live views: the callback scores the current weights
             row = {"epoch": epoch, "loss": stats["loss"],
                    "events_per_s": stats["events"] / max(stats["seconds"], 1e-9),
@@ -226,11 +234,10 @@ class GRU4Rec(SessionRecommender):
                      "".join(f", {k} {v:.4f}" for k, v in row.items()
                              if k not in ("epoch", "loss", "events_per_s", "threads")))
         self.network_ = Network(trainer.export_params(), self.embedding)
-        return self
 
     @contextlib.contextmanager
     def _restore_threads(self) -> Iterator[None]:
-        """Run the block, then put torch's thread count back (training may change it)."""
+        """Run the block, then put torch's thread count back (training changes it)."""
         before = torch.get_num_threads()
         try:
             yield

@@ -128,6 +128,13 @@ class ThreadPolicy:
         self.history.append((busy, n))
         self._use(n)
 
+    def begin_epoch(self) -> None:
+        """Call before every epoch: sets the count in force again, since the caller may have
+        changed torch's thread count in between (the recommender restores its own after each
+        epoch, so that evaluation keeps the process's setting)."""
+        self._set(self.current)
+        self._last = self.clock()
+
     def step_done(self) -> None:
         """Call after every training step."""
         if self.others is not None and self.clock() - self._last >= self.hold_s:

@@ -396,6 +396,8 @@ class Trainer:
             FloatingPointError: if the loss becomes NaN or infinite.
         """
         self.reset_hidden()
+        if self.threads is not None:
+            self.threads.begin_epoch()
         loss_sum = torch.zeros((), device=self.device)
         n_losses = 0
         n_steps = self.plan.n_steps
