@@ -18,7 +18,8 @@ from benchmark.registry import get_algorithm
 from benchmark.tune import main
 from benchmark.tuning.space import SEARCH_DIR, load_space, parse_space
 from benchmark.tuning.study import (
-    StudyInfo, counts, open_storage, open_study, run_trials, trial_objective, worker_id,
+    StudyInfo, counts, fail_dead_trials, open_storage, open_study, run_trials, trial_objective,
+    worker_id,
 )
 from datasets.sessions import Dataset, from_lists
 
@@ -118,6 +119,19 @@ def test_a_running_trial_of_a_dead_worker_is_failed_and_retried_once(tmp_path, d
     retried = [t for t in study.trials
                if t.system_attrs.get("failed_trial") == study.trials[0].number]
     assert len(retried) == 1 and retried[0].params == study.trials[0].params
+
+
+def test_a_dead_workers_retry_is_given_up_not_queued_a_third_time(tmp_path, caplog):
+    _, study = _dial_study(tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    retry = study.ask({"skill": optuna.distributions.FloatDistribution(0.0, 1.0)})
+    retry.set_user_attr("worker", {**worker_id(), "pid": int(dead.stdout), "start": None})
+    study._storage.set_trial_system_attr(retry._trial_id, "retry_history", [7])
+    with caplog.at_level("WARNING", logger="benchmark.tuning.study"):
+        fail_dead_trials(study)
+    assert [t.state for t in study.trials] == [TrialState.FAIL]  # nothing queued
+    assert "marked FAIL and given up (already retried 1 time(s))" in caplog.text
 
 
 def test_pruning_stops_a_hopeless_trial_from_its_epoch_reports(tmp_path, dataset):

@@ -212,8 +212,10 @@ def fail_dead_trials(study: optuna.Study) -> None:
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker got there first
-        log.warning("trial %d: its worker (pid %s) is gone; marked FAIL and queued again",
-                    trial.number, worker["pid"])
+        retries = len(trial.system_attrs.get("retry_history", []))
+        log.warning("trial %d: its worker (pid %s) is gone; marked FAIL and %s", trial.number,
+                    worker["pid"], "queued again" if retries < MAX_RETRY
+                    else f"given up (already retried {retries} time(s))")
         _retry()(study, storage.get_trial(trial._trial_id))
 
 
