@@ -106,12 +106,18 @@ def test_a_seeded_study_is_reproducible_and_workers_draw_apart(tmp_path, dataset
     assert len(set(drawn)) == 4  # the random draws differ by trial number
 
 
-def test_a_running_trial_of_a_dead_worker_is_failed_and_retried_once(tmp_path, dataset):
-    space, study = _dial_study(tmp_path)
+def _orphan(study: optuna.Study) -> optuna.Trial:
+    """A RUNNING trial whose worker (a finished process of this host) is gone."""
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
     orphan = study.ask({"skill": optuna.distributions.FloatDistribution(0.0, 1.0)})
     orphan.set_user_attr("worker", {**worker_id(), "pid": int(dead.stdout), "start": None})
+    return orphan
+
+
+def test_a_running_trial_of_a_dead_worker_is_failed_and_retried_once(tmp_path, dataset):
+    space, study = _dial_study(tmp_path)
+    _orphan(study)
     run_trials(study, trial_objective(Dial, space, dataset), 3)
     states = [t.state for t in study.trials]
     assert states.count(TrialState.FAIL) == 1 and study.trials[0].state == TrialState.FAIL
@@ -123,10 +129,7 @@ def test_a_running_trial_of_a_dead_worker_is_failed_and_retried_once(tmp_path, d
 
 def test_a_dead_workers_retry_is_given_up_not_queued_a_third_time(tmp_path, caplog):
     _, study = _dial_study(tmp_path)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
-    retry = study.ask({"skill": optuna.distributions.FloatDistribution(0.0, 1.0)})
-    retry.set_user_attr("worker", {**worker_id(), "pid": int(dead.stdout), "start": None})
+    retry = _orphan(study)
     study._storage.set_trial_system_attr(retry._trial_id, "retry_history", [7])
     with caplog.at_level("WARNING", logger="benchmark.tuning.study"):
         fail_dead_trials(study)
