@@ -66,9 +66,10 @@ def test_every_epoch_sets_the_count_again() -> None:
 
 
 def test_the_thread_count_holds_in_every_epoch_of_a_fit(monkeypatch) -> None:
-    """Regression: the recommender put torch's own count back after epoch 1, and the policy,
-    believing its count still in force, never set it again: n_threads=1 held in epoch 1 only,
-    and two tuning workers each trained epochs 2+ with two threads, four times slower."""
+    """Regression: the recommender put the count from before the epoch back after it, and the
+    policy, believing its own count still in force, never set it again: an adaptive count held
+    in epoch 1 only (two tuning workers each trained epochs 2+ with two threads, four times
+    slower), and a fixed count was left set for the caller after the fit."""
     from algorithms.gru4rec import GRU4Rec
     from algorithms.gru4rec.trainer import Trainer
     from datasets.sessions import from_lists
