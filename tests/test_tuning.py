@@ -83,6 +83,15 @@ def test_a_one_parameter_search_finds_the_known_best_value(tmp_path, dataset):
     assert len(study.trials) == 20  # nothing else was recorded
 
 
+def test_opening_an_existing_study_leaves_its_journal_unchanged(tmp_path, dataset):
+    space, study = _dial_study(tmp_path)
+    run_trials(study, trial_objective(Dial, space, dataset), 2)
+    before = (tmp_path / "dial.journal").read_bytes()
+    _, again = _dial_study(tmp_path)  # what --plot-only and every later worker do
+    assert len(again.trials) == 2
+    assert (tmp_path / "dial.journal").read_bytes() == before
+
+
 def test_trials_is_the_study_total_so_a_second_run_adds_nothing(tmp_path, dataset):
     space, study = _dial_study(tmp_path)
     objective = trial_objective(Dial, space, dataset)

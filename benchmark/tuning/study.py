@@ -132,10 +132,16 @@ class StudyInfo:
 
 def open_study(storage: optuna.storages.BaseStorage, name: str, info: StudyInfo, *, seed: int,
                prune: bool = True) -> optuna.Study:
-    """Create the study, or load it and refuse it if it searches something else."""
-    study = optuna.create_study(storage=storage, study_name=name, direction="maximize",
-                                sampler=make_sampler(seed), pruner=make_pruner(prune),
-                                load_if_exists=True)
+    """Create the study, or load it and refuse it if it searches something else. An existing
+    study is loaded, not created again: on a journal file a create writes a record even when the
+    study exists, and drawing a committed study must leave its journal as it was."""
+    try:
+        study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(seed),
+                                  pruner=make_pruner(prune))
+    except KeyError:  # not there yet (another worker may create it meanwhile: load_if_exists)
+        study = optuna.create_study(storage=storage, study_name=name, direction="maximize",
+                                    sampler=make_sampler(seed), pruner=make_pruner(prune),
+                                    load_if_exists=True)
     held = study.user_attrs
     for key, value in info.attrs().items():
         if key not in held:
