@@ -204,13 +204,12 @@ class GRU4Rec(SessionRecommender):
         plan = plan_epoch(train, self.batch_size)
         params = init_params(train.n_items, self._layer_sizes(), self.embedding, init_gen,
                              self.device_, cell=self.cell)
-        with self._restore_threads():
-            self._train(train, plan, params, support, run_gen)
+        with self._restore_threads() as caller_threads:
+            self._train(train, plan, params, support, run_gen, caller_threads)
         return self
 
     def _train(self, train: Sessions, plan, params, support: np.ndarray,
-               run_gen: torch.Generator) -> None:
-        caller_threads = torch.get_num_threads()
+               run_gen: torch.Generator, caller_threads: int) -> None:
         threads = None
         if self.device_.type == "cpu":
             threads = (ThreadPolicy.fixed(self.n_threads) if self.n_threads
@@ -236,11 +235,12 @@ class GRU4Rec(SessionRecommender):
         self.network_ = Network(trainer.export_params(), self.embedding)
 
     @contextlib.contextmanager
-    def _restore_threads(self) -> Iterator[None]:
-        """Run the block, then put torch's thread count back (training changes it)."""
+    def _restore_threads(self) -> Iterator[int]:
+        """Run the block with torch's current thread count as its value, then put that count
+        back (training changes it)."""
         before = torch.get_num_threads()
         try:
-            yield
+            yield before
         finally:
             if torch.get_num_threads() != before:
                 torch.set_num_threads(before)
