@@ -68,8 +68,9 @@ def _study(path: Path) -> optuna.Study:
     return optuna.load_study(study_name=names[0], storage=storage)
 
 
-def study_table(path: Path, dataset: str, trials: int) -> tuple[str, str]:
-    """(algorithm, the commented config table of the best trial of the study in ``path``)."""
+def study_table(path: Path, dataset: str, trials: int) -> tuple[str, str, str]:
+    """(algorithm, objective, the commented config table of the best trial of the study in
+    ``path``)."""
     study = _study(path)
     algorithm = study.user_attrs.get("algorithm", path.stem)
     get_algorithm(algorithm)  # KeyError for a study of an unknown algorithm
@@ -91,7 +92,7 @@ def study_table(path: Path, dataset: str, trials: int) -> tuple[str, str]:
                f"validation MRR@20 {best.user_attrs['mrr@20']:.4f}, "
                f"Recall@20 {best.user_attrs['recall@20']:.4f}).\n")
     table = toml_table(row, params, tuning)
-    return algorithm, comment + table.replace(f"[{row}]", _header(row), 1)
+    return algorithm, objective, comment + table.replace(f"[{row}]", _header(row), 1)
 
 
 def _header(row: str) -> str:
@@ -104,14 +105,14 @@ def config_text(folder: Path, dataset: str, trials: int, search_dir: Path = SEAR
     journals = sorted((folder / dataset).glob("*.journal"))
     if not journals:
         raise ValueError(f"no study journal (*.journal) in {folder / dataset}")
-    tables = dict(study_table(path, dataset, trials) for path in journals)
+    studies = [study_table(path, dataset, trials) for path in journals]
+    tables = {algorithm: text for algorithm, _, text in studies}
     missing = sorted({p.stem for p in search_dir.glob("*.toml")} - set(tables))
     if missing:
         raise BudgetError(f"no study in {folder / dataset} for {', '.join(missing)} (every "
                           f"algorithm with a search space in {search_dir} is tuned)")
-    metrics = {_study(path).user_attrs["objective"] for path in journals}
-    metric = " / ".join(sorted(m.replace("mrr", "MRR").replace("recall", "Recall")
-                               for m in metrics))
+    metric = " / ".join(sorted({objective.replace("mrr", "MRR").replace("recall", "Recall")
+                                for _, objective, _ in studies}))
     order = sorted(tables, key=lambda a: (ORDER.index(a) if a in ORDER else len(ORDER), a))
     paramfile = PUBLISHED_GRU4REC.get(dataset, DEFAULT_GRU4REC)
     parts = [HEADER.format(dataset=dataset, trials=trials, metric=metric)
