@@ -366,7 +366,10 @@ class SessionKNN(SessionRecommender):
         p = np.arange(1, width + 1)
         slot = np.arange(len(hist))[:, None]
         is_last = (hist != UNKNOWN) & (state["pos"][rows][slot, np.maximum(hist, 0)] == p)
-        w = np.where(is_last, self.position_weights(p[None, :], length[:, None]), 0.0)
+        # Positions past a slot's length are padding (masked below); clipping them to the
+        # length keeps w(p, L) finite there (1 / log10(L - p + 1.7) is not for p > L + 0.7).
+        w = np.where(is_last, self.position_weights(np.minimum(p[None, :], length[:, None]),
+                                                    length[:, None]), 0.0)
         d_slot, d_col = np.nonzero(is_last)
         return (length, is_last.sum(axis=1), w.sum(axis=1), (w * w).sum(axis=1),
                 d_slot, hist[d_slot, d_col], d_col + 1)

@@ -168,6 +168,24 @@ def test_batched_scores_equal_the_slow_twin(model, timed):
     check_against_slow_twin(model, timed)
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("weighting", sorted(WEIGHTINGS))
+def test_a_short_session_beside_a_long_one_is_scored_without_warnings(weighting):
+    """Slot 1 starts a new session while slot 0 is 4 clicks in: the batch is 4 positions wide,
+    and w(p, L) of slot 1's padding (p = 4, L = 1) must not be computed from invalid values
+    (1 / log10(L - p + 1.7) was, with a RuntimeWarning, before its result was masked)."""
+    model = VSKNN(k=3, weighting=weighting)
+    model.fit(from_lists(TRAIN, N_ITEMS))
+    state = model.init_state(2)
+    clicks = [(0, 1), (1, 3), (2, 2), (4, 2)]  # (slot 0, slot 1); slot 1 restarts at step 4
+    for t, items in enumerate(clicks):
+        scores = model.step(state, np.array(items), np.array([t == 0, t in (0, 3)]))
+    np.testing.assert_allclose(scores[0], reference_scores(model, from_lists(TRAIN, N_ITEMS),
+                                                           [0, 1, 2, 4]), rtol=1e-12)
+    np.testing.assert_allclose(scores[1], reference_scores(model, from_lists(TRAIN, N_ITEMS),
+                                                           [2]), rtol=1e-12)
+
+
 def check_against_slow_twin(model, timed: bool, seed: int = 0) -> None:
     """Every slot's scores after every click equal reference_scores on random sessions."""
     rng = np.random.default_rng(seed)
