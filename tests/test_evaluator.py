@@ -36,6 +36,27 @@ def test_hand_computed_ranks_torch(mode):
     np.testing.assert_array_equal(rank_targets(scores, TARGETS, mode), EXPECTED[mode])
 
 
+def _slow_rank(row: np.ndarray, target: int, mode: str) -> float:
+    """The definition, item by item: NaN scores of other items are neither higher nor tied."""
+    higher = sum(row[j] > row[target] for j in range(len(row)) if j != target)
+    tied = sum(row[j] == row[target] for j in range(len(row)) if j != target)
+    return {"standard": 1.0 + higher, "conservative": 1.0 + higher + tied,
+            "median": 1.0 + higher + tied / 2}[mode]
+
+
+@pytest.mark.parametrize("mode", list(EXPECTED))
+@pytest.mark.parametrize("as_torch", [False, True])
+def test_ranks_equal_the_definition_on_many_ties_and_nans(mode, as_torch):
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 6, (40, 30)).astype(np.float32)  # 6 values: ties everywhere
+    scores[rng.random(scores.shape) < 0.05] = np.nan
+    targets = rng.integers(0, 30, 40)
+    scores[np.arange(40), targets] = rng.integers(0, 6, 40)  # the targets' own scores are numbers
+    expected = [_slow_rank(scores[k], targets[k], mode) for k in range(40)]
+    given = torch.from_numpy(scores) if as_torch else scores
+    np.testing.assert_array_equal(rank_targets(given, targets, mode), expected)
+
+
 def test_all_zero_scores_get_no_free_hits_under_conservative_ties():
     scores = np.zeros((1, 1000))
     assert rank_targets(scores, np.array([7]), "conservative")[0] == 1000
