@@ -228,6 +228,26 @@ def test_the_command_prints_a_loadable_best_table_and_draws_the_study(tmp_path, 
     assert (tmp_path / "synthetic" / "item-knn.png").is_file()
 
 
+def test_fail_running_frees_the_trials_of_workers_on_another_machine(tmp_path, capsys):
+    journal = tmp_path / "synthetic" / "item-knn.journal"
+    args = ["--dataset", "synthetic", "--algorithm", "item-knn", "--storage", str(journal)]
+    assert main([*args, "--trials", "1"]) == 0
+    study = optuna.load_study(study_name="synthetic/item-knn", storage=open_storage(str(journal)))
+    away = study.ask({"alpha": optuna.distributions.FloatDistribution(0.0, 1.0)})
+    away.set_user_attr("worker", {"host": "another-machine", "pid": 1, "start": None})
+    assert fail_dead_trials(study) == []  # this host cannot tell whether it is alive
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE, TrialState.RUNNING]
+    capsys.readouterr()
+    assert main([*args, "--fail-running"]) == 0
+    assert "# marked FAIL: 1\n" in capsys.readouterr().out
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING]
+    assert trials[2].params == trials[1].params  # queued again with its setting
+    assert trials[2].system_attrs["failed_trial"] == 1
+    assert main([*args, "--fail-running"]) == 0
+    assert "# marked FAIL: no running trial" in capsys.readouterr().out
+
+
 def test_the_command_refuses_a_bad_value_before_loading_data(tmp_path, capsys):
     assert main(["--dataset", "rsc15", "--algorithm", "item-knn", "--trials", "3",
                  "--clicks", str(tmp_path / "none.dat"), "--set", "n_sims=0",

@@ -31,8 +31,8 @@ from benchmark.tuning import grid as grid_mod
 from benchmark.tuning.picture import draw_study
 from benchmark.tuning.space import load_space
 from benchmark.tuning.study import (
-    OBJECTIVES, StudyInfo, best_config, counts, is_url, open_storage, open_study, run_trials,
-    trial_objective,
+    OBJECTIVES, StudyInfo, best_config, counts, fail_dead_trials, is_url, open_storage,
+    open_study, run_trials, trial_objective,
 )
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--grid", help="try every combination, e.g. 'reg_lambda=0,20 n_sims=50,100'")
     mode.add_argument("--plot-only", action="store_true",
                       help="redraw the study's picture (and print its best) without any trial")
+    mode.add_argument("--fail-running", action="store_true",
+                      help="mark every RUNNING trial of the study FAIL (each is queued again "
+                           "once), then redraw: for a journal moved from another machine, "
+                           "whose workers this one cannot see; only when no worker is left")
     p.add_argument("--storage", default=None,
                    help="journal file path or RDB URL (default results/tune/<dataset>/<algorithm>.journal)")
     p.add_argument("--study", default=None, help="study name (default <dataset>/<algorithm>)")
@@ -173,13 +177,17 @@ def run_study(args: argparse.Namespace, fixed: dict[str, Any]) -> int:
     storage = args.storage or str(default_journal(args.dataset, args.algorithm))
     name = args.study or f"{label}/{args.algorithm}"
     info = StudyInfo(args.algorithm, label, OBJECTIVES[args.objective], space.describe())
-    if args.plot_only and not (is_url(storage) or Path(storage).is_file()):
-        raise ValueError(f"no study to draw: {storage} does not exist")
+    no_trials = args.plot_only or args.fail_running
+    if no_trials and not (is_url(storage) or Path(storage).is_file()):
+        raise ValueError(f"no study: {storage} does not exist")
     # An RDB is reached before the (slow) data loading; a journal file is only created after it.
     opened = open_storage(storage, args.heartbeat) if is_url(storage) else None
-    dataset = None if args.plot_only else _load(args)
+    dataset = None if no_trials else _load(args)
     study = open_study(opened or open_storage(storage, args.heartbeat), name, info,
                        seed=args.seed, prune=not args.no_prune)
+    if args.fail_running:
+        failed = fail_dead_trials(study, every_running=True)
+        print(f"# marked FAIL: {', '.join(map(str, failed)) or 'no running trial'}")
     if dataset is not None:
         objective = trial_objective(cls, space, dataset, objective=args.objective,
                                     tie_mode=args.tie_mode)
@@ -187,9 +195,12 @@ def run_study(args: argparse.Namespace, fixed: dict[str, Any]) -> int:
     picture = draw_study(study, picture_path(storage, args.dataset, args.algorithm),
                          OBJECTIVES[args.objective])
     c = counts(study)
-    best, config = best_config(study)
     print(f"# study {name!r} in {storage}: {c['complete']} complete, {c['pruned']} pruned, "
           f"{c['fail']} failed trials; picture {picture}")
+    if not c["complete"]:
+        print("# no complete trial yet")
+        return 0
+    best, config = best_config(study)
     print(f"# best: trial {best.number}, validation {OBJECTIVES[args.objective]} = "
           f"{best.value:.4f} (recall@20 {best.user_attrs.get('recall@20', float('nan')):.4f}, "
           f"mrr@20 {best.user_attrs.get('mrr@20', float('nan')):.4f})")

@@ -204,14 +204,18 @@ def _worker_alive(worker: dict[str, Any]) -> bool:
     return worker.get("start") is None or _start_time(worker["pid"]) == worker["start"]
 
 
-def fail_dead_trials(study: optuna.Study) -> None:
-    """FAIL (and queue again) the RUNNING trials whose worker is gone."""
+def fail_dead_trials(study: optuna.Study, *, every_running: bool = False) -> list[int]:
+    """FAIL (and queue again) the RUNNING trials whose worker is gone; the numbers of the trials
+    failed. With ``every_running``, every RUNNING trial is taken for dead: for a journal file
+    moved to another machine (or a host renamed), whose workers this host cannot see, once the
+    caller knows that no worker is left."""
     with _quiet():
         optuna.storages.fail_stale_trials(study)  # heartbeat storages only; a no-op otherwise
     storage = study._storage
+    failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker")
-        if worker is None or _worker_alive(worker):
+        if not every_running and (worker is None or _worker_alive(worker)):
             continue
         try:
             if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
@@ -219,10 +223,14 @@ def fail_dead_trials(study: optuna.Study) -> None:
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker got there first
         retries = len(trial.system_attrs.get("retry_history", []))
-        log.warning("trial %d: its worker (pid %s) is gone; marked FAIL and %s", trial.number,
-                    worker["pid"], "queued again" if retries < MAX_RETRY
+        who = "its worker was declared gone" if worker is None or every_running else \
+            f"its worker (pid {worker['pid']}) is gone"
+        log.warning("trial %d: %s; marked FAIL and %s", trial.number, who,
+                    "queued again" if retries < MAX_RETRY
                     else f"given up (already retried {retries} time(s))")
         _retry()(study, storage.get_trial(trial._trial_id))
+        failed.append(trial.number)
+    return failed
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
