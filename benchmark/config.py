@@ -217,13 +217,17 @@ def check_tuning(tuning: Any, where: str) -> None:
         raise ConfigError(f"{where}: study must be a string (the journal file or study name)")
 
 
+OBJECTIVE_NAMES = {"mrr": "MRR@20", "recall": "Recall@20"}
+"""A tuning objective (``tuning.objective``) as tables name it."""
+
+
 def tuning_text(tuning: dict[str, Any] | str | None) -> str:
     """How a row's values were chosen, in a few words ("tuned: 30 trials, MRR@20")."""
     if tuning is None:
         return "not recorded"
     if tuning == "published":
         return "published setting"
-    metric = {"mrr": "MRR@20", "recall": "Recall@20"}[tuning["objective"]]
+    metric = OBJECTIVE_NAMES[tuning["objective"]]
     if tuning.get("method", "tpe") == "grid":
         return f"grid: {tuning['trials']} settings, {metric}"
     return f"tuned: {tuning['trials']} trials, {metric}"

@@ -76,6 +76,11 @@ def test_toml_table_is_loadable():
                                    "include_self": True})
     assert tomllib.loads(text) == {"item-knn": {"reg_lambda": 20.0, "n_sims": 100,
                                                 "counting": "session", "include_self": True}}
+    text = toml_table("gru4rec@rsc15-best-paramfile", {}, "published")
+    assert text == '["gru4rec@rsc15-best-paramfile"]\ntuning = "published"'
+    assert tomllib.loads(text) == {"gru4rec@rsc15-best-paramfile": {"tuning": "published"}}
+    text = toml_table("sr", {"steps": 10}, {"trials": 30, "objective": "mrr"})
+    assert text == '[sr]\nsteps = 10\ntuning = { trials = 30, objective = "mrr" }'
 
 
 def test_missing_clicks_file_is_a_clear_error_not_a_traceback(tmp_path, capsys):

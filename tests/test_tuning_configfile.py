@@ -83,6 +83,8 @@ def test_a_study_off_the_budget_or_missing_is_refused(tmp_path, spaces, capsys):
         config_text(tmp_path, "toy", 3, spaces)
     assert main(["--dataset", "nothing", "--trials", "3", "--folder", str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith("error: no study journal (*.journal) in ")
+    assert main(["--dataset", "toy", "--trials", "0", "--folder", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == "error: --trials must be >= 1, got 0\n"
 
 
 @pytest.mark.parametrize("dataset, trials", [("rsc15-64", 30)])

@@ -107,12 +107,17 @@ def check_values(algorithm: str, grid: dict[str, list[Any]], fixed: dict[str, An
                 raise ConfigError(f"{name} = {format_value(value)}: {problem}")
 
 
-def toml_table(algorithm: str, params: dict[str, Any],
-               tuning: dict[str, Any] | None = None) -> str:
-    """``[algorithm]`` followed by ``name = value`` lines (TOML literals), and the ``tuning``
-    record the run's tables show (see :func:`benchmark.config.check_tuning`)."""
-    lines = [f"[{algorithm}]", *(f"{k} = {json.dumps(v)}" for k, v in params.items())]
-    if tuning is not None:
+def toml_table(label: str, params: dict[str, Any],
+               tuning: dict[str, Any] | str | None = None) -> str:
+    """``[label]`` (quoted where it is not a bare TOML key, e.g. ``gru4rec@preset``) followed by
+    ``name = value`` lines (TOML literals), and the ``tuning`` record the run's tables show
+    (``"published"`` or a table; see :func:`benchmark.config.check_tuning`)."""
+    bare = all(ch.isalnum() or ch in "-_" for ch in label)
+    lines = [f"[{label}]" if bare else f"[{json.dumps(label)}]",
+             *(f"{k} = {json.dumps(v)}" for k, v in params.items())]
+    if isinstance(tuning, str):
+        lines.append(f"tuning = {json.dumps(tuning)}")
+    elif tuning is not None:
         lines.append("tuning = { " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in tuning.items())
                      + " }")
     return "\n".join(lines)

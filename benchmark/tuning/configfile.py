@@ -19,10 +19,11 @@ from pathlib import Path
 
 import optuna
 
+from benchmark.config import OBJECTIVE_NAMES
 from benchmark.registry import get_algorithm
 from benchmark.tuning.cli import toml_table
 from benchmark.tuning.space import SEARCH_DIR
-from benchmark.tuning.study import best_config, counts, open_storage
+from benchmark.tuning.study import OBJECTIVES, best_config, counts, journal_studies
 
 PUBLISHED_ITEM_KNN = {"n_sims": 100, "reg_lambda": 20.0, "alpha": 0.5, "counting": "session",
                       "include_self": False}
@@ -59,19 +60,13 @@ class BudgetError(ValueError):
     """A study does not hold the dataset's budget of finished trials."""
 
 
-def _study(path: Path) -> optuna.Study:
-    storage = open_storage(str(path))
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage,
-                                                                   include_best_trial=False)]
-    if len(names) != 1:
-        raise ValueError(f"{path}: expected one study, found {len(names)}")
-    return optuna.load_study(study_name=names[0], storage=storage)
-
-
 def study_table(path: Path, dataset: str, trials: int) -> tuple[str, str, str]:
-    """(algorithm, objective, the commented config table of the best trial of the study in
-    ``path``)."""
-    study = _study(path)
+    """(algorithm, objective as in a tuning record, the commented config table of the best trial
+    of the study in ``path``)."""
+    studies = journal_studies(path)
+    if len(studies) != 1:
+        raise ValueError(f"{path}: expected one study, found {len(studies)}")
+    study = studies[0]
     algorithm = study.user_attrs.get("algorithm", path.stem)
     get_algorithm(algorithm)  # KeyError for a study of an unknown algorithm
     c = counts(study)
@@ -81,27 +76,25 @@ def study_table(path: Path, dataset: str, trials: int) -> tuple[str, str, str]:
                f"{trials} completes it" if finished < trials else "more than the others had")
         raise BudgetError(f"{path}: study {study.study_name!r} holds {finished} finished trials, "
                           f"not the budget of {trials} ({fix})")
-    objective = study.user_attrs["objective"]
+    objective = {v: k for k, v in OBJECTIVES.items()}.get(study.user_attrs.get("objective"))
+    if objective is None:
+        raise ValueError(f"{path}: study {study.study_name!r} records no known objective "
+                         f"({study.user_attrs.get('objective')!r})")
     best, config = best_config(study)
     row = f"{algorithm}-tuned" if algorithm == "item-knn" else algorithm
     params = {"algorithm": algorithm, **config} if row != algorithm else config
-    tuning = {"trials": finished, "objective": objective.split("@")[0], "study": str(path)}
+    tuning = {"trials": finished, "objective": objective, "study": str(path)}
     comment = (f"# {row}: python -m benchmark.tune --dataset {dataset} --data-dir ../shared/data "
                f"--algorithm {algorithm} --trials {trials}\n"
                f"# ({c['complete']} complete, {c['pruned']} pruned; best: trial {best.number}, "
                f"validation MRR@20 {best.user_attrs['mrr@20']:.4f}, "
                f"Recall@20 {best.user_attrs['recall@20']:.4f}).\n")
-    table = toml_table(row, params, tuning)
-    return algorithm, objective, comment + table.replace(f"[{row}]", _header(row), 1)
-
-
-def _header(row: str) -> str:
-    """A table header; names that are not bare TOML keys (``gru4rec@x``) are quoted."""
-    bare = all(ch.isalnum() or ch in "-_" for ch in row)
-    return f"[{row}]" if bare else f'["{row}"]'
+    return algorithm, objective, comment + toml_table(row, params, tuning)
 
 
 def config_text(folder: Path, dataset: str, trials: int, search_dir: Path = SEARCH_DIR) -> str:
+    if trials < 1:
+        raise ValueError(f"--trials must be >= 1, got {trials}")
     journals = sorted((folder / dataset).glob("*.journal"))
     if not journals:
         raise ValueError(f"no study journal (*.journal) in {folder / dataset}")
@@ -111,16 +104,15 @@ def config_text(folder: Path, dataset: str, trials: int, search_dir: Path = SEAR
     if missing:
         raise BudgetError(f"no study in {folder / dataset} for {', '.join(missing)} (every "
                           f"algorithm with a search space in {search_dir} is tuned)")
-    metric = " / ".join(sorted({objective.replace("mrr", "MRR").replace("recall", "Recall")
-                                for _, objective, _ in studies}))
+    metric = " / ".join(sorted({OBJECTIVE_NAMES[objective] for _, objective, _ in studies}))
     order = sorted(tables, key=lambda a: (ORDER.index(a) if a in ORDER else len(ORDER), a))
     paramfile = PUBLISHED_GRU4REC.get(dataset, DEFAULT_GRU4REC)
     parts = [HEADER.format(dataset=dataset, trials=trials, metric=metric)
-             + toml_table("item-knn", PUBLISHED_ITEM_KNN, None) + '\ntuning = "published"',
+             + toml_table("item-knn", PUBLISHED_ITEM_KNN, "published"),
              *(tables[a] for a in order),
              "# GRU4Rec with the authors' published paramfile for this data "
              "(configs/presets/gru4rec.toml).\n"
-             f'{_header(f"gru4rec@{paramfile}")}\ntuning = "published"']
+             + toml_table(f"gru4rec@{paramfile}", {}, "published")]
     return "\n\n".join(parts) + "\n"
 
 

@@ -233,6 +233,13 @@ def fail_dead_trials(study: optuna.Study, *, every_running: bool = False) -> lis
     return failed
 
 
+def journal_studies(path: Path) -> list[optuna.Study]:
+    """Every study held in the journal file ``path`` (read, never written)."""
+    storage = open_storage(str(path))
+    return [optuna.load_study(study_name=summary.study_name, storage=storage)
+            for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+
+
 def counts(study: optuna.Study) -> dict[str, int]:
     trials = study.get_trials(deepcopy=False)
     return {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState}

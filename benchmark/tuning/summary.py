@@ -17,7 +17,7 @@ from pathlib import Path
 import optuna
 from tabulate import tabulate
 
-from benchmark.tuning.study import best_config, counts, open_storage
+from benchmark.tuning.study import best_config, counts, journal_studies
 
 
 @dataclass(frozen=True)
@@ -40,10 +40,8 @@ class StudyLine:
 
 def read_journal(path: Path) -> list[StudyLine]:
     """One line per study held in the journal file ``path`` (a file usually holds one)."""
-    storage = open_storage(str(path))
     lines = []
-    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    for study in journal_studies(path):
         attrs = study.user_attrs
         c = counts(study)
         try:
@@ -53,7 +51,7 @@ def read_journal(path: Path) -> list[StudyLine]:
         except ValueError:  # no complete trial yet
             number = mrr = recall = None
         lines.append(StudyLine(attrs.get("dataset", path.parent.name),
-                               attrs.get("algorithm", path.stem), summary.study_name,
+                               attrs.get("algorithm", path.stem), study.study_name,
                                c["complete"], c["pruned"], c["fail"], c["running"], number, mrr,
                                recall))
     return lines
