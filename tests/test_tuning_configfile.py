@@ -87,7 +87,7 @@ def test_a_study_off_the_budget_or_missing_is_refused(tmp_path, spaces, capsys):
     assert capsys.readouterr().err == "error: --trials must be >= 1, got 0\n"
 
 
-@pytest.mark.parametrize("dataset, trials", [("rsc15-64", 30)])
+@pytest.mark.parametrize("dataset, trials", [("rsc15-64", 30), ("diginetica", 20)])
 def test_the_committed_config_is_what_its_committed_studies_give(dataset, trials, monkeypatch,
                                                                    capsys):
     monkeypatch.chdir(ROOT)  # the config records journal paths relative to the project
