@@ -79,6 +79,9 @@ def test_toml_table_is_loadable():
     text = toml_table("gru4rec@rsc15-best-paramfile", {}, "published")
     assert text == '["gru4rec@rsc15-best-paramfile"]\ntuning = "published"'
     assert tomllib.loads(text) == {"gru4rec@rsc15-best-paramfile": {"tuning": "published"}}
+    text = toml_table("knn-é", {}, "published")  # a bare TOML key is ASCII only
+    assert text == '["knn-\\u00e9"]\ntuning = "published"'
+    assert tomllib.loads(text) == {"knn-é": {"tuning": "published"}}
     text = toml_table("sr", {"steps": 10}, {"trials": 30, "objective": "mrr"})
     assert text == '[sr]\nsteps = 10\ntuning = { trials = 30, objective = "mrr" }'
 

@@ -112,7 +112,7 @@ def toml_table(label: str, params: dict[str, Any],
     """``[label]`` (quoted where it is not a bare TOML key, e.g. ``gru4rec@preset``) followed by
     ``name = value`` lines (TOML literals), and the ``tuning`` record the run's tables show
     (``"published"`` or a table; see :func:`benchmark.config.check_tuning`)."""
-    bare = all(ch.isalnum() or ch in "-_" for ch in label)
+    bare = all((ch.isascii() and ch.isalnum()) or ch in "-_" for ch in label)
     lines = [f"[{label}]" if bare else f"[{json.dumps(label)}]",
              *(f"{k} = {json.dumps(v)}" for k, v in params.items())]
     if isinstance(tuning, str):
