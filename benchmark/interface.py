@@ -17,6 +17,7 @@ from __future__ import annotations
 import abc
 import inspect
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -64,6 +65,13 @@ class SessionRecommender(abc.ABC):
     Algorithms that train in epochs call :meth:`end_epoch`; the others ignore it. A model never
     evaluates itself: validation is the caller's business, done in this callback."""
 
+    resume_file: Path | None = None
+    """Set by the caller, not a hyperparameter: where an algorithm that trains in epochs keeps its
+    training state after every epoch. ``fit`` continues from this file when it exists and was
+    written for the same hyperparameters and training data (otherwise it starts afresh and logs
+    why), so a killed fit loses at most the epoch it was in. The caller deletes the file once the
+    fitted model is no longer needed; algorithms that do not train in epochs ignore it."""
+
     @abc.abstractmethod
     def fit(self, train: Sessions) -> "SessionRecommender":
         """Learn from ``train``; return ``self``."""
@@ -87,10 +95,11 @@ class SessionRecommender(abc.ABC):
         """
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
-        """Run the caller's ``epoch_callback`` (if set); the values it returned, else ``{}``."""
+        """Run the caller's ``epoch_callback`` (if set); the values it returned as Python floats
+        (numpy scalars would not load back from a checkpoint), else ``{}``."""
         if self.epoch_callback is None:
             return {}
-        return dict(self.epoch_callback(self, epoch) or {})
+        return {k: float(v) for k, v in (self.epoch_callback(self, epoch) or {}).items()}
 
     def select_state(self, state: State, keep: np.ndarray) -> State:
         """The state of the slots ``keep`` only (in that order); used when the batch shrinks."""

@@ -5,11 +5,13 @@ Layout of ``<out>/<dataset>/<run-id>/`` (see results/README.md for every column)
     predictions.parquet  one row per next-click prediction: session, position, target, target_support
     ranks/<label>.parquet   the rank of each prediction (rows aligned with predictions.parquet)
     done/<label>.json    written last for each algorithm: its metrics, timings and parameters
+    training/<label>.seed<N>.pt   while an algorithm that trains in epochs is unfinished: its
+                         training state after the last epoch done (removed with done/<label>.json)
     metrics.csv, timings.csv, seeds.csv, history/, table.md, plots/   rendered from the above
 
 Every file is written atomically and an algorithm counts as finished only once its
 ``done/<label>.json`` exists, so ``--resume RUN_DIR`` after a kill redoes exactly the
-algorithms that had not finished.
+algorithms that had not finished; one that trains in epochs continues after its last full epoch.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import contextlib
 import dataclasses
 import fcntl
 import gc
+import glob
 import hashlib
 import logging
 import os
@@ -102,6 +105,10 @@ def _run_in(run_dir: Path, data: Dataset, options: RunOptions, specs: list[Algor
             continue
         result = run_algorithm(spec, data, options, targets, run_dir)
         io.write_json(done_file, result)
+        for path in (run_dir / "training").glob(f"{glob.escape(spec.label)}.seed*.pt"):
+            path.unlink()  # only now: a kill before the done file resumes from it
+        with contextlib.suppress(OSError):  # left while another algorithm's state is in it
+            (run_dir / "training").rmdir()
         gc.collect()
 
     write_tables(run_dir, [s.label for s in specs])
@@ -167,6 +174,7 @@ def run_algorithm(
     timings, seed_metrics, config = [], [], {}
     for n, seed in enumerate(seeds):
         model = spec.build(seed=seed, device=options.device)
+        model.resume_file = run_dir / "training" / f"{spec.label}.seed{seed}.pt"
         log.info("%s: fitting %r (seed %d)", spec.label, model, seed)
         with measure() as fit_usage:
             model.fit(data.train)

@@ -90,6 +90,46 @@ def test_killed_run_resumes_to_the_same_metrics(tiny, tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(resumed[reference.columns], reference)
 
 
+def test_a_run_killed_inside_a_gru4rec_fit_resumes_after_its_last_epoch(tiny, tmp_path,
+                                                                          monkeypatch):
+    from algorithms.gru4rec import GRU4Rec
+
+    config = tmp_path / "small.toml"
+    config.write_text("[gru4rec]\nlayers = 8\nn_sample = 4\nsample_cache_size = 64\n"
+                      "batch_size = 4\nn_epochs = 4\nn_threads = 1\n")
+
+    def gru_options(sub: str) -> RunOptions:
+        return RunOptions(dataset="tiny", algorithms=["gru4rec"], out=tmp_path / sub,
+                          progress=False, cutoffs=[1, 2, 5], config=config)
+
+    reference = pd.read_csv(run(gru_options("a"), command="test") / "metrics.csv")
+    real_end_epoch = GRU4Rec.end_epoch
+    epochs = []
+
+    def dying_end_epoch(model, epoch):
+        epochs.append(epoch)
+        if epoch == 3:
+            raise KeyboardInterrupt  # a kill after epoch 3's training: epoch 2 is on disk
+        return real_end_epoch(model, epoch)
+
+    monkeypatch.setattr(GRU4Rec, "end_epoch", dying_end_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run(gru_options("b"), command="test")
+    (run_dir,) = (tmp_path / "b" / "tiny").iterdir()
+    assert [p.name for p in (run_dir / "training").iterdir()] == ["gru4rec.seed0.pt"]
+
+    epochs.clear()
+    monkeypatch.setattr(GRU4Rec, "end_epoch", lambda model, epoch: (
+        epochs.append(epoch), real_end_epoch(model, epoch))[1])
+    run(RunOptions(dataset=""), resume=run_dir, command="test --resume")
+    assert epochs == [3, 4]  # epochs 1 and 2 came from the training state
+    assert not (run_dir / "training").exists()  # removed once the algorithm was done
+    resumed = pd.read_csv(run_dir / "metrics.csv")
+    pd.testing.assert_frame_equal(resumed[reference.columns], reference)
+    history = pd.read_csv(run_dir / "history" / "gru4rec.csv")
+    assert history["epoch"].tolist() == [1, 2, 3, 4]
+
+
 def test_resume_refuses_changed_data(tiny, tmp_path, monkeypatch):
     run_dir = run(options(tmp_path, ["pop"]), command="test")
     other = tiny_dataset()

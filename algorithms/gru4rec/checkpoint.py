@@ -1,22 +1,35 @@
 """Checkpoints as plain dicts: hyperparameters, tensors and numbers, never pickled objects.
 
-Layout (``torch.save``'d, loadable with ``torch.load(weights_only=True)``)::
+A fitted model (``GRU4Rec.save``; ``torch.save``'d, loadable with
+``torch.load(weights_only=True)``)::
 
     {"format": "gru4rec/1",
      "params": {constructor argument: value},      # exactly GRU4Rec.get_params()
      "n_items": int,
      "network": {parameter name: CPU tensor},      # see model.py for the names
      "history": [{"epoch", "loss", "events_per_s", "threads", ...}, ...]}
+
+The training state after an epoch (``GRU4Rec.resume_file``), from which ``fit`` continues::
+
+    {"format": "gru4rec-training/1",
+     "key": {"params": {...}, "data": str},        # what it was trained with (see recommender.py)
+     "epoch": int,                                 # the last epoch it holds
+     "history": [...],                             # history_ up to that epoch
+     "trainer": Trainer.state()}                   # parameters, optimizer, generator, caches
 """
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from benchmark.io import atomic_write
+
 FORMAT = "gru4rec/1"
+TRAINING_FORMAT = "gru4rec-training/1"
 
 
 def save_checkpoint(path: str | Path, params: dict[str, Any], n_items: int,
@@ -45,3 +58,28 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{path}: not a GRU4Rec checkpoint of format {FORMAT!r} (found {found!r})")
     return ckpt
+
+
+def save_training_state(path: str | Path, key: dict[str, Any], epoch: int,
+                        history: list[dict[str, Any]], trainer_state: dict[str, Any]) -> None:
+    """Write the training state after ``epoch`` atomically (a kill leaves the previous one)."""
+    state = {"format": TRAINING_FORMAT, "key": key, "epoch": int(epoch),
+             "history": list(history), "trainer": trainer_state}
+    atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
+
+
+def load_training_state(path: str | Path) -> dict[str, Any]:
+    """Read a file written by ``save_training_state`` (no arbitrary code is unpickled).
+
+    Raises:
+        ValueError: if the file is not a GRU4Rec training state of a known format.
+    """
+    try:
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
+        raise ValueError(f"{path}: not readable as a GRU4Rec training state ({e})") from None
+    if not isinstance(state, dict) or state.get("format") != TRAINING_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{path}: not a GRU4Rec training state of format {TRAINING_FORMAT!r} "
+                         f"(found {found!r})")
+    return state

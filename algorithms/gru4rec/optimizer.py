@@ -46,6 +46,28 @@ class _AdagradM:
             vel.mul_(self.momentum).add_(g, alpha=-self.lr)
             p.add_(vel)
 
+    _carried: tuple[str, ...] = ()
+    """The attributes that training carries from step to step (the rest is per-step scratch)."""
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """CPU copies of the parameters, accumulators and velocities, for a training checkpoint."""
+        return {k: getattr(self, k).detach().cpu().clone() for k in self._carried
+                if getattr(self, k) is not None}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Copy a :meth:`state` back in place (views into the buffers stay valid).
+
+        Raises:
+            ValueError: if the state holds other buffers or shapes than this optimizer.
+        """
+        mine = {k: getattr(self, k) for k in self._carried if getattr(self, k) is not None}
+        given = {k: tuple(v.shape) for k, v in state.items()}
+        expected = {k: tuple(v.shape) for k, v in mine.items()}
+        if given != expected:
+            raise ValueError(f"optimizer state does not fit: {given} given, {expected} expected")
+        for k, v in mine.items():
+            v.copy_(state[k])
+
 
 class DenseAdagradM(_AdagradM):
     """Adagrad-momentum over several dense parameters packed into one flat buffer.
@@ -77,6 +99,8 @@ class DenseAdagradM(_AdagradM):
             self.views[name] = self.flat[start:end].view(shape)
             self.grad_views[name] = self.grad[start:end].view(shape)
             start = end
+
+    _carried = ("flat", "acc", "vel")
 
     def step(self) -> None:
         """Apply the gradients in ``grad`` (every slot must have been written this step)."""
@@ -140,6 +164,8 @@ class SparseAdagradM(_AdagradM):
         static = layout == "static"
         self._scratch = torch.zeros_like(init) if static else None
         self._flags = torch.zeros(n_rows, dtype=init.dtype, device=init.device) if static else None
+
+    _carried = ("table",)
 
     def gather(self, rows: torch.Tensor) -> torch.Tensor:
         """The [param, acc, (vel)] blocks of ``rows``: a (len(rows), slots, width) copy."""

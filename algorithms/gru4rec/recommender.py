@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from algorithms.gru4rec.batching import plan_epoch
-from algorithms.gru4rec.checkpoint import load_checkpoint, save_checkpoint
+from algorithms.gru4rec.checkpoint import (load_checkpoint, load_training_state, save_checkpoint,
+                                           save_training_state)
 from algorithms.gru4rec.gru import CELLS
 from algorithms.gru4rec.losses import LOSSES, FinalActivation
 from algorithms.gru4rec.model import Network, init_params
@@ -218,7 +219,9 @@ class GRU4Rec(SessionRecommender):
                           self.device_, run_gen, threads=threads)
         log.info("GRU4Rec: %d items, %d training events/epoch in %d steps, device %s",
                  train.n_items, plan.n_events, plan.n_steps, self.device_)
-        for epoch in range(1, self.n_epochs + 1):
+        key = self._training_key(train) if self.resume_file is not None else None
+        done = self._resume(trainer, key) if key is not None else 0
+        for epoch in range(done + 1, self.n_epochs + 1):
             stats = trainer.train_epoch(epoch)  # sets the policy's thread count at its start
             if threads is not None:  # the epoch callback (validation) runs with the caller's
                 torch.set_num_threads(caller_threads)
@@ -232,7 +235,45 @@ class GRU4Rec(SessionRecommender):
                      row["events_per_s"],
                      "".join(f", {k} {v:.4f}" for k, v in row.items()
                              if k not in ("epoch", "loss", "events_per_s", "threads")))
+            if key is not None:
+                save_training_state(self.resume_file, key, epoch, self.history_, trainer.state())
         self.network_ = Network(trainer.export_params(), self.embedding)
+
+    def _training_key(self, train: Sessions) -> dict[str, Any]:
+        """What a training state must have been trained with to be continued: the training
+        data's content and every hyperparameter but the device, the thread count and the number
+        of epochs (an epoch does not depend on how many follow it)."""
+        params = {k: v for k, v in self.get_params().items()
+                  if k not in ("device", "n_threads", "n_epochs")}
+        return {"params": params, "data": train.fingerprint()}
+
+    def _resume(self, trainer: Trainer, key: dict[str, Any]) -> int:
+        """Load ``resume_file`` into ``trainer`` and ``history_`` if it exists and was written
+        for ``key``; return the number of epochs it holds (0: train from the start)."""
+        path = Path(self.resume_file)
+        if not path.is_file():
+            return 0
+        try:
+            state = load_training_state(path)
+            if state["key"] != key:
+                changed = sorted(k for k in set(key["params"]) | set(state["key"]["params"])
+                                 if key["params"].get(k) != state["key"]["params"].get(k))
+                raise ValueError(f"{path}: written for other "
+                                 + (f"hyperparameters ({', '.join(changed)})" if changed
+                                    else "training data"))
+            if not 1 <= state["epoch"] <= self.n_epochs:
+                raise ValueError(f"{path}: holds epoch {state['epoch']} of {self.n_epochs}")
+        except ValueError as e:
+            log.warning("%s; training from epoch 1", e)
+            return 0
+        try:  # same settings and data, so a misfit is a bug or another code's file: stop
+            trainer.load_state(state["trainer"])
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}; delete the file to train from epoch 1") from None
+        self.history_ = list(state["history"])
+        log.info("GRU4Rec: continuing after epoch %d of %d from %s", state["epoch"],
+                 self.n_epochs, path)
+        return int(state["epoch"])
 
     @contextlib.contextmanager
     def _restore_threads(self) -> Iterator[int]:

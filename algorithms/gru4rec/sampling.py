@@ -74,6 +74,30 @@ class SampleCache:
         self.log_weight = self._log_weight[self.items]
         self._next = 0
 
+    def state(self) -> dict[str, object]:
+        """The cache and its position, for a training checkpoint (items as int32 on the CPU;
+        the log weights follow from them)."""
+        if self._next >= self.n_rows:  # nothing drawn, or used up: the next call draws anew
+            return {"next": self.n_rows}
+        return {"next": self._next, "items": self.items.to(torch.int32).cpu()}
+
+    def load_state(self, state: dict[str, object]) -> None:
+        """Continue from a :meth:`state` (the generator's state is restored by the caller).
+
+        Raises:
+            ValueError: if the state's cache has another shape than this one.
+        """
+        if "items" not in state:  # the next call draws anew
+            self._next = self.n_rows
+            return
+        items = state["items"]
+        if tuple(items.shape) != (self.n_rows, self.n_sample):
+            raise ValueError(f"sample cache state of shape {tuple(items.shape)} does not fit "
+                             f"this cache ({self.n_rows}, {self.n_sample})")
+        self.items = items.to(device=self.device, dtype=torch.int64)
+        self.log_weight = self._log_weight[self.items]
+        self._next = int(state["next"])
+
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The next row of samples and their log sampling weights (views into the cache)."""
         if self._next >= self.n_rows:

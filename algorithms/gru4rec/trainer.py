@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -105,6 +105,24 @@ class BulkDropout:
         self.shape = (block, max_rows, width)
         self.p, self.device, self.generator = p, device, generator
         self._next = block
+
+    def state(self) -> dict[str, object]:
+        """The drawn masks (as booleans: kept or not) and the position in them."""
+        if self._next >= self.shape[0]:  # nothing drawn, or used up
+            return {"next": self.shape[0]}
+        return {"next": self._next, "kept": (self.masks > 0).cpu()}
+
+    def load_state(self, state: dict[str, object]) -> None:
+        """Continue from a :meth:`state`."""
+        if "kept" not in state:  # the next call draws anew
+            self._next = self.shape[0]
+            return
+        kept = state["kept"]
+        if tuple(kept.shape) != self.shape:
+            raise ValueError(f"dropout state of shape {tuple(kept.shape)} does not fit "
+                             f"masks of shape {self.shape}")
+        self.masks = kept.to(self.device, torch.float32).div_(1.0 - self.p)
+        self._next = int(state["next"])
 
     def next(self, n: int) -> torch.Tensor:
         """The next mask, its first ``n`` rows."""
@@ -206,6 +224,43 @@ class Trainer:
     def export_params(self) -> dict[str, torch.Tensor]:
         """Contiguous copies of the trained parameters (the optimizer state is left behind)."""
         return {k: v.contiguous().clone() for k, v in self._param_views().items()}
+
+    def state(self) -> dict[str, Any]:
+        """What training carries from one epoch to the next, as tensors and numbers on the CPU:
+        the parameters with their accumulators and velocities, the random generator, and the
+        pre-drawn samples and dropout masks not used yet. An epoch starts from zero hidden states
+        and the same plan, so a trainer built like this one and given this state trains the next
+        epochs exactly as this one would (on the CPU with the same thread count, bit for bit)."""
+        return {
+            "out_opt": self.out_opt.state(),
+            "in_opt": None if self.in_opt is None else self.in_opt.state(),
+            "dense": self.dense.state(),
+            "generator": self.generator.get_state(),
+            "samples": None if self.samples is None else self.samples.state(),
+            "dropout": [{"width": width, "p": p, **self._dropout[(width, p)].state()}
+                        for width, p in sorted(self._dropout)],
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state` of a trainer built with the same settings and data.
+
+        Raises:
+            ValueError: if a part of the state does not fit this trainer.
+        """
+        if (state["in_opt"] is None) != (self.in_opt is None) or \
+                (state["samples"] is None) != (self.samples is None) or \
+                sorted((d["width"], d["p"]) for d in state["dropout"]) != sorted(self._dropout):
+            raise ValueError("training state of another configuration (input table, samples "
+                             "or dropout differ)")
+        self.out_opt.load_state(state["out_opt"])
+        if self.in_opt is not None:
+            self.in_opt.load_state(state["in_opt"])
+        self.dense.load_state(state["dense"])
+        if self.samples is not None:
+            self.samples.load_state(state["samples"])
+        for d in state["dropout"]:
+            self._dropout[(d["width"], d["p"])].load_state(d)
+        self.generator.set_state(state["generator"])
 
     def _buffer(self, name: str, n: int, shape: tuple[int, ...]) -> torch.Tensor:
         """A reusable scratch tensor per (name, batch size): the batch only changes in the tail."""
