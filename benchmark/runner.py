@@ -83,6 +83,8 @@ def run(options: RunOptions, *, resume: Path | None = None, command: str = "",
                 _run_in(run_dir, data, options, specs, record or run_record(
                     options, data, prepared.config_sources, command), load_usage)
         else:
+            record.setdefault("resumed", []).append(
+                {"command": command, "at": _now(), "code": versions()["code"]})
             _run_in(run_dir, data, options, specs, record, load_usage)
     return run_dir
 

@@ -86,6 +86,8 @@ def test_killed_run_resumes_to_the_same_metrics(tiny, tmp_path, monkeypatch):
                                                                 real_evaluate(m, *a, **k))[1])
     run(RunOptions(dataset=""), resume=run_dir, command="test --resume")
     assert fits == ["spop", "item-knn"]  # pop was reused, not redone
+    [resumed_by] = io.read_json(run_dir / "run.json")["resumed"]
+    assert resumed_by["command"] == "test --resume" and resumed_by["at"] and resumed_by["code"]
     resumed = pd.read_csv(run_dir / "metrics.csv")
     pd.testing.assert_frame_equal(resumed[reference.columns], reference)
 
