@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import fcntl
 import gc
-import glob
 import hashlib
 import logging
 import os
@@ -107,8 +106,8 @@ def _run_in(run_dir: Path, data: Dataset, options: RunOptions, specs: list[Algor
             continue
         result = run_algorithm(spec, data, options, targets, run_dir)
         io.write_json(done_file, result)
-        for path in (run_dir / "training").glob(f"{glob.escape(spec.label)}.seed*.pt"):
-            path.unlink()  # only now: a kill before the done file resumes from it
+        for seed in _seeds(spec, options):  # only now: a kill before the done file resumes
+            _training_file(run_dir, spec.label, seed).unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # left while another algorithm's state is in it
             (run_dir / "training").rmdir()
         gc.collect()
@@ -168,15 +167,24 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def _seeds(spec: AlgorithmSpec, options: RunOptions) -> list[int]:
+    """The seeds an algorithm is fitted with: ``--seeds`` of them if it is stochastic, else one."""
+    return [options.seed + i for i in range(options.seeds if spec.is_stochastic() else 1)]
+
+
+def _training_file(run_dir: Path, label: str, seed: int) -> Path:
+    """Where the fit of ``label`` with ``seed`` keeps its training state until it is done."""
+    return run_dir / "training" / f"{label}.seed{seed}.pt"
+
+
 def run_algorithm(
     spec: AlgorithmSpec, data: Dataset, options: RunOptions, targets: pd.DataFrame, run_dir: Path
 ) -> dict:
     """Fit and evaluate one algorithm (for every seed if stochastic); return its done record."""
-    seeds = [options.seed + i for i in range(options.seeds if spec.is_stochastic() else 1)]
     timings, seed_metrics, config = [], [], {}
-    for n, seed in enumerate(seeds):
+    for n, seed in enumerate(_seeds(spec, options)):
         model = spec.build(seed=seed, device=options.device)
-        model.resume_file = run_dir / "training" / f"{spec.label}.seed{seed}.pt"
+        model.resume_file = _training_file(run_dir, spec.label, seed)
         log.info("%s: fitting %r (seed %d)", spec.label, model, seed)
         with measure() as fit_usage:
             model.fit(data.train)

@@ -92,33 +92,26 @@ def test_a_fit_killed_between_epochs_continues_to_the_same_model(tmp_path, setti
     _assert_same_model(whole, again)
 
 
-def test_the_state_file_is_needed_for_the_match(tmp_path):
-    # The control for the test above: without the file the second fit starts over, and its
-    # parameters after epochs 1-2 differ from those after epochs 1-3.
-    train = _sessions()
-    whole = _model(SETTINGS[0]).fit(train)
-    shorter = _model({**SETTINGS[0], "n_epochs": 2}).fit(train)
-    assert any(not torch.equal(v, shorter.network_.params[k])
-               for k, v in whole.network_.params.items())
-
-
-@pytest.mark.parametrize("change,reason", [
-    ({"learning_rate": 0.05}, "other hyperparameters (learning_rate)"),
-    ({"dropout_hidden": 0.1, "momentum": 0.2}, "other hyperparameters (dropout_hidden, momentum)"),
-    ({"n_epochs": 5, "n_threads": 2}, None),  # more epochs, other threads: continued
+@pytest.mark.parametrize("change,epochs,reason", [
+    ({"learning_rate": 0.05}, [1, 2, 3], "written for other hyperparameters (learning_rate)"),
+    ({"dropout_hidden": 0.1, "momentum": 0.2}, [1, 2, 3],
+     "written for other hyperparameters (dropout_hidden, momentum)"),
+    ({"n_epochs": 2}, [1, 2], "holds epoch 3, more than n_epochs = 2"),
+    ({"n_epochs": 5, "n_threads": 2}, [4, 5], None),  # more epochs, other threads: continued
 ])
-def test_a_state_of_other_hyperparameters_is_not_continued(tmp_path, caplog, change, reason):
+def test_a_state_of_other_hyperparameters_is_not_continued(tmp_path, caplog, change, epochs,
+                                                           reason):
     train = _sessions()
     path = tmp_path / "training.pt"
     _model(SETTINGS[0], path).fit(train)
     seen: list[int] = []
     with caplog.at_level(logging.WARNING, logger="algorithms.gru4rec.recommender"):
         _model({**SETTINGS[0], **change}, path, _recorder(seen)).fit(train)
+    assert seen == epochs
     if reason is None:
-        assert seen == [4, 5] and not caplog.records
+        assert not caplog.records
     else:
-        assert seen == [1, 2, 3]
-        assert f"{path}: written for {reason}; training from epoch 1" in caplog.text
+        assert caplog.messages == [f"{path}: {reason}; training from epoch 1"]
 
 
 def test_a_state_of_other_data_or_no_state_at_all_starts_afresh(tmp_path, caplog):
@@ -167,3 +160,14 @@ def test_a_cuda_fit_killed_between_epochs_continues_to_the_same_model(tmp_path):
     assert seen == [2, 3]
     for name, value in whole.network_.params.items():
         torch.testing.assert_close(resumed.network_.params[name], value, rtol=1e-4, atol=1e-5)
+
+
+def test_a_training_state_or_garbage_is_not_loaded_as_a_fitted_model(tmp_path):
+    path = tmp_path / "training.pt"
+    _model({**SETTINGS[0], "n_epochs": 1}, path).fit(_sessions())
+    with pytest.raises(ValueError, match=r"not a GRU4Rec checkpoint of format 'gru4rec/1' "
+                                         r"\(found 'gru4rec-training/1'\)"):
+        GRU4Rec.load(path)
+    path.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=r"training.pt: not readable as a GRU4Rec checkpoint"):
+        GRU4Rec.load(path)

@@ -53,11 +53,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     Raises:
         ValueError: if the file is not a GRU4Rec checkpoint of a known format.
     """
-    ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path}: not a GRU4Rec checkpoint of format {FORMAT!r} (found {found!r})")
-    return ckpt
+    return _load_plain(path, FORMAT, "checkpoint")
 
 
 def save_training_state(path: str | Path, key: dict[str, Any], epoch: int,
@@ -74,12 +70,16 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
     Raises:
         ValueError: if the file is not a GRU4Rec training state of a known format.
     """
+    return _load_plain(path, TRAINING_FORMAT, "training state")
+
+
+def _load_plain(path: str | Path, fmt: str, what: str) -> dict[str, Any]:
+    """A dict of plain values and tensors saved with ``"format": fmt``, loaded on the CPU."""
     try:
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        obj = torch.load(Path(path), map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
-        raise ValueError(f"{path}: not readable as a GRU4Rec training state ({e})") from None
-    if not isinstance(state, dict) or state.get("format") != TRAINING_FORMAT:
-        found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"{path}: not a GRU4Rec training state of format {TRAINING_FORMAT!r} "
-                         f"(found {found!r})")
-    return state
+        raise ValueError(f"{path}: not readable as a GRU4Rec {what} ({e})") from None
+    if not isinstance(obj, dict) or obj.get("format") != fmt:
+        found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
+        raise ValueError(f"{path}: not a GRU4Rec {what} of format {fmt!r} (found {found!r})")
+    return obj

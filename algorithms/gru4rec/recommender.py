@@ -255,16 +255,12 @@ class GRU4Rec(SessionRecommender):
             return 0
         try:
             state = load_training_state(path)
-            if state["key"] != key:
-                changed = sorted(k for k in set(key["params"]) | set(state["key"]["params"])
-                                 if key["params"].get(k) != state["key"]["params"].get(k))
-                raise ValueError(f"{path}: written for other "
-                                 + (f"hyperparameters ({', '.join(changed)})" if changed
-                                    else "training data"))
-            if not 1 <= state["epoch"] <= self.n_epochs:
-                raise ValueError(f"{path}: holds epoch {state['epoch']} of {self.n_epochs}")
         except ValueError as e:
             log.warning("%s; training from epoch 1", e)
+            return 0
+        why = self._not_continued(state, key)
+        if why:
+            log.warning("%s: %s; training from epoch 1", path, why)
             return 0
         try:  # same settings and data, so a misfit is a bug or another code's file: stop
             trainer.load_state(state["trainer"])
@@ -274,6 +270,18 @@ class GRU4Rec(SessionRecommender):
         log.info("GRU4Rec: continuing after epoch %d of %d from %s", state["epoch"],
                  self.n_epochs, path)
         return int(state["epoch"])
+
+    def _not_continued(self, state: dict[str, Any], key: dict[str, Any]) -> str | None:
+        """Why this fit cannot continue from a training state, or None when it can."""
+        mine, theirs = key["params"], state["key"]["params"]
+        changed = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+        if changed:
+            return f"written for other hyperparameters ({', '.join(changed)})"
+        if state["key"]["data"] != key["data"]:
+            return "written for other training data"
+        if not 1 <= state["epoch"] <= self.n_epochs:
+            return f"holds epoch {state['epoch']}, more than n_epochs = {self.n_epochs}"
+        return None
 
     @contextlib.contextmanager
     def _restore_threads(self) -> Iterator[int]:
