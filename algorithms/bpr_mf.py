@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from algorithms.item_knn import session_item_matrix
-from benchmark.interface import SessionRecommender
-from benchmark.params import Choice, Float, Int
+from algorithms.base import SessionRecommender
+from algorithms.params import Choice, Float, Int
+from algorithms.sparse import session_item_matrix
 from datasets.progress import bars_enabled
 from datasets.sessions import UNKNOWN, Sessions
 

@@ -15,8 +15,8 @@
   by (slot, candidate) and reduced per pair into the aggregates of :class:`Pairs`. The subclass
   turns them into similarities, the ``k`` most similar candidates per slot are kept
   (:func:`top_k_mask`), and their items' contributions are added up with one ``np.bincount``.
-- :func:`reference_scores`: the slow twin, the same equations for one session in plain Python
-  loops over the training sessions; the tests hold the batched scorer to it.
+- The slow twin, the same equations for one session in plain Python loops over the training
+  sessions, is ``tests/reference_knn.py``; the tests hold the batched scorer to it.
 
 Unknown clicks (``UNKNOWN``) take a position in the session (they count in its length L) but
 are not items of it: they match no training session. A session whose clicks are all unknown has
@@ -32,8 +32,8 @@ from typing import Callable
 
 import numpy as np
 
-from benchmark.interface import SessionRecommender
-from benchmark.params import Bool, Choice, Int
+from algorithms.base import SessionRecommender
+from algorithms.params import Bool, Choice, Int
 from datasets.sessions import UNKNOWN, Sessions
 
 SAMPLINGS = ("recent", "random")
@@ -446,62 +446,6 @@ class SessionKNN(SessionRecommender):
 
     def _anchor(self, pairs: Pairs) -> np.ndarray:
         return pairs.anchor_paper
-
-
-def reference_scores(model: SessionKNN, train: Sessions, session: list[int]) -> np.ndarray:
-    """The slow twin: ``model``'s scores after ``session``, in plain Python loops.
-
-    Builds everything from ``train`` directly (the candidate set by scanning every training
-    session, the recency order by sorting on last-click times) and uses only the model's
-    formula hooks and, for ``sampling="random"``, its fitted order.
-    """
-    L = len(session)
-    last_pos = {i: p for p, i in enumerate(session, 1) if i != UNKNOWN}
-    if model.sampling == "random":
-        order = list(model.index_.original)
-    else:
-        last = last_click_times(train)
-        order = sorted(range(train.n_sessions), key=lambda s: (-last[s], -s))
-    rank = {s: r for r, s in enumerate(order)}
-    cands = [s for s in range(train.n_sessions) if set(train.session(s).tolist()) & last_pos.keys()]
-    cands = sorted(cands, key=rank.__getitem__)[: model.sample_size]
-    weights = {i: float(model.position_weights(np.array(p), np.array(L)))
-               for i, p in last_pos.items()}
-    rows = []
-    for s in cands:
-        npos = {}
-        for p, i in enumerate(train.session(s).tolist(), 1):
-            if i != UNKNOWN:
-                npos[i] = p
-        common = last_pos.keys() & npos.keys()
-        i_star = max(common, key=last_pos.__getitem__)
-        rows.append(dict(
-            slot=0, session=rank[s], overlap=len(common),
-            weight_sum=sum(weights[i] for i in common), last_match=last_pos[i_star],
-            anchor_paper=npos[i_star], anchor_code=max(npos[i] for i in common),
-            length=L, n_distinct=len(last_pos), weight_sq_sum=sum(v * v for v in weights.values()),
-            npos=npos,
-        ))
-    scores = np.zeros(train.n_items)
-    if not rows:
-        return scores
-    pairs = Pairs(**{f: np.array([r[f] for r in rows]) for f in Pairs.__dataclass_fields__})
-    sims = np.asarray(model.session_similarity(pairs), dtype=np.float64)
-    factors = model.pair_factor(pairs)
-    anchors = model._anchor(pairs)
-    ranked = sorted((k for k in range(len(rows)) if sims[k] > 0),
-                    key=lambda k: (-sims[k], rows[k]["session"]))
-    for k in ranked[: model.k]:
-        for j, pj in rows[k]["npos"].items():
-            f = model.entry_factor(np.array([pj]), np.array([anchors[k]]))
-            value = sims[k] * (1.0 if factors is None else factors[k])
-            value *= 1.0 if f is None else f[0]
-            scores[j] += value
-    if model.item_factor_ is not None:
-        scores *= model.item_factor_
-    if model.remove_session_items:
-        scores[list(last_pos)] = 0.0
-    return scores
 
 
 def idf(train: Sessions) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.interface import SessionRecommender
+from algorithms.base import SessionRecommender
 from datasets.sessions import UNKNOWN, Sessions
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from algorithms.item_knn import _row_blocks, dense_rows, session_item_matrix
-from benchmark.interface import SessionRecommender
-from benchmark.params import AnyOf, Choice, Float, Int
+from algorithms.base import SessionRecommender
+from algorithms.params import AnyOf, Choice, Float, Int
+from algorithms.sparse import dense_rows, row_blocks, session_item_matrix
 from datasets.sessions import UNKNOWN, Sessions
 
 STEP_WEIGHTS = {
@@ -176,7 +176,7 @@ class AssociationRules(RuleModel):
         clicks = np.asarray(x.sum(axis=0)).ravel()
         xt = x.T.tocsr()
         parts = []
-        for start, stop in _row_blocks(x):  # bounds the memory of the co-occurrence blocks
+        for start, stop in row_blocks(x):  # bounds the memory of the co-occurrence blocks
             block = (xt[start:stop] @ x).tocsr()
             block = block - sp.csr_matrix(
                 (clicks[start:stop], (np.arange(stop - start), np.arange(start, stop))),

@@ -11,7 +11,7 @@ import numpy as np
 from algorithms.neighborhood import (
     DECAYS, WEIGHTINGS, Pairs, SessionKNN, idf,
 )
-from benchmark.params import Choice, Float
+from algorithms.params import Choice, Float
 from datasets.sessions import Sessions
 
 SKNN_SIMILARITIES = ("cosine", "jaccard")

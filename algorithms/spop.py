@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from algorithms.pop import item_support
-from benchmark.interface import SessionRecommender
+from algorithms.base import SessionRecommender
 from datasets.sessions import UNKNOWN, Sessions
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from algorithms.neighborhood import (
     Pairs, SessionKNN, idf, last_click_times,
 )
-from benchmark.params import Choice, Float
+from algorithms.params import Choice, Float
 from datasets.sessions import Sessions
 
 NORMALIZATIONS = ("paper", "reference")

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmark.interface import SessionRecommender
-from benchmark.params import format_value
+from algorithms.base import SessionRecommender
+from algorithms.params import format_value
 from benchmark.registry import ALGORITHMS, get_algorithm
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from benchmark.interface import SessionRecommender
+from algorithms.base import SessionRecommender
 from datasets.progress import bars_enabled
 from datasets.sessions import UNKNOWN, Sessions
 

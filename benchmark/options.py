@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmark import io
+from datasets import io
 from benchmark.config import AlgorithmSpec, ConfigError, check_buildable, load_tables, resolve
 from benchmark.evaluator import DEFAULT_TIE_MODE, TIE_MODES
 

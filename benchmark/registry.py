@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-from benchmark.interface import SessionRecommender
+from algorithms.base import SessionRecommender
 
 ALGORITHMS: dict[str, str] = {
     "pop": "algorithms.pop:Pop",

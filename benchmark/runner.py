@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark import io
+from datasets import io
 from benchmark.config import PROJECT_ROOT, AlgorithmSpec, ConfigError
 from benchmark.evaluator import Predictions, evaluate
 from benchmark.metrics import compute_metrics

@@ -106,8 +106,8 @@ def test_bad_value_in_a_preset_names_the_preset(tmp_path, capsys, no_data, monke
 
 
 def test_undeclared_parameters_are_checked_against_their_defaults():
-    from benchmark.interface import SessionRecommender
-    from benchmark.params import Anything, Bool, Float, Int, Str
+    from algorithms.base import SessionRecommender
+    from algorithms.params import Anything, Bool, Float, Int, Str
 
     class Plain(SessionRecommender):
         def __init__(self, k: int = 3, w: float = 0.5, on: bool = True, mode: str = "a",

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 import run_benchmark
-from benchmark import io, tune
+from benchmark import tune
+from datasets import io
 from datasets import srgnn
 from datasets.by_path import load_path
 

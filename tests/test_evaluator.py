@@ -6,7 +6,7 @@ import torch
 
 from algorithms.pop import Pop
 from benchmark.evaluator import evaluate, rank_targets
-from benchmark.interface import SessionRecommender
+from algorithms.base import SessionRecommender
 from benchmark.metrics import recall_at
 from datasets.sessions import UNKNOWN, from_lists
 

@@ -1,4 +1,4 @@
-"""The fast GRU4Rec trainer against its readable autograd twin (``reference.py``).
+"""The fast GRU4Rec trainer against its readable autograd twin (``tests/reference_gru4rec.py``).
 
 Both start from the same parameters and see the same negative samples and dropout masks; after
 every step of a whole epoch (full batches, duplicates, session resets and the shrinking tail)
@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from algorithms.gru4rec import reference
 from algorithms.gru4rec.batching import plan_epoch
 from algorithms.gru4rec.model import init_params
 from algorithms.gru4rec.trainer import TrainConfig, Trainer
 from datasets.sessions import Sessions, from_lists
+
+import reference_gru4rec as reference  # tests/reference_gru4rec.py, the autograd twin
 
 CPU = torch.device("cpu")
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-import algorithms.item_knn as item_knn
+import algorithms.sparse as sparse
 from algorithms.item_knn import ItemKNN
 from benchmark.evaluator import evaluate
 from benchmark.metrics import recall_at
@@ -112,8 +112,8 @@ def test_blocked_fit_equals_single_block(monkeypatch):
     sessions = [list(rng.integers(0, 60, size=rng.integers(2, 9))) for _ in range(500)]
     train = from_lists(sessions, 60)
     whole = ItemKNN(n_sims=10, counting="event").fit(train).sims_
-    monkeypatch.setattr(item_knn, "_BLOCK_ENTRIES", 50)
-    assert len(item_knn._row_blocks(item_knn.session_item_matrix(train, binary=False))) > 10
+    monkeypatch.setattr(sparse, "BLOCK_ENTRIES", 50)
+    assert len(sparse.row_blocks(sparse.session_item_matrix(train, binary=False))) > 10
     blocked = ItemKNN(n_sims=10, counting="event").fit(train).sims_
     np.testing.assert_array_equal(blocked.indptr, whole.indptr)
     np.testing.assert_array_equal(blocked.indices, whole.indices)

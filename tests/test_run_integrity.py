@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import run_benchmark
-from benchmark import io
+from datasets import io
 from benchmark.runner import run_lock
 from tests.conftest import REPO_ROOT
 
@@ -185,7 +185,7 @@ def test_a_kill_at_every_write_of_the_report_phase_is_completed_by_resume(tmp_pa
                                                                           capsys):
     """In-process version of the kill test, deterministic: the run dies at the n-th file write
     of the report phase (leaving that write's temporary file), for every third n and the last."""
-    from benchmark import io as bio
+    from datasets import io as bio
 
     real = bio.atomic_write
     writes: list[str] = []

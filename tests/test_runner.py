@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import benchmark.runner as runner
-from benchmark import io
+from datasets import io
 from benchmark.runner import RunOptions, prediction_frame, run
 from datasets.sessions import UNKNOWN, Dataset, from_lists
 

@@ -13,9 +13,11 @@ import re
 import numpy as np
 import pytest
 
-from algorithms.neighborhood import DECAYS, WEIGHTINGS, reference_scores
+from algorithms.neighborhood import DECAYS, WEIGHTINGS
 from algorithms.sknn import SKNN, VSKNN
 from datasets.sessions import UNKNOWN, Sessions, from_lists
+
+from reference_knn import reference_scores  # tests/reference_knn.py, the slow twin
 
 TRAIN = [[0, 1, 2], [1, 3], [2, 1, 4, 1]]
 N_ITEMS = 6

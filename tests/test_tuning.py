@@ -12,8 +12,8 @@ import pytest
 from optuna.trial import FixedTrial, TrialState
 
 from benchmark.config import ConfigError, resolve, tuning_text
-from benchmark.interface import SessionRecommender
-from benchmark.params import Float
+from algorithms.base import SessionRecommender
+from algorithms.params import Float
 from benchmark.registry import get_algorithm
 from benchmark.tune import main
 from benchmark.tuning.space import SEARCH_DIR, load_space, parse_space

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from benchmark.io import atomic_write
+from datasets.io import atomic_write
 
 FORMAT = "gru4rec/1"
 TRAINING_FORMAT = "gru4rec-training/1"

@@ -4,7 +4,7 @@ Score of item j after the clicks of a session so far: ``o_t . W_j + b_j``, where
 last GRU layer's state after feeding the session's clicks one by one (see ``model.py``).
 Training: session-parallel mini-batches, in-batch + popularity^alpha-sampled negatives, one of
 five losses, Adagrad with classic momentum and sparse item-row updates (see ``trainer.py``).
-Every default follows the authors' official code (PyTorch port); ``reference.py`` is the same
+Every default follows the authors' official code (PyTorch port); ``tests/reference_gru4rec.py`` is the same
 training step written plainly with autograd, and the tests hold ``trainer.py`` to it.
 """
 
@@ -27,8 +27,8 @@ from algorithms.gru4rec.losses import LOSSES, FinalActivation
 from algorithms.gru4rec.model import Network, init_params
 from algorithms.gru4rec.threads import ThreadPolicy
 from algorithms.gru4rec.trainer import TrainConfig, Trainer
-from benchmark.interface import SessionRecommender
-from benchmark.params import AnyOf, Choice, Float, Int, ListOf, Optional, Pattern
+from algorithms.base import SessionRecommender
+from algorithms.params import AnyOf, Choice, Float, Int, ListOf, Optional, Pattern
 from datasets.sessions import UNKNOWN, Sessions
 
 log = logging.getLogger(__name__)

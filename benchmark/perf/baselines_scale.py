@@ -36,7 +36,7 @@ from typing import Any, Callable
 import numpy as np
 
 from benchmark.evaluator import evaluate
-from benchmark.interface import SessionRecommender
+from algorithms.base import SessionRecommender
 from benchmark.metrics import recall_at
 from benchmark.resources import measure
 from datasets.sessions import Sessions

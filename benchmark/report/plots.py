@@ -25,7 +25,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from benchmark import io
+from datasets import io
 
 log = logging.getLogger(__name__)
 

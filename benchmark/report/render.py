@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark import io
+from datasets import io
 from benchmark.config import tuning_text
 from benchmark.report import analysis, plots, tables
 from benchmark.report.published import other_data

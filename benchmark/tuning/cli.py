@@ -25,7 +25,7 @@ import optuna
 
 from benchmark.config import ConfigError, load_preset
 from benchmark.evaluator import DEFAULT_TIE_MODE, TIE_MODES
-from benchmark.params import format_value
+from algorithms.params import format_value
 from benchmark.registry import ALGORITHMS, get_algorithm
 from benchmark.tuning import grid as grid_mod
 from benchmark.tuning.picture import draw_study

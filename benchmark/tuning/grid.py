@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from benchmark.evaluator import DEFAULT_TIE_MODE
-from benchmark.interface import SessionRecommender
+from algorithms.base import SessionRecommender
 from benchmark.registry import get_algorithm
 from benchmark.tuning.study import OBJECTIVES, epoch_reporter, validation_scores
 from datasets.sessions import Dataset

@@ -22,7 +22,7 @@ lists included). ``when = { name = value }`` (or a list of values) samples the p
 when an earlier searched parameter, or a fixed one, has one of those values; otherwise the
 constructor default (or the fixed value) stands, or ``otherwise = value`` where the default
 does not fit the other cases. Every bound, choice and fixed value is checked
-against the algorithm's declared hyperparameters (:mod:`benchmark.params`) before any data is
+against the algorithm's declared hyperparameters (:mod:`algorithms.params`) before any data is
 loaded, so a new algorithm needs a file here and no code.
 """
 
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.config import ConfigError, read_toml
-from benchmark.params import Spec, format_value
+from algorithms.params import Spec, format_value
 
 SEARCH_DIR = Path(__file__).resolve().parents[2] / "configs" / "search"
 KINDS = ("float", "int", "choice")

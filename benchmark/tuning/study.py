@@ -36,7 +36,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, Jou
 from optuna.trial import FrozenTrial, TrialState
 
 from benchmark.evaluator import DEFAULT_TIE_MODE, evaluate
-from benchmark.interface import SessionRecommender
+from algorithms.base import SessionRecommender
 from benchmark.metrics import mrr_at, recall_at
 from benchmark.tuning.space import SearchSpace
 from datasets.sessions import Dataset, Sessions

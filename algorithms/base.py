@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from benchmark.params import Spec, format_value, inferred_spec
+from algorithms.params import Spec, format_value, inferred_spec
 from datasets.sessions import Sessions
 
 try:  # torch is a dependency, but the interface itself does not need it
@@ -57,7 +57,7 @@ class SessionRecommender(abc.ABC):
 
     name: ClassVar[str]
     hyperparameters: ClassVar[dict[str, Spec]] = {}
-    """Type and range of each constructor argument (see :mod:`benchmark.params`); checked before
+    """Type and range of each constructor argument (see :mod:`algorithms.params`); checked before
     any data is loaded. Arguments left out are checked against the type of their default."""
 
     epoch_callback: EpochCallback | None = None
