@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import inspect
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -60,21 +61,30 @@ class SessionRecommender(abc.ABC):
     """Type and range of each constructor argument (see :mod:`algorithms.params`); checked before
     any data is loaded. Arguments left out are checked against the type of their default."""
 
-    epoch_callback: EpochCallback | None = None
-    """Set by the caller, not a hyperparameter: per-epoch reporting (see :data:`EpochCallback`).
-    Algorithms that train in epochs call :meth:`end_epoch`; the others ignore it. A model never
-    evaluates itself: validation is the caller's business, done in this callback."""
-
-    resume_file: Path | None = None
-    """Set by the caller, not a hyperparameter: where an algorithm that trains in epochs keeps its
-    training state after every epoch. ``fit`` continues from this file when it exists and was
-    written for the same hyperparameters and training data (otherwise it starts afresh and logs
-    why), so a killed fit loses at most the epoch it was in. The caller deletes the file once the
-    fitted model is no longer needed; algorithms that do not train in epochs ignore it."""
+    renamed: ClassVar[dict[str, str]] = {}
+    """Old hyperparameter name -> its current name, for names that changed: a config that still
+    uses an old name is refused with a hint, and records written before the change (study
+    journals) are read with :meth:`migrate_params`."""
 
     @abc.abstractmethod
-    def fit(self, train: Sessions) -> "SessionRecommender":
-        """Learn from ``train``; return ``self``."""
+    def fit(self, train: Sessions, *, valid: Sessions | None = None,
+            on_epoch: EpochCallback | None = None,
+            resume_file: Path | None = None) -> "SessionRecommender":
+        """Learn from ``train`` (never modified) and return ``self``; earlier fits are forgotten.
+
+        Args:
+            train: the training sessions.
+            valid: held-out sessions an algorithm may watch while it trains (e.g. to stop early);
+                never the test set. Algorithms that do not use it ignore it.
+            on_epoch: per-epoch reporting (see :data:`EpochCallback`); algorithms that train in
+                epochs call :func:`epoch_values` after each, the others ignore it. A model never
+                evaluates itself: validation is the caller's business, done in this callback.
+            resume_file: where an algorithm that trains in epochs keeps its training state after
+                every epoch. ``fit`` continues from this file when it exists and was written for
+                the same hyperparameters and training data (otherwise it starts afresh and logs
+                why), so a killed fit loses at most the epoch it was in. The caller deletes the
+                file once the fitted model is no longer needed; other algorithms ignore it.
+        """
 
     @abc.abstractmethod
     def init_state(self, n_slots: int) -> State:
@@ -93,13 +103,6 @@ class SessionRecommender(abc.ABC):
         Returns:
             scores of shape (n_slots, n_items), numpy or torch; higher means more likely.
         """
-
-    def end_epoch(self, epoch: int) -> dict[str, float]:
-        """Run the caller's ``epoch_callback`` (if set); the values it returned as Python floats
-        (numpy scalars would not load back from a checkpoint), else ``{}``."""
-        if self.epoch_callback is None:
-            return {}
-        return {k: float(v) for k, v in (self.epoch_callback(self, epoch) or {}).items()}
 
     def select_state(self, state: State, keep: np.ndarray) -> State:
         """The state of the slots ``keep`` only (in that order); used when the batch shrinks."""
@@ -123,17 +126,35 @@ class SessionRecommender(abc.ABC):
             for name in cls.param_names()
         }
 
-    def check_params(self) -> None:
-        """Check every hyperparameter against its declaration (``param_specs``).
+    def validate(self) -> None:
+        """Check the hyperparameters without touching any data; the runner and the tuner call it
+        for every algorithm before a dataset is read, and ``fit`` calls it first.
+
+        The base check: every argument against its declaration (``param_specs``), then a
+        ``device`` argument against the devices this machine has (:meth:`cuda_available`).
+        Algorithms with rules that tie parameters together override it and call
+        ``super().validate()`` first.
 
         Raises:
-            ValueError: naming the first argument whose value the declaration rejects.
+            ValueError: naming the first argument whose value is rejected, and why.
         """
         for name, spec in self.param_specs().items():
             value = getattr(self, name)
             problem = spec.problem(value)
             if problem is not None:
                 raise ValueError(f"{name} = {format_value(value)}: {problem}")
+        if "device" in self.param_names():
+            resolve_device(self.device, cuda_available=self.cuda_available())
+
+    @classmethod
+    def cuda_available(cls) -> bool:
+        """Whether this algorithm can use a CUDA GPU here (torch's view; BPR-MF asks implicit)."""
+        return torch is not None and torch.cuda.is_available()
+
+    @classmethod
+    def migrate_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` with every old name (:attr:`renamed`) replaced by its current one."""
+        return {cls.renamed.get(name, name): value for name, value in params.items()}
 
     def get_params(self) -> dict[str, Any]:
         """The constructor arguments this instance was built with."""
@@ -142,6 +163,37 @@ class SessionRecommender(abc.ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
+
+
+def epoch_values(on_epoch: EpochCallback | None, model: SessionRecommender,
+                 epoch: int) -> dict[str, float]:
+    """Run the caller's ``on_epoch`` (if any) after ``epoch``; the values it returned as Python
+    floats (numpy scalars would not load back from a checkpoint), else ``{}``."""
+    if on_epoch is None:
+        return {}
+    return {k: float(v) for k, v in (on_epoch(model, epoch) or {}).items()}
+
+
+def resolve_device(device: str, *, cuda_available: bool | None = None) -> "torch.device":
+    """The torch device a ``device`` hyperparameter means here, shared by every model.
+
+    ``"auto"`` is CUDA when available, else the CPU; ``"cpu"``; ``"cuda"`` or ``"cuda:N"``.
+    ``cuda_available`` defaults to torch's answer (BPR-MF passes implicit's).
+
+    Raises:
+        ValueError: an unknown device, or CUDA asked for on a machine (or build) without it.
+    """
+    if cuda_available is None:
+        cuda_available = torch is not None and torch.cuda.is_available()
+    text = str(device)
+    if text == "auto":
+        text = "cuda" if cuda_available else "cpu"
+    elif not re.fullmatch(r"cpu|cuda(:[0-9]+)?", text):
+        raise ValueError(f"device = {format_value(device)}: must be auto, cpu, cuda or cuda:N")
+    elif text.startswith("cuda") and not cuda_available:
+        raise ValueError(f"device = {format_value(device)}: no CUDA GPU is usable here "
+                         '(use device = "cpu" or "auto")')
+    return torch.device(text)
 
 
 def _select(state: State, keep: np.ndarray) -> State:

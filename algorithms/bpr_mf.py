@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import logging
 from typing import Any
 
 import numpy as np
 
-from algorithms.base import SessionRecommender
+from algorithms.base import EpochCallback, SessionRecommender, epoch_values, resolve_device
 from algorithms.params import Choice, Float, Int
 from algorithms.sparse import session_item_matrix
 from datasets.progress import bars_enabled
@@ -35,7 +37,7 @@ class BPRMF(SessionRecommender):
     every item scores 0 (no popularity fallback). Items without training clicks keep
     implicit's all-zero row (score 0).
 
-    Training is seeded by ``seed``; with ``num_threads`` > 1 implicit updates the factors from
+    Training is seeded by ``seed``; with ``n_threads`` > 1 implicit updates the factors from
     several threads at once (Hogwild), so results then vary slightly from run to run.
     ``implicit.recommend()`` is not used: it drops already-clicked items, which are valid next
     clicks under the protocol.
@@ -44,15 +46,15 @@ class BPRMF(SessionRecommender):
         factors: size of the item vectors (without the bias).
         learning_rate: SGD learning rate.
         regularization: L2 regularization of the factors.
-        iterations: passes over the training matrix.
+        n_epochs: passes over the training matrix (implicit's ``iterations``).
         seed: random seed of the initialisation and of the negative sampling.
         device: ``"cpu"``, ``"cuda"`` (implicit's CUDA build), or ``"auto"`` (CUDA if built).
-        num_threads: CPU training threads; 0 lets implicit use every core.
+        n_threads: CPU training threads; 0 lets implicit use every core.
 
     Attributes:
         item_factors_: ``[q_j, b_j]`` per item, float32 of shape (n_items, factors + 1).
         device_: the device the model was trained on (``"cpu"`` or ``"cuda"``).
-        history_: with an ``epoch_callback``, one dict per iteration: ``epoch`` and the values
+        history_: with an ``on_epoch`` callback, one dict per iteration: ``epoch`` and the values
             the callback returned (empty without one). The callback sees the factors as they
             are after that iteration.
     """
@@ -60,31 +62,33 @@ class BPRMF(SessionRecommender):
     name = "bpr-mf"
     hyperparameters = {
         "factors": Int(low=1), "learning_rate": Float(low=0, low_open=True),
-        "regularization": Float(low=0), "iterations": Int(low=0), "seed": Int(low=0),
-        "device": Choice(DEVICES), "num_threads": Int(low=0),
+        "regularization": Float(low=0), "n_epochs": Int(low=0), "seed": Int(low=0),
+        "device": Choice(DEVICES), "n_threads": Int(low=0),
     }
+    renamed = {"iterations": "n_epochs", "num_threads": "n_threads"}
 
     def __init__(
         self,
         factors: int = 100,
         learning_rate: float = 0.01,
         regularization: float = 0.01,
-        iterations: int = 100,
+        n_epochs: int = 100,
         seed: int = 0,
         device: str = "auto",
-        num_threads: int = 1,
+        n_threads: int = 1,
     ) -> None:
         self.factors = factors
         self.learning_rate = learning_rate
         self.regularization = regularization
-        self.iterations = iterations
+        self.n_epochs = n_epochs
         self.seed = seed
         self.device = device
-        self.num_threads = num_threads
+        self.n_threads = n_threads
 
-    def fit(self, train: Sessions) -> "BPRMF":
-        self._check_params()
-        self.device_ = _resolve_device(self.device)
+    def fit(self, train: Sessions, *, valid: Sessions | None = None,
+            on_epoch: EpochCallback | None = None, resume_file: Path | None = None) -> "BPRMF":
+        self.validate()
+        self.device_ = resolve_device(self.device, cuda_available=self.cuda_available()).type
         x = session_item_matrix(train, binary=True)
         log.info("bpr-mf: %d sessions x %d items, %d nonzeros, on %s",
                  x.shape[0], x.shape[1], x.nnz, self.device_)
@@ -93,9 +97,10 @@ class BPRMF(SessionRecommender):
 
         def on_iteration(iteration: int, *_: Any) -> None:  # implicit counts from 0
             self._keep_factors(model)
-            self.history_.append({"epoch": iteration + 1, **self.end_epoch(iteration + 1)})
+            self.history_.append({"epoch": iteration + 1,
+                                  **epoch_values(on_epoch, self, iteration + 1)})
 
-        callback = on_iteration if self.epoch_callback is not None else None
+        callback = on_iteration if on_epoch is not None else None
         model.fit(x, show_progress=bars_enabled(), callback=callback)  # implicit's own bar
         self._keep_factors(model)
         return self
@@ -142,43 +147,19 @@ class BPRMF(SessionRecommender):
             from implicit.gpu.bpr import BayesianPersonalizedRanking
             return BayesianPersonalizedRanking(
                 factors=self.factors, learning_rate=self.learning_rate,
-                regularization=self.regularization, iterations=self.iterations,
+                regularization=self.regularization, iterations=self.n_epochs,
                 random_state=self.seed,
             )
         from implicit.cpu.bpr import BayesianPersonalizedRanking
         return BayesianPersonalizedRanking(
             factors=self.factors, learning_rate=self.learning_rate,
-            regularization=self.regularization, iterations=self.iterations,
-            num_threads=self.num_threads, random_state=self.seed,
+            regularization=self.regularization, iterations=self.n_epochs,
+            num_threads=self.n_threads, random_state=self.seed,
         )
 
-    def _check_params(self) -> None:
-        for name in ("factors", "iterations", "seed", "num_threads"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise ValueError(f"{name} must be an integer, got {value!r}")
-        if self.factors < 1:
-            raise ValueError(f"factors must be >= 1, got {self.factors}")
-        if self.iterations < 0:
-            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
-        if self.num_threads < 0:
-            raise ValueError(f"num_threads must be >= 0 (0 = all cores), got {self.num_threads}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
-        if not self.regularization >= 0:
-            raise ValueError(f"regularization must be >= 0, got {self.regularization!r}")
-        if self.device not in DEVICES:
-            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+    @classmethod
+    def cuda_available(cls) -> bool:
+        """implicit's CUDA build, not torch's, decides whether BPR-MF can train on a GPU."""
+        import implicit.gpu
 
-
-def _resolve_device(device: str) -> str:
-    """``"cuda"`` where implicit has a CUDA build and it was asked for (or ``"auto"``)."""
-    import implicit.gpu
-
-    has_cuda = bool(implicit.gpu.HAS_CUDA)
-    if device == "cuda" and not has_cuda:
-        raise ValueError(
-            "device='cuda' but this implicit build has no CUDA support "
-            "(install a CUDA build of implicit, or use device='cpu' or 'auto')"
-        )
-    return "cuda" if device == "cuda" or (device == "auto" and has_cuda) else "cpu"
+        return bool(implicit.gpu.HAS_CUDA)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import logging
 
 import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from algorithms.base import SessionRecommender
+from algorithms.base import EpochCallback, SessionRecommender
 from algorithms.params import Bool, Choice, Float, Int
 from algorithms.sparse import (
     assemble_csr,
@@ -81,8 +83,9 @@ class ItemKNN(SessionRecommender):
         self.counting = counting
         self.include_self = include_self
 
-    def fit(self, train: Sessions) -> "ItemKNN":
-        self._check_params()
+    def fit(self, train: Sessions, *, valid: Sessions | None = None,
+            on_epoch: EpochCallback | None = None, resume_file: Path | None = None) -> "ItemKNN":
+        self.validate()
         x = session_item_matrix(train, binary=self.counting == "session")
         self.support_ = np.asarray(x.sum(axis=0), dtype=np.float64).ravel()
         row_w, col_w = self._weights(self.support_)
@@ -120,22 +123,6 @@ class ItemKNN(SessionRecommender):
             keep &= rows + start != cols
         rows, cols, sims = top_k_per_row(rows[keep], cols[keep], sims[keep], self.n_sims, x.shape[1])
         return rows + start, cols, sims
-
-    def _check_params(self) -> None:
-        if isinstance(self.n_sims, bool) or not isinstance(self.n_sims, (int, np.integer)):
-            raise ValueError(f"n_sims must be an integer, got {self.n_sims!r}")
-        if self.n_sims < 1:
-            raise ValueError(f"n_sims must be >= 1, got {self.n_sims}")
-        if not self.reg_lambda >= 0:
-            raise ValueError(f"reg_lambda must be >= 0, got {self.reg_lambda!r}")
-        if not 0 <= self.alpha <= 1:
-            raise ValueError(f"alpha must lie in [0, 1], got {self.alpha!r}")
-        if self.counting not in COUNTING_MODES:
-            raise ValueError(
-                f"counting must be one of {', '.join(COUNTING_MODES)}, got {self.counting!r}"
-            )
-        if not isinstance(self.include_self, (bool, np.bool_)):
-            raise ValueError(f"include_self must be a bool, got {self.include_self!r}")
 
     def _weights(self, support: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-item factors (supp + lambda)^-alpha and (supp + lambda)^-(1 - alpha).

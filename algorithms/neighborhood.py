@@ -27,12 +27,14 @@ arbitrarily, which can only help its figures).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from algorithms.base import SessionRecommender
+from algorithms.base import EpochCallback, SessionRecommender
 from algorithms.params import Bool, Choice, Int
 from datasets.sessions import UNKNOWN, Sessions
 
@@ -304,8 +306,9 @@ class SessionKNN(SessionRecommender):
         self.item_factor_ = None
 
     # -- the contract ----------------------------------------------------------------------
-    def fit(self, train: Sessions) -> "SessionKNN":
-        self.check_params()
+    def fit(self, train: Sessions, *, valid: Sessions | None = None,
+            on_epoch: EpochCallback | None = None, resume_file: Path | None = None) -> "SessionKNN":
+        self.validate()
         self.n_items_ = train.n_items
         self.index_ = build_index(train, sampling_order(train, self.sampling, self.seed))
         self._fit_extra(train)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from algorithms.base import SessionRecommender
+from algorithms.base import EpochCallback, SessionRecommender
 from datasets.sessions import UNKNOWN, Sessions
 
 
@@ -20,7 +22,8 @@ class Pop(SessionRecommender):
     def __init__(self) -> None:
         pass
 
-    def fit(self, train: Sessions) -> "Pop":
+    def fit(self, train: Sessions, *, valid: Sessions | None = None,
+            on_epoch: EpochCallback | None = None, resume_file: Path | None = None) -> "Pop":
         self.support_ = item_support(train)
         return self
 

@@ -10,10 +10,12 @@ arbitrarily, so its figures for these methods can sit above ours for that reason
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import scipy.sparse as sp
 
-from algorithms.base import SessionRecommender
+from algorithms.base import EpochCallback, SessionRecommender
 from algorithms.params import AnyOf, Choice, Float, Int
 from algorithms.sparse import dense_rows, row_blocks, session_item_matrix
 from datasets.sessions import UNKNOWN, Sessions
@@ -71,8 +73,9 @@ class RuleModel(SessionRecommender):
     def _rules(self, train: Sessions) -> sp.csr_matrix:
         raise NotImplementedError
 
-    def fit(self, train: Sessions) -> "RuleModel":
-        self.check_params()
+    def fit(self, train: Sessions, *, valid: Sessions | None = None,
+            on_epoch: EpochCallback | None = None, resume_file: Path | None = None) -> "RuleModel":
+        self.validate()
         self.rules_ = self._rules(train)
         return self
 

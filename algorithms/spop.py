@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from algorithms.pop import item_support
-from algorithms.base import SessionRecommender
+from algorithms.base import EpochCallback, SessionRecommender
 from datasets.sessions import UNKNOWN, Sessions
 
 
@@ -24,7 +26,8 @@ class SPop(SessionRecommender):
     def __init__(self) -> None:
         pass
 
-    def fit(self, train: Sessions) -> "SPop":
+    def fit(self, train: Sessions, *, valid: Sessions | None = None,
+            on_epoch: EpochCallback | None = None, resume_file: Path | None = None) -> "SPop":
         support = item_support(train)
         self.pop_term_ = support / (support.max(initial=0.0) + 1.0)
         return self

@@ -180,7 +180,7 @@ def _spec(label: str, table: dict, source: str) -> AlgorithmSpec:
     if bad:
         raise ConfigError(
             f"{source}: [{label}] unknown hyperparameter(s) {', '.join(bad)} for {algorithm}; "
-            f"valid: {', '.join(valid) or '(none)'}"
+            f"{renamed_hint(cls, bad)}valid: {', '.join(valid) or '(none)'}"
         )
     specs = cls.param_specs()
     for key, value in params.items():
@@ -192,6 +192,11 @@ def _spec(label: str, table: dict, source: str) -> AlgorithmSpec:
     check_tuning(tuning, f"{origin_of(table, 'tuning', source)}: [{label}] tuning")
     return AlgorithmSpec(label=label, algorithm=algorithm, params=params, preset=preset,
                          origins=origins, tuning=tuning)
+
+
+def renamed_hint(cls: type[SessionRecommender], names: list[str]) -> str:
+    """"iterations is now n_epochs; " for every name in ``names`` the class renamed, else ""."""
+    return "".join(f"{old} is now {cls.renamed[old]}; " for old in names if old in cls.renamed)
 
 
 def check_tuning(tuning: Any, where: str) -> None:
@@ -234,15 +239,13 @@ def tuning_text(tuning: dict[str, Any] | str | None) -> str:
 
 
 def check_buildable(spec: AlgorithmSpec, *, seed: int, device: str, source: str) -> None:
-    """Build ``spec`` and run the algorithm's own cross-parameter check (``_check_params``,
-    where it has one) now, so that e.g. a final_act that does not fit the loss stops the run
-    before any data is loaded instead of when that algorithm's turn to train comes."""
+    """Build ``spec`` and run its ``validate()`` now (ranges, devices, the rules that tie
+    parameters), so that e.g. a final_act that does not fit the loss or device = "cuda" on a
+    machine without one stops the run before any data is loaded instead of when that
+    algorithm's turn to train comes."""
     model = spec.build(seed=seed, device=device)
-    check = getattr(model, "_check_params", None)
-    if check is None:
-        return
     try:
-        check()
+        model.validate()
     except (ValueError, TypeError) as e:
         where = sorted(set(spec.origins.values())) or [source]
         raise ConfigError(f"{' + '.join(where)}: [{spec.label}] {e}") from None

@@ -184,10 +184,9 @@ def run_algorithm(
     timings, seed_metrics, config = [], [], {}
     for n, seed in enumerate(_seeds(spec, options)):
         model = spec.build(seed=seed, device=options.device)
-        model.resume_file = _training_file(run_dir, spec.label, seed)
         log.info("%s: fitting %r (seed %d)", spec.label, model, seed)
         with measure() as fit_usage:
-            model.fit(data.train)
+            model.fit(data.train, resume_file=_training_file(run_dir, spec.label, seed))
         log.info("%s: fit in %.1f s, peak RSS %.0f MB", spec.label, fit_usage.seconds,
                   fit_usage.peak_rss_mb)
         with measure() as eval_usage:

@@ -51,7 +51,8 @@ CONFIG_CASES = [
     ("bpr-mf", "learning_rate = 0", "learning_rate = 0: must be a finite number > 0"),
     ("bpr-mf", "learning_rate = nan", "learning_rate = nan: must be a finite number > 0"),
     ("bpr-mf", 'regularization = "x"', 'regularization = "x": must be a finite number >= 0'),
-    ("bpr-mf", "iterations = 2.0", "iterations = 2.0: must be an integer >= 0"),
+    ("bpr-mf", "n_epochs = 2.0", "n_epochs = 2.0: must be an integer >= 0"),
+    ("bpr-mf", "iterations = 200", "iterations is now n_epochs; valid:"),
 ]
 
 
@@ -260,6 +261,24 @@ def input_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
     (layout / "notes.txt").write_text("x")
     cases.append((["--dataset", str(layout)], "a folder in no known layout (it holds notes.txt)"))
     return cases
+
+
+@pytest.mark.parametrize("algorithm", ["gru4rec", "bpr-mf"])
+def test_device_cuda_in_a_config_table_without_a_gpu(tmp_path, capsys, no_data, algorithm):
+    """A table's device is checked by validate() at start-up, not when the row's turn comes."""
+    from benchmark.registry import get_algorithm
+
+    if get_algorithm(algorithm).cuda_available():
+        pytest.skip("a GPU is usable here")
+    config = tmp_path / "gpu.toml"
+    config.write_text(f'[{algorithm}]\ndevice = "cuda"\n')
+    out = tmp_path / "out"
+    code, err = main(["--dataset", "synthetic", "--algorithms", f"pop,{algorithm}",
+                      "--config", str(config), "--out", str(out), "-q"], capsys)
+    line = error_line(err)
+    assert code == 2 and str(config) in line and f"[{algorithm}]" in line
+    assert 'device = "cuda": no CUDA GPU is usable here' in line
+    assert not out.exists()
 
 
 def test_bad_inputs_stop_before_a_run_directory(tmp_path, capsys):

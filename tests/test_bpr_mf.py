@@ -23,7 +23,7 @@ def _two_groups(n_sessions: int, seed: int):
 
 @pytest.fixture(scope="module")
 def fitted():
-    return BPRMF(factors=8, iterations=30, learning_rate=0.05, device="cpu").fit(
+    return BPRMF(factors=8, n_epochs=30, learning_rate=0.05, device="cpu").fit(
         _two_groups(300, seed=0)
     )
 
@@ -67,9 +67,9 @@ def test_learns_the_group_structure(fitted):
 
 def test_same_seed_same_factors_with_one_thread():
     train = _two_groups(100, seed=2)
-    a = BPRMF(factors=4, iterations=5, seed=7, device="cpu", num_threads=1).fit(train)
-    b = BPRMF(factors=4, iterations=5, seed=7, device="cpu", num_threads=1).fit(train)
-    c = BPRMF(factors=4, iterations=5, seed=8, device="cpu", num_threads=1).fit(train)
+    a = BPRMF(factors=4, n_epochs=5, seed=7, device="cpu", n_threads=1).fit(train)
+    b = BPRMF(factors=4, n_epochs=5, seed=7, device="cpu", n_threads=1).fit(train)
+    c = BPRMF(factors=4, n_epochs=5, seed=8, device="cpu", n_threads=1).fit(train)
     np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
     assert not np.array_equal(a.item_factors_, c.item_factors_)
 
@@ -78,10 +78,10 @@ def test_same_seed_same_factors_with_one_thread():
     "params, message",
     [
         ({"factors": 0}, "factors"),
-        ({"iterations": 1.5}, "iterations"),
+        ({"n_epochs": 1.5}, "n_epochs"),
         ({"learning_rate": 0.0}, "learning_rate"),
         ({"regularization": -0.1}, "regularization"),
-        ({"num_threads": -1}, "num_threads"),
+        ({"n_threads": -1}, "n_threads"),
         ({"device": "tpu"}, "device"),
     ],
 )
@@ -95,7 +95,7 @@ def test_cuda_without_a_cuda_build_is_a_clear_error():
 
     if implicit.gpu.HAS_CUDA:
         pytest.skip("this implicit build has CUDA")
-    with pytest.raises(ValueError, match="device='cuda'"):
+    with pytest.raises(ValueError, match='device = "cuda": no CUDA GPU'):
         BPRMF(device="cuda").fit(_two_groups(10, seed=3))
 
 
@@ -105,7 +105,7 @@ def test_gpu_training_learns_the_group_structure():
 
     if not implicit.gpu.HAS_CUDA:
         pytest.skip("implicit was built without CUDA")
-    model = BPRMF(factors=8, iterations=30, learning_rate=0.05, device="cuda").fit(
+    model = BPRMF(factors=8, n_epochs=30, learning_rate=0.05, device="cuda").fit(
         _two_groups(300, seed=0)
     )
     assert model.device_ == "cuda"
@@ -113,7 +113,7 @@ def test_gpu_training_learns_the_group_structure():
     assert recall_at(preds.rank, 10) >= 0.95
 
 
-def test_epoch_callback_sees_every_iteration_and_can_stop_training():
+def test_on_epoch_sees_every_iteration_and_can_stop_training():
     train = _two_groups(10, seed=3)
     seen = []
 
@@ -123,20 +123,18 @@ def test_epoch_callback_sees_every_iteration_and_can_stop_training():
             raise LookupError("stop")  # any exception; tuning raises optuna.TrialPruned
         return {"n": float(epoch)}
 
-    model = BPRMF(factors=4, iterations=10, seed=7, device="cpu", num_threads=1)
-    model.epoch_callback = on_epoch
+    model = BPRMF(factors=4, n_epochs=10, seed=7, device="cpu", n_threads=1)
     with pytest.raises(LookupError):
-        model.fit(train)
+        model.fit(train, on_epoch=on_epoch)
     assert [e for e, _ in seen] == [1, 2, 3]
     assert not np.array_equal(seen[0][1], seen[1][1])  # the live factors, not one snapshot
     assert model.history_ == [{"epoch": 1, "n": 1.0}, {"epoch": 2, "n": 2.0}]
 
 
-def test_epoch_callback_at_the_last_iteration_sees_the_final_model():
+def test_on_epoch_at_the_last_iteration_sees_the_final_model():
     train = _two_groups(10, seed=3)
-    kw = dict(factors=4, iterations=5, seed=7, device="cpu", num_threads=1)
+    kw = dict(factors=4, n_epochs=5, seed=7, device="cpu", n_threads=1)
     last = {}
     model = BPRMF(**kw)
-    model.epoch_callback = lambda m, e: last.update({e: m.item_factors_.copy()})
-    model.fit(train)
+    model.fit(train, on_epoch=lambda m, e: last.update({e: m.item_factors_.copy()}))
     np.testing.assert_array_equal(last[5], BPRMF(**kw).fit(train).item_factors_)

@@ -14,7 +14,7 @@ from datasets.sessions import UNKNOWN, Sessions, from_lists
 
 N_ITEMS = 12
 FAST_PARAMS = {
-    "bpr-mf": {"factors": 8, "iterations": 5},
+    "bpr-mf": {"factors": 8, "n_epochs": 5},
     "gru4rec": {"layers": [16], "batch_size": 8, "n_epochs": 1, "n_sample": 4},
 }
 

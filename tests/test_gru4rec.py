@@ -261,7 +261,7 @@ def test_every_preset_builds_a_valid_model() -> None:
     assert {"rsc15-best", "rsc15-bprmax", "2016-top1-100", "2016-bpr-1000"} <= set(names)
     for name in names:
         model = GRU4Rec(**load_preset("gru4rec", name))
-        model._check_params()
+        model.validate()
     best = load_preset("gru4rec", "rsc15-best")
     assert (best["loss"], best["embedding"], best["layers"], best["batch_size"],
             best["n_sample"], best["logq"]) == ("cross-entropy", "shared", [100], 32, 2048, 1.0)
@@ -284,7 +284,7 @@ def test_without_a_terminal_training_logs_progress_lines(monkeypatch, caplog) ->
     assert lines[0].startswith("epoch 1: 256/")  # the first check: 64 steps of 4 slots
 
 
-def test_epoch_callback_scores_the_current_weights_and_its_values_enter_the_history() -> None:
+def test_on_epoch_scores_the_current_weights_and_its_values_enter_the_history() -> None:
     # The caller evaluates; the model only hands itself over after every epoch. The last
     # epoch's value is the final model's, and what the callback returns is in history_.
     chain = _chain()
@@ -296,15 +296,14 @@ def test_epoch_callback_scores_the_current_weights_and_its_values_enter_the_hist
 
     model = GRU4Rec(layers=24, n_sample=8, logq=0.0, learning_rate=0.1, batch_size=8,
                     n_epochs=3, device="cpu", seed=0, sample_cache_size=SMALL_CACHE)
-    model.epoch_callback = on_epoch
-    model.fit(chain)
+    model.fit(chain, on_epoch=on_epoch)
     assert seen == [1, 2, 3]
     curve = [row["valid_recall1"] for row in model.history_]
     assert curve[-1] == recall_at(evaluate(model, chain, progress=False).rank, 1) > 0.95
-    assert "epoch_callback" not in model.get_params()
+    assert "on_epoch" not in model.get_params()
 
 
-def test_an_exception_in_the_epoch_callback_stops_training() -> None:
+def test_an_exception_in_on_epoch_stops_training() -> None:
     class Stop(Exception):
         pass
 
@@ -313,6 +312,5 @@ def test_an_exception_in_the_epoch_callback_stops_training() -> None:
 
     model = GRU4Rec(layers=8, n_sample=0, logq=0.0, batch_size=8, n_epochs=5, device="cpu",
                     sample_cache_size=SMALL_CACHE)
-    model.epoch_callback = stop_after_one
     with pytest.raises(Stop, match="1"):
-        model.fit(_chain())
+        model.fit(_chain(), on_epoch=stop_after_one)

@@ -38,11 +38,9 @@ def _sessions(n_items: int = 25, n_sessions: int = 300, seed: int = 0) -> Sessio
                        for _ in range(n_sessions)], n_items)
 
 
-def _model(settings: dict, resume_file=None, callback=None) -> GRU4Rec:
-    model = GRU4Rec(**{**COMMON, **settings})
-    model.resume_file = resume_file
-    model.epoch_callback = callback
-    return model
+def _fit(settings: dict, train: Sessions, resume_file=None, callback=None) -> GRU4Rec:
+    return GRU4Rec(**{**COMMON, **settings}).fit(train, on_epoch=callback,
+                                                   resume_file=resume_file)
 
 
 def _killed_at(epoch: int):
@@ -70,15 +68,15 @@ def _assert_same_model(a: GRU4Rec, b: GRU4Rec) -> None:
 @pytest.mark.parametrize("settings", SETTINGS, ids=["shared-ce", "embedding-bprmax", "onehot"])
 def test_a_fit_killed_between_epochs_continues_to_the_same_model(tmp_path, settings):
     train = _sessions()
-    whole = _model(settings).fit(train)
+    whole = _fit(settings, train)
     path = tmp_path / "training.pt"
 
     with pytest.raises(KeyboardInterrupt):  # killed during epoch 2's callback: epoch 1 is kept
-        _model(settings, path, _killed_at(2)).fit(train)
+        _fit(settings, train, path, _killed_at(2))
     assert load_training_state(path)["epoch"] == 1
 
     seen: list[int] = []
-    resumed = _model(settings, path, _recorder(seen)).fit(train)
+    resumed = _fit(settings, train, path, _recorder(seen))
     assert seen == [2, 3]
     _assert_same_model(whole, resumed)
     assert [(row["epoch"], row["mark"]) for row in resumed.history_] == [(1, 1.0), (2, 2.0),
@@ -87,7 +85,7 @@ def test_a_fit_killed_between_epochs_continues_to_the_same_model(tmp_path, setti
 
     # A kill after the last epoch (during evaluation, say): the next fit trains nothing.
     seen.clear()
-    again = _model(settings, path, _recorder(seen)).fit(train)
+    again = _fit(settings, train, path, _recorder(seen))
     assert seen == []
     _assert_same_model(whole, again)
 
@@ -103,10 +101,10 @@ def test_a_state_of_other_hyperparameters_is_not_continued(tmp_path, caplog, cha
                                                            reason):
     train = _sessions()
     path = tmp_path / "training.pt"
-    _model(SETTINGS[0], path).fit(train)
+    _fit(SETTINGS[0], train, path)
     seen: list[int] = []
     with caplog.at_level(logging.WARNING, logger="algorithms.gru4rec.recommender"):
-        _model({**SETTINGS[0], **change}, path, _recorder(seen)).fit(train)
+        _fit({**SETTINGS[0], **change}, train, path, _recorder(seen))
     assert seen == epochs
     if reason is None:
         assert not caplog.records
@@ -116,10 +114,10 @@ def test_a_state_of_other_hyperparameters_is_not_continued(tmp_path, caplog, cha
 
 def test_a_state_of_other_data_or_no_state_at_all_starts_afresh(tmp_path, caplog):
     path = tmp_path / "training.pt"
-    _model(SETTINGS[0], path).fit(_sessions(seed=0))
+    _fit(SETTINGS[0], _sessions(seed=0), path)
     seen: list[int] = []
     with caplog.at_level(logging.WARNING, logger="algorithms.gru4rec.recommender"):
-        _model(SETTINGS[0], path, _recorder(seen)).fit(_sessions(seed=1))
+        _fit(SETTINGS[0], _sessions(seed=1), path, _recorder(seen))
     assert seen == [1, 2, 3]
     assert "written for other training data; training from epoch 1" in caplog.text
 
@@ -127,7 +125,7 @@ def test_a_state_of_other_data_or_no_state_at_all_starts_afresh(tmp_path, caplog
     path.write_bytes(b"not a checkpoint")
     seen.clear()
     with caplog.at_level(logging.WARNING, logger="algorithms.gru4rec.recommender"):
-        _model(SETTINGS[0], path, _recorder(seen)).fit(_sessions(seed=0))
+        _fit(SETTINGS[0], _sessions(seed=0), path, _recorder(seen))
     assert seen == [1, 2, 3]
     assert f"{path}: not readable as a GRU4Rec training state" in caplog.text
     assert load_training_state(path)["epoch"] == 3  # overwritten by a good one
@@ -137,12 +135,12 @@ def test_a_state_that_does_not_fit_its_own_settings_stops_the_fit(tmp_path):
     # Same key but a tensor of another shape: another code's file, never silently half-loaded.
     train = _sessions()
     path = tmp_path / "training.pt"
-    _model(SETTINGS[0], path).fit(train)
+    _fit(SETTINGS[0], train, path)
     state = load_training_state(path)
     state["trainer"]["dense"]["acc"] = state["trainer"]["dense"]["acc"][:-1]
     torch.save(state, path)
     with pytest.raises(ValueError, match=r"optimizer state does not fit.*delete the file"):
-        _model(SETTINGS[0], path).fit(train)
+        _fit(SETTINGS[0], train, path)
 
 
 @pytest.mark.cuda
@@ -151,12 +149,12 @@ def test_a_cuda_fit_killed_between_epochs_continues_to_the_same_model(tmp_path):
     # On a GPU the sparse updates add in no fixed order, so the match is up to rounding.
     train = _sessions()
     settings = {**SETTINGS[0], "device": "cuda"}
-    whole = _model(settings).fit(train)
+    whole = _fit(settings, train)
     path = tmp_path / "training.pt"
     with pytest.raises(KeyboardInterrupt):
-        _model(settings, path, _killed_at(2)).fit(train)
+        _fit(settings, train, path, _killed_at(2))
     seen: list[int] = []
-    resumed = _model(settings, path, _recorder(seen)).fit(train)
+    resumed = _fit(settings, train, path, _recorder(seen))
     assert seen == [2, 3]
     for name, value in whole.network_.params.items():
         torch.testing.assert_close(resumed.network_.params[name], value, rtol=1e-4, atol=1e-5)
@@ -164,7 +162,7 @@ def test_a_cuda_fit_killed_between_epochs_continues_to_the_same_model(tmp_path):
 
 def test_a_training_state_or_garbage_is_not_loaded_as_a_fitted_model(tmp_path):
     path = tmp_path / "training.pt"
-    _model({**SETTINGS[0], "n_epochs": 1}, path).fit(_sessions())
+    _fit({**SETTINGS[0], "n_epochs": 1}, _sessions(), path)
     with pytest.raises(ValueError, match=r"not a GRU4Rec checkpoint of format 'gru4rec/1' "
                                          r"\(found 'gru4rec-training/1'\)"):
         GRU4Rec.load(path)

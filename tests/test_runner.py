@@ -94,7 +94,7 @@ def test_killed_run_resumes_to_the_same_metrics(tiny, tmp_path, monkeypatch):
 
 def test_a_run_killed_inside_a_gru4rec_fit_resumes_after_its_last_epoch(tiny, tmp_path,
                                                                           monkeypatch):
-    from algorithms.gru4rec import GRU4Rec
+    from algorithms.gru4rec import recommender
 
     config = tmp_path / "small.toml"
     config.write_text("[gru4rec]\nlayers = 8\nn_sample = 4\nsample_cache_size = 64\n"
@@ -105,24 +105,24 @@ def test_a_run_killed_inside_a_gru4rec_fit_resumes_after_its_last_epoch(tiny, tm
                           progress=False, cutoffs=[1, 2, 5], config=config)
 
     reference = pd.read_csv(run(gru_options("a"), command="test") / "metrics.csv")
-    real_end_epoch = GRU4Rec.end_epoch
+    real_epoch_values = recommender.epoch_values
     epochs = []
 
-    def dying_end_epoch(model, epoch):
+    def dying_epoch_values(on_epoch, model, epoch):
         epochs.append(epoch)
         if epoch == 3:
             raise KeyboardInterrupt  # a kill after epoch 3's training: epoch 2 is on disk
-        return real_end_epoch(model, epoch)
+        return real_epoch_values(on_epoch, model, epoch)
 
-    monkeypatch.setattr(GRU4Rec, "end_epoch", dying_end_epoch)
+    monkeypatch.setattr(recommender, "epoch_values", dying_epoch_values)
     with pytest.raises(KeyboardInterrupt):
         run(gru_options("b"), command="test")
     (run_dir,) = (tmp_path / "b" / "tiny").iterdir()
     assert [p.name for p in (run_dir / "training").iterdir()] == ["gru4rec.seed0.pt"]
 
     epochs.clear()
-    monkeypatch.setattr(GRU4Rec, "end_epoch", lambda model, epoch: (
-        epochs.append(epoch), real_end_epoch(model, epoch))[1])
+    monkeypatch.setattr(recommender, "epoch_values", lambda on_epoch, model, epoch: (
+        epochs.append(epoch), real_epoch_values(on_epoch, model, epoch))[1])
     run(RunOptions(dataset=""), resume=run_dir, command="test --resume")
     assert epochs == [3, 4]  # epochs 1 and 2 came from the training state
     assert not (run_dir / "training").exists()  # removed once the algorithm was done

@@ -12,7 +12,7 @@ import pytest
 from optuna.trial import FixedTrial, TrialState
 
 from benchmark.config import ConfigError, resolve, tuning_text
-from algorithms.base import SessionRecommender
+from algorithms.base import SessionRecommender, epoch_values
 from algorithms.params import Float
 from benchmark.registry import get_algorithm
 from benchmark.tune import main
@@ -36,10 +36,10 @@ class Dial(SessionRecommender):
     def __init__(self, skill: float = 0.0) -> None:
         self.skill = skill
 
-    def fit(self, train):
+    def fit(self, train, *, valid=None, on_epoch=None, resume_file=None):
         self.n_items_ = train.n_items
         for epoch in (1, 2):
-            self.end_epoch(epoch)
+            epoch_values(on_epoch, self, epoch)
         return self
 
     def init_state(self, n_slots):
@@ -187,7 +187,7 @@ def test_conditional_parameters_follow_the_loss():
     bpr = space.suggest(FixedTrial({**common, "loss": "bpr-max", "bpreg": 1.0,
                                     "final_act": "elu-1"}))
     assert bpr["logq"] == 0.0 and bpr["bpreg"] == 1.0  # `otherwise`: logq is for cross-entropy
-    get_algorithm("gru4rec")(**bpr)._check_params()
+    get_algorithm("gru4rec")(**bpr).validate()
 
 
 @pytest.mark.parametrize("params, message", [

@@ -9,7 +9,7 @@ A fitted model (``GRU4Rec.save``; ``torch.save``'d, loadable with
      "network": {parameter name: CPU tensor},      # see model.py for the names
      "history": [{"epoch", "loss", "events_per_s", "threads", ...}, ...]}
 
-The training state after an epoch (``GRU4Rec.resume_file``), from which ``fit`` continues::
+The training state after an epoch (``GRU4Rec.fit(..., resume_file=...)``), from which ``fit`` continues::
 
     {"format": "gru4rec-training/1",
      "key": {"params": {...}, "data": str},        # what it was trained with (see recommender.py)

@@ -27,7 +27,7 @@ from algorithms.gru4rec.losses import LOSSES, FinalActivation
 from algorithms.gru4rec.model import Network, init_params
 from algorithms.gru4rec.threads import ThreadPolicy
 from algorithms.gru4rec.trainer import TrainConfig, Trainer
-from algorithms.base import SessionRecommender
+from algorithms.base import EpochCallback, SessionRecommender, epoch_values, resolve_device
 from algorithms.params import AnyOf, Choice, Float, Int, ListOf, Optional, Pattern
 from datasets.sessions import UNKNOWN, Sessions
 
@@ -87,14 +87,14 @@ class GRU4Rec(SessionRecommender):
         device_: the torch device used.
         history_: one dict per epoch: ``epoch``, ``loss``, ``events_per_s``, ``threads`` (the
             CPU thread count in force at the epoch's end; None on a GPU), and whatever the
-            caller's ``epoch_callback`` returned for that epoch (e.g. ``valid_recall20``).
+            caller's ``on_epoch`` returned for that epoch (e.g. ``valid_recall20``).
 
     An ``UNKNOWN`` input item (not in training) leaves its slot's hidden state unchanged: the
     click is skipped, since there is no input vector for it.
     """
 
     name = "gru4rec"
-    hyperparameters = {  # cross-parameter rules (final_act vs loss, ...) are in _check_params
+    hyperparameters = {  # cross-parameter rules (final_act vs loss, ...) are in validate
         "layers": AnyOf((Int(low=1), ListOf(Int(low=1)))),
         "cell": Choice(CELLS),
         "embedding": AnyOf((Choice(("shared",)), Int(low=0))),
@@ -169,9 +169,10 @@ class GRU4Rec(SessionRecommender):
             )
         return act
 
-    def _check_params(self) -> None:
-        """Every declared range (``hyperparameters``), then the rules that tie parameters."""
-        self.check_params()
+    def validate(self) -> None:
+        """Every declared range (``hyperparameters``) and the device, then the rules that tie
+        parameters."""
+        super().validate()
         self._resolved_final_act()  # final_act must fit the loss
         if self.n_sample and self.sample_cache_size < self.n_sample:
             raise ValueError(f"sample_cache_size ({self.sample_cache_size}) must be >= n_sample "
@@ -180,20 +181,14 @@ class GRU4Rec(SessionRecommender):
             raise ValueError(f"logq is only used with cross-entropy, got logq={self.logq} with "
                              f"loss {self.loss!r}")
 
-    def _resolve_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if not (self.device == "cpu" or str(self.device).startswith("cuda")):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
-        if str(self.device).startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"device={self.device!r} but CUDA is not available here")
-        return torch.device(self.device)
-
     # ------------------------------------------------------------------ training
-    def fit(self, train: Sessions) -> "GRU4Rec":
-        """Train from scratch on ``train``, calling ``epoch_callback`` after every epoch."""
-        self._check_params()
-        self.device_ = self._resolve_device()
+    def fit(self, train: Sessions, *, valid: Sessions | None = None,
+            on_epoch: EpochCallback | None = None,
+            resume_file: Path | None = None) -> "GRU4Rec":
+        """Train on ``train`` (continuing from ``resume_file`` where it holds this training's
+        state), calling ``on_epoch`` after every epoch; ``valid`` is not used."""
+        self.validate()
+        self.device_ = resolve_device(self.device)
         self.n_items_ = train.n_items
         self.history_: list[dict[str, Any]] = []
         init_seed, run_seed = np.random.SeedSequence(self.seed).generate_state(2)
@@ -206,11 +201,13 @@ class GRU4Rec(SessionRecommender):
         params = init_params(train.n_items, self._layer_sizes(), self.embedding, init_gen,
                              self.device_, cell=self.cell)
         with self._restore_threads() as caller_threads:
-            self._train(train, plan, params, support, run_gen, caller_threads)
+            self._train(train, plan, params, support, run_gen, caller_threads, on_epoch,
+                        resume_file)
         return self
 
     def _train(self, train: Sessions, plan, params, support: np.ndarray,
-               run_gen: torch.Generator, caller_threads: int) -> None:
+               run_gen: torch.Generator, caller_threads: int, on_epoch: EpochCallback | None,
+               resume_file: Path | None) -> None:
         threads = None
         if self.device_.type == "cpu":
             threads = (ThreadPolicy.fixed(self.n_threads) if self.n_threads
@@ -219,8 +216,8 @@ class GRU4Rec(SessionRecommender):
                           self.device_, run_gen, threads=threads)
         log.info("GRU4Rec: %d items, %d training events/epoch in %d steps, device %s",
                  train.n_items, plan.n_events, plan.n_steps, self.device_)
-        key = self._training_key(train) if self.resume_file is not None else None
-        done = self._resume(trainer, key) if key is not None else 0
+        key = self._training_key(train) if resume_file is not None else None
+        done = self._resume(trainer, key, Path(resume_file)) if key is not None else 0
         for epoch in range(done + 1, self.n_epochs + 1):
             stats = trainer.train_epoch(epoch)  # sets the policy's thread count at its start
             if threads is not None:  # the epoch callback (validation) runs with the caller's
@@ -229,14 +226,14 @@ class GRU4Rec(SessionRecommender):
             row = {"epoch": epoch, "loss": stats["loss"],
                    "events_per_s": stats["events"] / max(stats["seconds"], 1e-9),
                    "threads": None if threads is None else threads.current}
-            row.update(self.end_epoch(epoch))
+            row.update(epoch_values(on_epoch, self, epoch))
             self.history_.append(row)
             log.info("epoch %d: loss %.4f, %.0f events/s%s", epoch, row["loss"],
                      row["events_per_s"],
                      "".join(f", {k} {v:.4f}" for k, v in row.items()
                              if k not in ("epoch", "loss", "events_per_s", "threads")))
             if key is not None:
-                save_training_state(self.resume_file, key, epoch, self.history_, trainer.state())
+                save_training_state(resume_file, key, epoch, self.history_, trainer.state())
         self.network_ = Network(trainer.export_params(), self.embedding)
 
     def _training_key(self, train: Sessions) -> dict[str, Any]:
@@ -247,10 +244,10 @@ class GRU4Rec(SessionRecommender):
                   if k not in ("device", "n_threads", "n_epochs")}
         return {"params": params, "data": train.fingerprint()}
 
-    def _resume(self, trainer: Trainer, key: dict[str, Any]) -> int:
-        """Load ``resume_file`` into ``trainer`` and ``history_`` if it exists and was written
-        for ``key``; return the number of epochs it holds (0: train from the start)."""
-        path = Path(self.resume_file)
+    def _resume(self, trainer: Trainer, key: dict[str, Any], path: Path) -> int:
+        """Load ``path`` (the fit's ``resume_file``) into ``trainer`` and ``history_`` if it
+        exists and was written for ``key``; return the number of epochs it holds (0: train from
+        the start)."""
         if not path.is_file():
             return 0
         try:
@@ -332,8 +329,8 @@ class GRU4Rec(SessionRecommender):
         if device is not None:
             params["device"] = device
         model = cls(**params)
-        model._check_params()
-        model.device_ = model._resolve_device()
+        model.validate()
+        model.device_ = resolve_device(model.device)
         model.n_items_ = int(ckpt["n_items"])
         model.history_ = list(ckpt["history"])
         weights = {k: v.to(model.device_) for k, v in ckpt["network"].items()}

@@ -20,6 +20,7 @@ import pandas as pd
 
 from benchmark.evaluator import DEFAULT_TIE_MODE
 from algorithms.base import SessionRecommender
+from benchmark.config import renamed_hint
 from benchmark.registry import get_algorithm
 from benchmark.tuning.study import OBJECTIVES, epoch_reporter, validation_scores
 from datasets.sessions import Dataset
@@ -67,7 +68,7 @@ def check_params(cls: type[SessionRecommender], names: list[str], algorithm: str
     unknown = sorted(set(names) - set(cls.param_names()))
     if unknown:
         raise ValueError(f"unknown hyperparameter(s) {', '.join(unknown)} for {algorithm}; "
-                         f"valid: {', '.join(cls.param_names())}")
+                         f"{renamed_hint(cls, unknown)}valid: {', '.join(cls.param_names())}")
 
 
 def score_setting(cls: type[SessionRecommender], params: dict[str, Any], dataset: Dataset,
@@ -75,10 +76,9 @@ def score_setting(cls: type[SessionRecommender], params: dict[str, Any], dataset
     """Fit on valid_train, score valid_test; the row of the results table. With
     ``epoch_curve`` the row adds the validation Recall@20 after every epoch."""
     model = cls(**params)
-    if epoch_curve:
-        model.epoch_callback = epoch_reporter(dataset.valid_test, 1, tie_mode)
+    on_epoch = epoch_reporter(dataset.valid_test, 1, tie_mode) if epoch_curve else None
     start = time.perf_counter()
-    model.fit(dataset.valid_train)
+    model.fit(dataset.valid_train, valid=dataset.valid_test, on_epoch=on_epoch)
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
     scores = validation_scores(model, dataset.valid_test, tie_mode)

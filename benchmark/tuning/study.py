@@ -2,7 +2,7 @@
 
 Every trial fits on ``Dataset.valid_train`` and is scored on ``Dataset.valid_test`` (MRR@20 by
 default, Recall@20 on request); the test split is never read. Iterative models report their
-validation value every ``report_every`` epochs through the model's ``epoch_callback``, and a
+validation value every ``report_every`` epochs through the model's ``on_epoch`` callback, and a
 median pruner stops the hopeless ones.
 
 The budget is the study's total: :func:`run_trials` adds trials until the study holds
@@ -38,6 +38,7 @@ from optuna.trial import FrozenTrial, TrialState
 from benchmark.evaluator import DEFAULT_TIE_MODE, evaluate
 from algorithms.base import SessionRecommender
 from benchmark.metrics import mrr_at, recall_at
+from benchmark.registry import ALGORITHMS, get_algorithm
 from benchmark.tuning.space import SearchSpace
 from datasets.sessions import Dataset, Sessions
 
@@ -146,7 +147,8 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, info: StudyInfo,
     for key, value in info.attrs().items():
         if key not in held:
             study.set_user_attr(key, value)
-        elif held[key] != value:
+        elif held[key] != value and not (key == "space" and
+                                         migrated_space(held[key], info.algorithm) == value):
             shown = "the search space" if key == "space" else f"{key} {held[key]!r}"
             raise ValueError(f"study {name!r} holds trials for {shown}, not {value!r}: "
                              "use another --study name or --storage")
@@ -162,7 +164,7 @@ def validation_scores(model: SessionRecommender, valid: Sessions,
 def epoch_reporter(valid: Sessions, every: int, tie_mode: str,
                    trial: optuna.Trial | None = None,
                    objective: str = "mrr") -> Callable[[SessionRecommender, int], dict[str, float]]:
-    """An ``epoch_callback`` scoring the validation split every ``every`` epochs; with a trial,
+    """An ``on_epoch`` callback scoring the validation split every ``every`` epochs; with a trial,
     it reports the objective and raises ``optuna.TrialPruned`` when the pruner says so."""
 
     def on_epoch(model: SessionRecommender, epoch: int) -> dict[str, float]:
@@ -290,10 +292,10 @@ def trial_objective(cls: type[SessionRecommender], space: SearchSpace, dataset: 
         trial.set_user_attr("config", params)
         log.info("trial %d: %s", trial.number, params)
         model = cls(**params)
-        model.epoch_callback = epoch_reporter(dataset.valid_test, space.report_every, tie_mode,
-                                              trial, objective)
+        on_epoch = epoch_reporter(dataset.valid_test, space.report_every, tie_mode, trial,
+                                  objective)
         start = time.perf_counter()
-        model.fit(dataset.valid_train)
+        model.fit(dataset.valid_train, valid=dataset.valid_test, on_epoch=on_epoch)
         trial.set_user_attr("fit_s", round(time.perf_counter() - start, 2))
         scores = validation_scores(model, dataset.valid_test, tie_mode)
         for metric, value in scores.items():
@@ -310,4 +312,23 @@ def best_config(study: optuna.Study) -> tuple[FrozenTrial, dict[str, Any]]:
     if not complete:
         raise ValueError(f"study {study.study_name!r} has no complete trial yet")
     best = max(complete, key=lambda t: (t.value, -t.number))  # ties: the earliest
-    return best, dict(best.user_attrs["config"])
+    config = dict(best.user_attrs["config"])
+    algorithm = study.user_attrs.get("algorithm")
+    if algorithm in ALGORITHMS:  # a trial recorded before a hyperparameter was renamed
+        config = get_algorithm(algorithm).migrate_params(config)
+    return best, config
+
+
+def migrated_space(space_json: str, algorithm: str) -> str:
+    """A study's stored search space (JSON) with the hyperparameters the algorithm has renamed
+    since under their current names, so a study searched before a rename can be resumed."""
+    if algorithm not in ALGORITHMS:
+        return space_json
+    renamed = get_algorithm(algorithm).renamed
+
+    def rename(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {renamed.get(k, k): rename(v) for k, v in node.items()}
+        return [rename(v) for v in node] if isinstance(node, list) else node
+
+    return json.dumps(rename(json.loads(space_json)), sort_keys=True)

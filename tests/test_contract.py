@@ -1,0 +1,72 @@
+"""The recommender contract itself (algorithms/base.py): fit options, validate(), devices and
+renamed hyperparameters."""
+
+from __future__ import annotations
+
+import inspect
+import json
+
+import pytest
+import torch
+
+from algorithms.base import SessionRecommender, epoch_values, resolve_device
+from algorithms.bpr_mf import BPRMF
+from benchmark.config import ConfigError, resolve
+from benchmark.registry import ALGORITHMS, get_algorithm
+from benchmark.tuning.study import migrated_space
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_every_fit_takes_the_same_keyword_options(name):
+    params = inspect.signature(get_algorithm(name).fit).parameters
+    assert list(params)[:2] == ["self", "train"]
+    for option in ("valid", "on_epoch", "resume_file"):
+        assert params[option].kind is inspect.Parameter.KEYWORD_ONLY
+        assert params[option].default is None
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_the_same_things_have_the_same_names(name):
+    names = set(get_algorithm(name).param_names())
+    assert not names & {"iterations", "num_threads", "epochs", "threads", "random_state"}
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto", cuda_available=False) == torch.device("cpu")
+    assert resolve_device("auto", cuda_available=True) == torch.device("cuda")
+    assert resolve_device("cuda:1", cuda_available=True) == torch.device("cuda:1")
+    with pytest.raises(ValueError, match='device = "cuda:0": no CUDA GPU is usable here'):
+        resolve_device("cuda:0", cuda_available=False)
+    with pytest.raises(ValueError, match='device = "gpu": must be auto, cpu, cuda or cuda:N'):
+        resolve_device("gpu", cuda_available=True)
+
+
+def test_validate_is_public_and_names_the_key():
+    with pytest.raises(ValueError, match="factors = 0: must be an integer >= 1"):
+        BPRMF(factors=0).validate()
+    BPRMF(factors=3, device="cpu").validate()  # a valid setting passes silently
+
+
+def test_epoch_values_are_floats_and_none_is_nothing():
+    assert epoch_values(None, None, 1) == {}
+    values = epoch_values(lambda model, epoch: {"r": epoch * 2}, None, 3)
+    assert values == {"r": 6.0} and type(values["r"]) is float
+
+
+def test_an_old_name_in_a_config_is_refused_with_its_new_name():
+    with pytest.raises(ConfigError, match=r"unknown hyperparameter\(s\) iterations, num_threads "
+                                          r"for bpr-mf; iterations is now n_epochs; num_threads "
+                                          r"is now n_threads; valid:"):
+        resolve(["bpr-mf"], {"bpr-mf": {"iterations": 5, "num_threads": 1}})
+
+
+def test_records_written_before_a_rename_are_read_under_the_new_names():
+    assert BPRMF.migrate_params({"iterations": 5, "factors": 8}) == {"n_epochs": 5, "factors": 8}
+    old = json.dumps({"fixed": {"num_threads": 1},
+                      "params": {"iterations": {"int": [50, 400]}}}, sort_keys=True)
+    new = json.dumps({"fixed": {"n_threads": 1},
+                      "params": {"n_epochs": {"int": [50, 400]}}}, sort_keys=True)
+    assert migrated_space(old, "bpr-mf") == new
+    assert migrated_space(old, "no-such-algorithm") == old
+    assert SessionRecommender.renamed == {}
