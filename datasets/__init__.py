@@ -1,6 +1,7 @@
 """Datasets: one reader per format, all returning the same ``Dataset`` of ``Sessions``.
 
-``<data-dir>`` (default ``data/``) holds one folder per dataset, laid out as ``../shared/data``:
+``<data-dir>`` (default ``data/``, a folder inside the repository) holds one folder per dataset
+(see docs/data.md); the named datasets are those of :mod:`datasets.registry`:
 
 ==============  ===============================================================================
 name            files under ``<data-dir>``
@@ -12,7 +13,8 @@ name            files under ``<data-dir>``
 ``synthetic``   nothing: generated from ``seed``
 ==============  ===============================================================================
 
-Any other dataset is given by its path (``load_dataset(..., path=PATH)``, ``--dataset PATH``);
+Adding a named dataset is one reader plus one entry in :mod:`datasets.registry`. Any other
+dataset is given by its path (``load_dataset(..., path=PATH)``, ``--dataset PATH``);
 :mod:`datasets.by_path` recognises its format from the files.
 """
 
@@ -20,21 +22,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from datasets.registry import DATASET_REGISTRY
 from datasets.sessions import Dataset
 
-DATASETS = ("rsc15", "rsc15-100k", "rsc15-64", "diginetica", "synthetic")
+DATASETS = tuple(DATASET_REGISTRY)
 DEFAULT_DATA_DIR = Path("data")
-
-_REQUIRED_FILES = {
-    "rsc15": ("rsc15/yoochoose-clicks.dat",),
-    "rsc15-100k": tuple(
-        f"rsc15-100k/yoochoose-clicks-100k_{part}.txt"
-        for part in ("train_full", "test", "train_tr", "train_valid")
-    ),
-    "rsc15-64": ("rsc15-64/all_train_seq.txt", "rsc15-64/test.txt"),
-    "diginetica": ("diginetica/all_train_seq.txt", "diginetica/test.txt"),
-    "synthetic": (),
-}
 
 
 def load_dataset(
@@ -72,22 +64,7 @@ def load_dataset(
     if clicks is not None and name != "rsc15":
         raise ValueError(f"clicks (--clicks) only applies to rsc15, not to {name!r}")
     root = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
-    if name == "rsc15":
-        from datasets.rsc15 import CLICKS_FILE, load_rsc15
-
-        path = Path(clicks) if clicks is not None else root / "rsc15" / CLICKS_FILE
-        return load_rsc15(path, cache_dir=cache_dir)
-    if name == "rsc15-100k":
-        from datasets.tsv import load_rsc15_100k
-
-        return load_rsc15_100k(root / name)
-    if name in ("rsc15-64", "diginetica"):
-        from datasets.srgnn import load_srgnn
-
-        return load_srgnn(root / name, name=name)
-    from datasets.synthetic import load_synthetic
-
-    return load_synthetic(seed)
+    return DATASET_REGISTRY[name].loader(root, clicks=clicks, cache_dir=cache_dir, seed=seed)
 
 
 def available_datasets(data_dir: Path | None = None) -> list[str]:
@@ -103,8 +80,8 @@ def survey_datasets(data_dir: Path | None = None) -> tuple[list[str], dict[str, 
     """
     root = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
     found, skipped = [], {}
-    for name in DATASETS:
-        missing = [f for f in _REQUIRED_FILES[name] if not (root / f).is_file()]
+    for name, entry in DATASET_REGISTRY.items():
+        missing = entry.missing_files(root)
         if not missing:
             found.append(name)
         elif (root / name).exists():

@@ -238,5 +238,5 @@ def _require(path: Path, name: str) -> None:
         raise MissingDataError(
             f"{name}: file not found: {path}\n"
             f"It is the SR-GNN split from {origin}; put {TRAIN_FILE} and {TEST_FILE} in "
-            f"<data-dir>/{name}/ (see the README, section on data)."
+            f"<data-dir>/{name}/ (see docs/data.md)."
         )

@@ -194,6 +194,6 @@ def load_rsc15_100k(directory: Path) -> Dataset:
         raise MissingDataError(
             f"rsc15-100k files not found: {', '.join(missing)}\n"
             "They are rn5l/session-rec data/rsc15/prepared/yoochoose-clicks-100k_*.txt; put them "
-            "in <data-dir>/rsc15-100k/ (see the README, section on data)."
+            "in <data-dir>/rsc15-100k/ (see docs/data.md)."
         )
     return load_tsv(**paths, name="rsc15-100k")

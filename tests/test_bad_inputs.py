@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import benchmark.runner as runner
-import run_benchmark
+import benchmark.run_cli as run_benchmark
 from tests.conftest import REPO_ROOT
 
 # ------------------------------------------------------------------ config values

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import run_benchmark
+import benchmark.run_cli as run_benchmark
 from benchmark import tune
 from datasets import io
 from datasets import srgnn

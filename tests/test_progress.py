@@ -50,7 +50,7 @@ def test_tqdm_disable_values(terminal, monkeypatch, value, enabled):
 
 
 def test_cli_no_progress_switches_every_bar_off(terminal, monkeypatch, tmp_path):
-    import run_benchmark
+    import benchmark.run_cli as run_benchmark
 
     (tmp_path / "table.md").write_text("table")
     monkeypatch.setattr(run_benchmark, "run", lambda *a, **k: tmp_path)  # no real run needed

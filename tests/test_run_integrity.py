@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-import run_benchmark
+import benchmark.run_cli as run_benchmark
 from datasets import io
 from benchmark.runner import run_lock
 from tests.conftest import REPO_ROOT

@@ -117,7 +117,7 @@ def bpr_seconds_per_iteration(train: Sessions, threads: int, results: list[dict]
     times = {}
     model = None
     for iterations in (1, 3):
-        model = BPRMF(iterations=iterations, num_threads=threads, device="cpu")
+        model = BPRMF(n_epochs=iterations, n_threads=threads, device="cpu")
         staged(f"bpr-mf fit, {iterations} it, {threads or 'all'} thread(s)",
                lambda m=model: m.fit(train), results)
         times[iterations] = results[-1]["seconds"]

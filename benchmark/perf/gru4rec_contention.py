@@ -1,7 +1,10 @@
 """GRU4Rec CPU training speed on a quiet machine and beside busy processes, written as JSON.
 
-    python -m benchmark.perf.gru4rec_contention --dataset rsc15-64 --data-dir ../shared/data \
+    python -m benchmark.perf.gru4rec_contention --dataset rsc15-64 --data-dir PATH \
         --train-sessions 40000 --busy 2 --out results/perf/gru4rec_contention.json
+
+(``--data-dir PATH``: the folder holding one subfolder per dataset, default ``data``; give it
+explicitly where the data lies elsewhere.)
 
 For each thread setting (the default, chosen while training, and fixed counts) it trains one
 epoch twice: once on the machine as it is, once while ``--busy`` processes spin on the CPU (a
@@ -23,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmark.cli_options import add_data_options
 from benchmark.perf.gru4rec_speed import emit
 
 log = logging.getLogger(__name__)
@@ -77,17 +81,21 @@ def measure(args: argparse.Namespace) -> dict:
             "busy_processes": args.busy, "cpu_count": os.cpu_count(), "settings": results}
 
 
-def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--dataset", default="rsc15-64")
-    p.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    add_data_options(p, clicks=False, cache_dir=False)
     p.add_argument("--preset", default="rsc15-best")
     p.add_argument("--train-sessions", type=int, default=40_000,
                    help="train on the first N sessions (0: all)")
     p.add_argument("--busy", type=int, default=2, help="busy-loop processes beside training")
     p.add_argument("--out", type=Path, default=None)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    args = _parser().parse_args(argv)
     emit(measure(args), args.out)
 
 

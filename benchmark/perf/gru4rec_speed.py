@@ -1,7 +1,10 @@
 """GRU4Rec speed: training events/s and evaluation predictions/s, written as JSON.
 
-    python -m benchmark.perf.gru4rec_speed --dataset rsc15-64 --preset rsc15-best \
-        --batch-size 32 --device cpu --epochs 1 [--out speed.json]
+    python -m benchmark.perf.gru4rec_speed --dataset rsc15-64 --data-dir PATH \
+        --preset rsc15-best --batch-size 32 --device cpu --epochs 1 [--out speed.json]
+
+``--data-dir PATH`` is the folder holding one subfolder per dataset (default ``data``, inside
+the repository; docs/data.md); give it explicitly where the data lies elsewhere.
 
 A training event is one (input, target) pair; events/s is measured over whole epochs by
 ``GRU4Rec.fit`` (per epoch, wall clock), and also as events per CPU-second of the whole ``fit``
@@ -25,6 +28,7 @@ import numpy as np
 import torch
 
 from algorithms.gru4rec import GRU4Rec
+from benchmark.cli_options import add_data_options
 from benchmark.config import load_preset
 from benchmark.evaluator import evaluate
 from benchmark.metrics import mrr_at, recall_at
@@ -36,7 +40,7 @@ log = logging.getLogger(__name__)
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--dataset", default="rsc15-64")
-    p.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    add_data_options(p, clicks=False, cache_dir=False)
     p.add_argument("--preset", default="rsc15-best")
     p.add_argument("--batch-size", type=int, default=None, help="overrides the preset's")
     p.add_argument("--device", default="auto")

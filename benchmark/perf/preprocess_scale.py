@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmark.cli_options import add_data_options
+
 REAL_RSC15 = {
     "train": {"events": 31_637_239, "sessions": 7_966_257, "items": 37_483},
     "test": {"events": 71_222, "sessions": 15_324, "items": 6_751},
@@ -140,7 +142,8 @@ def format_report(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmark.perf.preprocess_scale",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clicks", type=Path, help="existing raw click file (skip generation)")
+    add_data_options(parser, data_dir=False, cache_dir=False,
+                     clicks_help="existing raw click file (skip generation)")
     parser.add_argument("--work-dir", type=Path, help="where to write the file and the cache")
     parser.add_argument("--fraction", type=float, default=1.0, help="generator fraction (1.0)")
     parser.add_argument("--seed", type=int, default=0, help="generator seed (0)")

@@ -9,7 +9,7 @@ start, so the figure includes the prepared data the process holds throughout). T
 average before and after every stage is recorded too: on a shared machine it says how many
 other jobs competed for the cores. Examples::
 
-    python -m benchmark.perf.session_baselines --dataset rsc15-64 --data-dir ../shared/data \\
+    python -m benchmark.perf.session_baselines --dataset rsc15-64 --data-dir PATH \\
         --out results/perf/session_baselines_rsc15-64.json
     python -m datasets.generate_rsc15 /tmp/scale/yoochoose-clicks.dat --seed 0
     python -m benchmark.perf.session_baselines --dataset rsc15 \\
@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.cli_options import add_data_options
 from benchmark.config import load_tables, resolve
 from benchmark.evaluator import evaluate
 from benchmark.metrics import mrr_at, recall_at
@@ -102,9 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmark.perf.session_baselines",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--dataset", required=True)
-    p.add_argument("--data-dir", type=Path, default=None)
-    p.add_argument("--clicks", type=Path, default=None, help="rsc15 only: the raw clicks file")
-    p.add_argument("--cache-dir", type=Path, default=Path("cache"))
+    add_data_options(p)
     p.add_argument("--config", type=Path, default=None, help="TOML over the shipped config")
     p.add_argument("--algorithms", type=lambda s: s.split(","), default=list(METHODS))
     p.add_argument("--max-test-sessions", type=int, default=None,

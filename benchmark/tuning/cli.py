@@ -1,6 +1,6 @@
 """``python -m benchmark.tune``: a seeded Optuna search (or a grid) on the validation split.
 
-    python -m benchmark.tune --dataset rsc15-64 --data-dir ../shared/data --algorithm item-knn \\
+    python -m benchmark.tune --dataset rsc15-64 --data-dir PATH --algorithm item-knn \\
         --trials 30
 
 runs trials until the study holds 30 finished ones (a second call with the same ``--trials``
@@ -23,6 +23,7 @@ from typing import Any
 
 import optuna
 
+from benchmark.cli_options import add_data_options
 from benchmark.config import ConfigError, load_preset
 from benchmark.evaluator import DEFAULT_TIE_MODE, TIE_MODES
 from algorithms.params import format_value
@@ -46,11 +47,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="dataset name (rsc15, rsc15-100k, rsc15-64, ...) or the PATH of your own "
                         "data, as run_benchmark.py --dataset PATH takes it")
     p.add_argument("--algorithm", required=True, choices=sorted(ALGORITHMS))
-    p.add_argument("--data-dir", type=Path, default=None, help="where the dataset's files lie")
-    p.add_argument("--clicks", type=Path, default=None,
-                   help="rsc15 only: the raw clicks file (default <data-dir>/rsc15/yoochoose-clicks.dat)")
-    p.add_argument("--cache-dir", type=Path, default=Path("cache"),
-                   help="rsc15 only: where the prepared splits are cached")
+    add_data_options(p)
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--trials", type=int, help="the study's total of finished trials")
     mode.add_argument("--grid", help="try every combination, e.g. 'reg_lambda=0,20 n_sims=50,100'")
