@@ -67,9 +67,14 @@ class SessionRecommender(abc.ABC):
     journals) are read with :meth:`migrate_params`."""
 
     @abc.abstractmethod
-    def fit(self, train: Sessions, *, valid: Sessions | None = None,
-            on_epoch: EpochCallback | None = None,
-            resume_file: Path | None = None) -> "SessionRecommender":
+    def fit(
+        self,
+        train: Sessions,
+        *,
+        valid: Sessions | None = None,
+        on_epoch: EpochCallback | None = None,
+        resume_file: Path | None = None,
+    ) -> SessionRecommender:
         """Learn from ``train`` (never modified) and return ``self``; earlier fits are forgotten.
 
         Args:
@@ -165,8 +170,9 @@ class SessionRecommender(abc.ABC):
         return f"{type(self).__name__}({args})"
 
 
-def epoch_values(on_epoch: EpochCallback | None, model: SessionRecommender,
-                 epoch: int) -> dict[str, float]:
+def epoch_values(
+    on_epoch: EpochCallback | None, model: SessionRecommender, epoch: int
+) -> dict[str, float]:
     """Run the caller's ``on_epoch`` (if any) after ``epoch``; the values it returned as Python
     floats (numpy scalars would not load back from a checkpoint), else ``{}``."""
     if on_epoch is None:
@@ -174,7 +180,7 @@ def epoch_values(on_epoch: EpochCallback | None, model: SessionRecommender,
     return {k: float(v) for k, v in (on_epoch(model, epoch) or {}).items()}
 
 
-def resolve_device(device: str, *, cuda_available: bool | None = None) -> "torch.device":
+def resolve_device(device: str, *, cuda_available: bool | None = None) -> torch.device:
     """The torch device a ``device`` hyperparameter means here, shared by every model.
 
     ``"auto"`` is CUDA when available, else the CPU; ``"cpu"``; ``"cuda"`` or ``"cuda:N"``.
@@ -191,8 +197,10 @@ def resolve_device(device: str, *, cuda_available: bool | None = None) -> "torch
     elif not re.fullmatch(r"cpu|cuda(:[0-9]+)?", text):
         raise ValueError(f"device = {format_value(device)}: must be auto, cpu, cuda or cuda:N")
     elif text.startswith("cuda") and not cuda_available:
-        raise ValueError(f"device = {format_value(device)}: no CUDA GPU is usable here "
-                         '(use device = "cpu" or "auto")')
+        raise ValueError(
+            f"device = {format_value(device)}: no CUDA GPU is usable here "
+            '(use device = "cpu" or "auto")'
+        )
     return torch.device(text)
 
 

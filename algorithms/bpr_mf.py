@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,9 +60,13 @@ class BPRMF(SessionRecommender):
 
     name = "bpr-mf"
     hyperparameters = {
-        "factors": Int(low=1), "learning_rate": Float(low=0, low_open=True),
-        "regularization": Float(low=0), "n_epochs": Int(low=0), "seed": Int(low=0),
-        "device": Choice(DEVICES), "n_threads": Int(low=0),
+        "factors": Int(low=1),
+        "learning_rate": Float(low=0, low_open=True),
+        "regularization": Float(low=0),
+        "n_epochs": Int(low=0),
+        "seed": Int(low=0),
+        "device": Choice(DEVICES),
+        "n_threads": Int(low=0),
     }
     renamed = {"iterations": "n_epochs", "num_threads": "n_threads"}
 
@@ -85,20 +88,32 @@ class BPRMF(SessionRecommender):
         self.device = device
         self.n_threads = n_threads
 
-    def fit(self, train: Sessions, *, valid: Sessions | None = None,
-            on_epoch: EpochCallback | None = None, resume_file: Path | None = None) -> "BPRMF":
+    def fit(
+        self,
+        train: Sessions,
+        *,
+        valid: Sessions | None = None,
+        on_epoch: EpochCallback | None = None,
+        resume_file: Path | None = None,
+    ) -> BPRMF:
         self.validate()
         self.device_ = resolve_device(self.device, cuda_available=self.cuda_available()).type
         x = session_item_matrix(train, binary=True)
-        log.info("bpr-mf: %d sessions x %d items, %d nonzeros, on %s",
-                 x.shape[0], x.shape[1], x.nnz, self.device_)
+        log.info(
+            "bpr-mf: %d sessions x %d items, %d nonzeros, on %s",
+            x.shape[0],
+            x.shape[1],
+            x.nnz,
+            self.device_,
+        )
         model = self._implicit_model()
         self.history_: list[dict[str, Any]] = []
 
         def on_iteration(iteration: int, *_: Any) -> None:  # implicit counts from 0
             self._keep_factors(model)
-            self.history_.append({"epoch": iteration + 1,
-                                  **epoch_values(on_epoch, self, iteration + 1)})
+            self.history_.append(
+                {"epoch": iteration + 1, **epoch_values(on_epoch, self, iteration + 1)}
+            )
 
         callback = on_iteration if on_epoch is not None else None
         model.fit(x, show_progress=bars_enabled(), callback=callback)  # implicit's own bar
@@ -145,16 +160,23 @@ class BPRMF(SessionRecommender):
     def _implicit_model(self):
         if self.device_ == "cuda":
             from implicit.gpu.bpr import BayesianPersonalizedRanking
+
             return BayesianPersonalizedRanking(
-                factors=self.factors, learning_rate=self.learning_rate,
-                regularization=self.regularization, iterations=self.n_epochs,
+                factors=self.factors,
+                learning_rate=self.learning_rate,
+                regularization=self.regularization,
+                iterations=self.n_epochs,
                 random_state=self.seed,
             )
         from implicit.cpu.bpr import BayesianPersonalizedRanking
+
         return BayesianPersonalizedRanking(
-            factors=self.factors, learning_rate=self.learning_rate,
-            regularization=self.regularization, iterations=self.n_epochs,
-            num_threads=self.n_threads, random_state=self.seed,
+            factors=self.factors,
+            learning_rate=self.learning_rate,
+            regularization=self.regularization,
+            iterations=self.n_epochs,
+            num_threads=self.n_threads,
+            random_state=self.seed,
         )
 
     @classmethod

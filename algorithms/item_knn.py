@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import logging
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -25,6 +24,7 @@ from datasets.sessions import UNKNOWN, Sessions
 log = logging.getLogger(__name__)
 
 COUNTING_MODES = ("session", "event")
+
 
 class ItemKNN(SessionRecommender):
     """Item-to-item neighbourhood model of the GRU4Rec paper (regularized cosine by default).
@@ -65,8 +65,11 @@ class ItemKNN(SessionRecommender):
 
     name = "item-knn"
     hyperparameters = {
-        "n_sims": Int(low=1), "reg_lambda": Float(low=0), "alpha": Float(0, 1),
-        "counting": Choice(COUNTING_MODES), "include_self": Bool(),
+        "n_sims": Int(low=1),
+        "reg_lambda": Float(low=0),
+        "alpha": Float(0, 1),
+        "counting": Choice(COUNTING_MODES),
+        "include_self": Bool(),
     }
 
     def __init__(
@@ -83,8 +86,14 @@ class ItemKNN(SessionRecommender):
         self.counting = counting
         self.include_self = include_self
 
-    def fit(self, train: Sessions, *, valid: Sessions | None = None,
-            on_epoch: EpochCallback | None = None, resume_file: Path | None = None) -> "ItemKNN":
+    def fit(
+        self,
+        train: Sessions,
+        *,
+        valid: Sessions | None = None,
+        on_epoch: EpochCallback | None = None,
+        resume_file: Path | None = None,
+    ) -> ItemKNN:
         self.validate()
         x = session_item_matrix(train, binary=self.counting == "session")
         self.support_ = np.asarray(x.sum(axis=0), dtype=np.float64).ravel()
@@ -93,8 +102,13 @@ class ItemKNN(SessionRecommender):
         log.info("item-knn: %d sessions, %d items, %d nonzeros", x.shape[0], x.shape[1], x.nnz)
         parts = []
         blocks = row_blocks(x)
-        bar = tqdm(blocks, desc="item-knn similarities", unit="block", leave=False,
-                   disable=not bars_enabled())
+        bar = tqdm(
+            blocks,
+            desc="item-knn similarities",
+            unit="block",
+            leave=False,
+            disable=not bars_enabled(),
+        )
         for start, stop in bar:
             parts.append(self._block_neighbours(xt, x, start, stop, row_w, col_w))
         self.sims_ = assemble_csr(parts, train.n_items)
@@ -110,8 +124,13 @@ class ItemKNN(SessionRecommender):
         return dense_rows(self.sims_, state)
 
     def _block_neighbours(
-        self, xt: sp.csr_matrix, x: sp.csr_matrix, start: int, stop: int,
-        row_w: np.ndarray, col_w: np.ndarray,
+        self,
+        xt: sp.csr_matrix,
+        x: sp.csr_matrix,
+        start: int,
+        stop: int,
+        row_w: np.ndarray,
+        col_w: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(rows, cols, float32 sims) of the kept neighbours of items ``start .. stop - 1``."""
         cooc = (xt[start:stop] @ x).tocoo()
@@ -121,7 +140,9 @@ class ItemKNN(SessionRecommender):
         keep = sims > 0
         if not self.include_self:
             keep &= rows + start != cols
-        rows, cols, sims = top_k_per_row(rows[keep], cols[keep], sims[keep], self.n_sims, x.shape[1])
+        rows, cols, sims = top_k_per_row(
+            rows[keep], cols[keep], sims[keep], self.n_sims, x.shape[1]
+        )
         return rows + start, cols, sims
 
     def _weights(self, support: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

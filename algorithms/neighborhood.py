@@ -27,10 +27,9 @@ arbitrarily, which can only help its figures).
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -161,9 +160,14 @@ def build_index(train: Sessions, order: np.ndarray) -> SessionIndex:
     item_offsets = np.zeros(n_items + 1, dtype=np.int64)
     np.cumsum(np.bincount(items, minlength=n_items), out=item_offsets[1:])
     return SessionIndex(
-        offsets=offsets, items=items, positions=positions, n_distinct=n_distinct,
-        n_clicks=lengths[order].astype(np.int32), original=np.asarray(order, dtype=np.int64),
-        item_offsets=item_offsets, item_sessions=sess[by_item].astype(np.int32),
+        offsets=offsets,
+        items=items,
+        positions=positions,
+        n_distinct=n_distinct,
+        n_clicks=lengths[order].astype(np.int32),
+        original=np.asarray(order, dtype=np.int64),
+        item_offsets=item_offsets,
+        item_sessions=sess[by_item].astype(np.int32),
         item_positions=positions[by_item],
     )
 
@@ -274,8 +278,11 @@ class SessionKNN(SessionRecommender):
     """
 
     hyperparameters = {  # the subclasses add their own
-        "k": Int(low=1), "sample_size": Int(low=1), "sampling": Choice(SAMPLINGS),
-        "remove_session_items": Bool(), "seed": Int(low=0),
+        "k": Int(low=1),
+        "sample_size": Int(low=1),
+        "sampling": Choice(SAMPLINGS),
+        "remove_session_items": Bool(),
+        "seed": Int(low=0),
     }
 
     k: int
@@ -306,8 +313,14 @@ class SessionKNN(SessionRecommender):
         self.item_factor_ = None
 
     # -- the contract ----------------------------------------------------------------------
-    def fit(self, train: Sessions, *, valid: Sessions | None = None,
-            on_epoch: EpochCallback | None = None, resume_file: Path | None = None) -> "SessionKNN":
+    def fit(
+        self,
+        train: Sessions,
+        *,
+        valid: Sessions | None = None,
+        on_epoch: EpochCallback | None = None,
+        resume_file: Path | None = None,
+    ) -> SessionKNN:
         self.validate()
         self.n_items_ = train.n_items
         self.index_ = build_index(train, sampling_order(train, self.sampling, self.seed))
@@ -371,11 +384,21 @@ class SessionKNN(SessionRecommender):
         is_last = (hist != UNKNOWN) & (state["pos"][rows][slot, np.maximum(hist, 0)] == p)
         # Positions past a slot's length are padding (masked below); clipping them to the
         # length keeps w(p, L) finite there (1 / log10(L - p + 1.7) is not for p > L + 0.7).
-        w = np.where(is_last, self.position_weights(np.minimum(p[None, :], length[:, None]),
-                                                    length[:, None]), 0.0)
+        w = np.where(
+            is_last,
+            self.position_weights(np.minimum(p[None, :], length[:, None]), length[:, None]),
+            0.0,
+        )
         d_slot, d_col = np.nonzero(is_last)
-        return (length, is_last.sum(axis=1), w.sum(axis=1), (w * w).sum(axis=1),
-                d_slot, hist[d_slot, d_col], d_col + 1)
+        return (
+            length,
+            is_last.sum(axis=1),
+            w.sum(axis=1),
+            (w * w).sum(axis=1),
+            d_slot,
+            hist[d_slot, d_col],
+            d_col + 1,
+        )
 
     def _score(self, state: dict[str, np.ndarray], rows: slice) -> np.ndarray:
         index, n_items = self.index_, self.n_items_
@@ -394,9 +417,13 @@ class SessionKNN(SessionRecommender):
         cutoff = np.where(n_cand > 0, cand[np.arange(n_rows), np.maximum(n_cand - 1, 0)], -1)
         lo = index.item_offsets[d_item]
         hi = np.minimum(index.item_offsets[d_item + 1], lo + cand.shape[1])
-        prefix = np.array([np.searchsorted(index.item_sessions[a:b], c, side="right")
-                           for a, b, c in zip(lo.tolist(), hi.tolist(), cutoff[d_slot].tolist())],
-                          dtype=np.int64)
+        prefix = np.array(
+            [
+                np.searchsorted(index.item_sessions[a:b], c, side="right")
+                for a, b, c in zip(lo.tolist(), hi.tolist(), cutoff[d_slot].tolist())
+            ],
+            dtype=np.int64,
+        )
         flat = ragged_arange(lo, prefix)
         m_slot = np.repeat(d_slot, prefix)
         # Sort the matches by (slot, session): the runs are then the valid candidates in order.
@@ -414,12 +441,15 @@ class SessionKNN(SessionRecommender):
         big = int(npos_m.max(initial=0)) + 1
         best = np.maximum.reduceat(q_m * big + npos_m, m_seg)  # the match with the largest p_i
         pairs = Pairs(
-            slot=pair_slot, session=sess.astype(np.int64),
+            slot=pair_slot,
+            session=sess.astype(np.int64),
             overlap=np.diff(np.append(m_seg, len(flat))),
             weight_sum=np.add.reduceat(w, m_seg),
-            last_match=best // big, anchor_paper=best % big,
+            last_match=best // big,
+            anchor_paper=best % big,
             anchor_code=np.maximum.reduceat(npos_m, m_seg),
-            length=length[pair_slot], n_distinct=n_distinct[pair_slot],
+            length=length[pair_slot],
+            n_distinct=n_distinct[pair_slot],
             weight_sq_sum=w_sq[pair_slot],
         )
         sims = np.asarray(self.session_similarity(pairs), dtype=np.float64)
@@ -435,8 +465,10 @@ class SessionKNN(SessionRecommender):
         c_counts = index.n_distinct[c_sess].astype(np.int64)
         c_flat = ragged_arange(index.offsets[c_sess], c_counts)
         values = np.repeat(contrib, c_counts)
-        factor = self.entry_factor(index.positions[c_flat].astype(np.int64),
-                                   np.repeat(self._anchor(pairs)[chosen], c_counts))
+        factor = self.entry_factor(
+            index.positions[c_flat].astype(np.int64),
+            np.repeat(self._anchor(pairs)[chosen], c_counts),
+        )
         if factor is not None:
             values = values * factor
         target = np.repeat(pair_slot[chosen].astype(np.int64), c_counts) * n_items

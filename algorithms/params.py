@@ -51,8 +51,9 @@ def _range_text(low: float | None, high: float | None, low_open: bool, high_open
     return " and ".join(parts)
 
 
-def _in_range(value: float, low: float | None, high: float | None, low_open: bool,
-              high_open: bool) -> bool:
+def _in_range(
+    value: float, low: float | None, high: float | None, low_open: bool, high_open: bool
+) -> bool:
     if low is not None and (value <= low if low_open else value < low):
         return False
     return not (high is not None and (value >= high if high_open else value > high))
@@ -93,8 +94,9 @@ class Float(Spec):
         if not (_is_int(value) or isinstance(value, (float, np.floating))):
             return False
         finite = math.isfinite(value) or (self.allow_inf and value == math.inf)
-        return finite and _in_range(float(value), self.low, self.high, self.low_open,
-                                    self.high_open)
+        return finite and _in_range(
+            float(value), self.low, self.high, self.low_open, self.high_open
+        )
 
 
 @dataclass(frozen=True)
@@ -156,8 +158,11 @@ class ListOf(Spec):
         return f"a non-empty list of {_plural(self.item.describe())}"
 
     def accepts(self, value: Any) -> bool:
-        return (isinstance(value, (list, tuple)) and len(value) > 0
-                and all(self.item.accepts(v) for v in value))
+        return (
+            isinstance(value, (list, tuple))
+            and len(value) > 0
+            and all(self.item.accepts(v) for v in value)
+        )
 
 
 @dataclass(frozen=True)

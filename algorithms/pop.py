@@ -22,8 +22,14 @@ class Pop(SessionRecommender):
     def __init__(self) -> None:
         pass
 
-    def fit(self, train: Sessions, *, valid: Sessions | None = None,
-            on_epoch: EpochCallback | None = None, resume_file: Path | None = None) -> "Pop":
+    def fit(
+        self,
+        train: Sessions,
+        *,
+        valid: Sessions | None = None,
+        on_epoch: EpochCallback | None = None,
+        resume_file: Path | None = None,
+    ) -> Pop:
         self.support_ = item_support(train)
         return self
 

@@ -73,8 +73,14 @@ class RuleModel(SessionRecommender):
     def _rules(self, train: Sessions) -> sp.csr_matrix:
         raise NotImplementedError
 
-    def fit(self, train: Sessions, *, valid: Sessions | None = None,
-            on_epoch: EpochCallback | None = None, resume_file: Path | None = None) -> "RuleModel":
+    def fit(
+        self,
+        train: Sessions,
+        *,
+        valid: Sessions | None = None,
+        on_epoch: EpochCallback | None = None,
+        resume_file: Path | None = None,
+    ) -> RuleModel:
         self.validate()
         self.rules_ = self._rules(train)
         return self
@@ -122,8 +128,11 @@ class SequentialRules(RuleModel):
     """
 
     name = "sr"
-    hyperparameters = {"steps": Int(low=1), "weighting": Choice(tuple(STEP_WEIGHTS)),
-                       "pruning": PRUNING}
+    hyperparameters = {
+        "steps": Int(low=1),
+        "weighting": Choice(tuple(STEP_WEIGHTS)),
+        "pruning": PRUNING,
+    }
 
     def __init__(self, steps: int = 10, weighting: str = "div", pruning: float = 20) -> None:
         self.steps = steps

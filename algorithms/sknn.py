@@ -9,7 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 from algorithms.neighborhood import (
-    DECAYS, WEIGHTINGS, Pairs, SessionKNN, idf,
+    DECAYS,
+    WEIGHTINGS,
+    Pairs,
+    SessionKNN,
+    idf,
 )
 from algorithms.params import Choice, Float
 from datasets.sessions import Sessions
@@ -60,7 +64,6 @@ class SKNN(SessionKNN):
         self.remove_session_items = remove_session_items
         self.seed = seed
 
-
     def session_similarity(self, pairs: Pairs) -> np.ndarray:
         n_len = self.index_.n_distinct[pairs.session]
         if self.similarity == "cosine":
@@ -106,8 +109,10 @@ class VSKNN(SessionKNN):
 
     name = "vsknn"
     hyperparameters = {
-        **SessionKNN.hyperparameters, "weighting": Choice(tuple(WEIGHTINGS)),
-        "normalization": Choice(VSKNN_NORMALIZATIONS), "decay": Choice(tuple(DECAYS)),
+        **SessionKNN.hyperparameters,
+        "weighting": Choice(tuple(WEIGHTINGS)),
+        "normalization": Choice(VSKNN_NORMALIZATIONS),
+        "decay": Choice(tuple(DECAYS)),
         "idf_weight": Float(low=0),
     }
 
@@ -132,7 +137,6 @@ class VSKNN(SessionKNN):
         self.idf_weight = idf_weight
         self.remove_session_items = remove_session_items
         self.seed = seed
-
 
     def _fit_extra(self, train: Sessions) -> None:
         self.idf_ = idf(train)

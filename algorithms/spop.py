@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from algorithms.pop import item_support
 from algorithms.base import EpochCallback, SessionRecommender
+from algorithms.pop import item_support
 from datasets.sessions import UNKNOWN, Sessions
 
 
@@ -26,8 +26,14 @@ class SPop(SessionRecommender):
     def __init__(self) -> None:
         pass
 
-    def fit(self, train: Sessions, *, valid: Sessions | None = None,
-            on_epoch: EpochCallback | None = None, resume_file: Path | None = None) -> "SPop":
+    def fit(
+        self,
+        train: Sessions,
+        *,
+        valid: Sessions | None = None,
+        on_epoch: EpochCallback | None = None,
+        resume_file: Path | None = None,
+    ) -> SPop:
         support = item_support(train)
         self.pop_term_ = support / (support.max(initial=0.0) + 1.0)
         return self

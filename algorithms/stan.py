@@ -10,7 +10,10 @@ import math
 import numpy as np
 
 from algorithms.neighborhood import (
-    Pairs, SessionKNN, idf, last_click_times,
+    Pairs,
+    SessionKNN,
+    idf,
+    last_click_times,
 )
 from algorithms.params import Choice, Float
 from datasets.sessions import Sessions
@@ -68,9 +71,13 @@ class STAN(SessionKNN):
 
     name = "stan"
     hyperparameters = {
-        **SessionKNN.hyperparameters, "lambda_spw": _POSITIVE, "lambda_snh": _POSITIVE,
-        "lambda_inh": _POSITIVE, "sessions_per_day": _POSITIVE,
-        "normalization": Choice(NORMALIZATIONS), "anchor": Choice(ANCHORS),
+        **SessionKNN.hyperparameters,
+        "lambda_spw": _POSITIVE,
+        "lambda_snh": _POSITIVE,
+        "lambda_inh": _POSITIVE,
+        "sessions_per_day": _POSITIVE,
+        "normalization": Choice(NORMALIZATIONS),
+        "anchor": Choice(ANCHORS),
     }
 
     def __init__(
@@ -98,7 +105,6 @@ class STAN(SessionKNN):
         self.sessions_per_day = sessions_per_day
         self.remove_session_items = remove_session_items
         self.seed = seed
-
 
     def _fit_extra(self, train: Sessions) -> None:
         self.timed_ = train.times is not None
@@ -151,8 +157,7 @@ class VSTAN(STAN):
     """
 
     name = "vstan"
-    hyperparameters = {**STAN.hyperparameters, "lambda_ipw": _POSITIVE,
-                       "lambda_idf": Float(low=0)}
+    hyperparameters = {**STAN.hyperparameters, "lambda_ipw": _POSITIVE, "lambda_idf": Float(low=0)}
 
     def __init__(
         self,
@@ -170,14 +175,21 @@ class VSTAN(STAN):
         remove_session_items: bool = False,
         seed: int = 0,
     ) -> None:
-        super().__init__(k=k, sample_size=sample_size, sampling=sampling, lambda_spw=lambda_spw,
-                         lambda_snh=lambda_snh, lambda_inh=lambda_inh,
-                         normalization=normalization, anchor=anchor,
-                         sessions_per_day=sessions_per_day,
-                         remove_session_items=remove_session_items, seed=seed)
+        super().__init__(
+            k=k,
+            sample_size=sample_size,
+            sampling=sampling,
+            lambda_spw=lambda_spw,
+            lambda_snh=lambda_snh,
+            lambda_inh=lambda_inh,
+            normalization=normalization,
+            anchor=anchor,
+            sessions_per_day=sessions_per_day,
+            remove_session_items=remove_session_items,
+            seed=seed,
+        )
         self.lambda_ipw = lambda_ipw
         self.lambda_idf = lambda_idf
-
 
     def _fit_extra(self, train: Sessions) -> None:
         super()._fit_extra(train)

@@ -15,7 +15,7 @@ import argparse
 import importlib
 import pkgutil
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 PROG = "sessionbench"
 
@@ -24,8 +24,11 @@ def perf_scripts() -> list[str]:
     """The NAMEs of ``sessionbench perf NAME``: the modules of :mod:`benchmark.perf`."""
     import benchmark.perf
 
-    return sorted(m.name for m in pkgutil.iter_modules(benchmark.perf.__path__)
-                  if not m.ispkg and not m.name.startswith("_"))
+    return sorted(
+        m.name
+        for m in pkgutil.iter_modules(benchmark.perf.__path__)
+        if not m.ispkg and not m.name.startswith("_")
+    )
 
 
 def _run(argv: list[str]) -> int | None:
@@ -59,9 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Benchmark GRU4Rec and session-based baselines. Each command takes the "
-                    "options of the command line it stands for; 'sessionbench COMMAND --help' "
-                    "lists them.",
-        epilog=f"perf NAMEs: {names}")
+        "options of the command line it stands for; 'sessionbench COMMAND --help' "
+        "lists them.",
+        epilog=f"perf NAMEs: {names}",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (help_text, _) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)

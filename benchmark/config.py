@@ -97,8 +97,9 @@ def default_config_path(dataset: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def load_tables(dataset: str, config_file: Path | None, *,
-                use_shipped: bool = True) -> tuple[dict[str, dict], list[str]]:
+def load_tables(
+    dataset: str, config_file: Path | None, *, use_shipped: bool = True
+) -> tuple[dict[str, dict], list[str]]:
     """The dataset's shipped tables, overridden key by key by ``config_file``'s; and the sources.
 
     Each table remembers the file every key came from (``origin_of``), for error messages.
@@ -135,13 +136,15 @@ def origin_of(table: dict, key: str, default: str) -> str:
     return getattr(table, "origins", {}).get(key, default)
 
 
-def resolve(labels: list[str], tables: dict[str, dict], source: str = "config") -> list[AlgorithmSpec]:
+def resolve(
+    labels: list[str], tables: dict[str, dict], source: str = "config"
+) -> list[AlgorithmSpec]:
     """Validated specs for the requested labels."""
     unknown = [lb for lb in tables if _algorithm_of(lb, tables[lb]) not in ALGORITHMS]
     if unknown:
         raise ConfigError(
             f"{source}: unknown algorithm in table(s) {', '.join(map(repr, unknown))}; valid: "
-            f"{', '.join(sorted(ALGORITHMS))} (or set algorithm = \"NAME\" in the table)"
+            f'{", ".join(sorted(ALGORITHMS))} (or set algorithm = "NAME" in the table)'
         )
     specs = []
     for label in labels:
@@ -186,16 +189,23 @@ def _spec(label: str, table: dict, source: str) -> AlgorithmSpec:
     for key, value in params.items():
         problem = specs[key].problem(value)
         if problem is not None:
-            raise ConfigError(f"{origins.get(key, source)}: [{label}] {key} = "
-                              f"{format_value(value)}: {problem}")
+            raise ConfigError(
+                f"{origins.get(key, source)}: [{label}] {key} = {format_value(value)}: {problem}"
+            )
     tuning = table.get("tuning")
     check_tuning(tuning, f"{origin_of(table, 'tuning', source)}: [{label}] tuning")
-    return AlgorithmSpec(label=label, algorithm=algorithm, params=params, preset=preset,
-                         origins=origins, tuning=tuning)
+    return AlgorithmSpec(
+        label=label,
+        algorithm=algorithm,
+        params=params,
+        preset=preset,
+        origins=origins,
+        tuning=tuning,
+    )
 
 
 def renamed_hint(cls: type[SessionRecommender], names: list[str]) -> str:
-    """"iterations is now n_epochs; " for every name in ``names`` the class renamed, else ""."""
+    """ "iterations is now n_epochs; " for every name in ``names`` the class renamed, else ""."""
     return "".join(f"{old} is now {cls.renamed[old]}; " for old in names if old in cls.renamed)
 
 
@@ -205,12 +215,15 @@ def check_tuning(tuning: Any, where: str) -> None:
     if tuning is None or tuning == "published":
         return
     if not isinstance(tuning, dict):
-        raise ConfigError(f'{where} = {format_value(tuning)}: must be "published" or a table '
-                          'such as { trials = 30, objective = "mrr" }')
+        raise ConfigError(
+            f'{where} = {format_value(tuning)}: must be "published" or a table '
+            'such as { trials = 30, objective = "mrr" }'
+        )
     unknown = sorted(set(tuning) - TUNING_KEYS)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: "
-                          f"{', '.join(sorted(TUNING_KEYS))}")
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(TUNING_KEYS))}"
+        )
     trials = tuning.get("trials")
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ConfigError(f"{where}: trials = {format_value(trials)}: must be an integer >= 1")

@@ -94,6 +94,7 @@ def rank_targets(scores, targets: np.ndarray, tie_mode: str = DEFAULT_TIE_MODE) 
 
         def at_least() -> np.ndarray:
             return np.count_nonzero(scores >= target_scores, axis=1)
+
     if tie_mode == "standard":
         ranks = 1.0 + higher()
     elif tie_mode == "conservative":
@@ -132,8 +133,13 @@ def evaluate(
     next_in_queue = n_slots
     state = model.init_state(n_slots) if n_slots else None
     done = 0
-    bar = tqdm(total=total, desc=f"evaluate {getattr(model, 'name', '')}", unit="pred",
-               disable=not (progress and bars_enabled()), leave=False)
+    bar = tqdm(
+        total=total,
+        desc=f"evaluate {getattr(model, 'name', '')}",
+        unit="pred",
+        disable=not (progress and bars_enabled()),
+        leave=False,
+    )
     while len(slot_session):
         start = test.offsets[slot_session] + slot_pos
         items = test.items[start]

@@ -13,12 +13,24 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasets import io
 from benchmark.config import AlgorithmSpec, ConfigError, check_buildable, load_tables, resolve
 from benchmark.evaluator import DEFAULT_TIE_MODE, TIE_MODES
+from datasets import io
 
-DEFAULT_ALGORITHMS = ("pop", "spop", "item-knn", "bpr-mf", "sknn", "vsknn", "stan", "vstan", "sr",
-                      "ar", "markov", "gru4rec")
+DEFAULT_ALGORITHMS = (
+    "pop",
+    "spop",
+    "item-knn",
+    "bpr-mf",
+    "sknn",
+    "vsknn",
+    "stan",
+    "vstan",
+    "sr",
+    "ar",
+    "markov",
+    "gru4rec",
+)
 DEFAULT_CUTOFFS = (1, 5, 10, 20)
 
 
@@ -44,17 +56,22 @@ class RunOptions:
     """A dataset given by path (``--dataset PATH``): ``dataset`` is then its folder/file name."""
 
     def to_json(self) -> dict:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+        return {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()
+        }
 
     @classmethod
-    def from_json(cls, obj: dict) -> "RunOptions":
+    def from_json(cls, obj: dict) -> RunOptions:
         paths = {"data_dir", "clicks", "out", "config", "cache_dir", "dataset_path"}
         return cls(**{k: (Path(v) if k in paths and v is not None else v) for k, v in obj.items()})
 
-    def absolute(self) -> "RunOptions":
+    def absolute(self) -> RunOptions:
         """The same options with every path absolute, so ``--resume`` works from any folder."""
-        paths = {k: Path(v).absolute() for k, v in dataclasses.asdict(self).items()
-                 if isinstance(v, Path)}
+        paths = {
+            k: Path(v).absolute()
+            for k, v in dataclasses.asdict(self).items()
+            if isinstance(v, Path)
+        }
         return dataclasses.replace(self, **paths)
 
 
@@ -77,8 +94,7 @@ class Plan:
     dropped (a small dataset of your own), where given ones are an error."""
 
 
-def plan(options: RunOptions, *, resume: Path | None = None,
-         overrides: dict | None = None) -> Plan:
+def plan(options: RunOptions, *, resume: Path | None = None, overrides: dict | None = None) -> Plan:
     """Check the options, the config files and every hyperparameter, before any work.
 
     With ``resume``, the options come from the run's ``run.json``; ``overrides`` (options given
@@ -92,39 +108,48 @@ def plan(options: RunOptions, *, resume: Path | None = None,
         resume = Path(resume).absolute()
         record = read_run_record(resume)
         options = RunOptions.from_json(record["options"])
-        changed = {k: v for k, v in (overrides or {}).items() if k not in RESUME_MAY_CHANGE
-                   and _norm(v) != _norm(getattr(options, k))}
+        changed = {
+            k: v
+            for k, v in (overrides or {}).items()
+            if k not in RESUME_MAY_CHANGE and _norm(v) != _norm(getattr(options, k))
+        }
         if changed:
             k, v = next(iter(changed.items()))
             raise ConfigError(
                 f"--resume {resume}: --{k.replace('_', '-')} {show_option(v)} contradicts the "
-                f"run, which used {show_option(getattr(options, k))}; start a new run instead")
+                f"run, which used {show_option(getattr(options, k))}; start a new run instead"
+            )
         options = dataclasses.replace(
-            options, **{k: v for k, v in (overrides or {}).items() if k in RESUME_MAY_CHANGE})
+            options, **{k: v for k, v in (overrides or {}).items() if k in RESUME_MAY_CHANGE}
+        )
     options = options.absolute()
     check_options(options, new_run=resume is None)
-    tables, sources = load_tables(options.dataset, options.config,
-                                  use_shipped=options.dataset_path is None)
+    tables, sources = load_tables(
+        options.dataset, options.config, use_shipped=options.dataset_path is None
+    )
     specs = resolve(options.algorithms, tables, source=" + ".join(sources) or "config")
     for spec in specs:
-        check_buildable(spec, seed=options.seed, device=options.device,
-                        source=" + ".join(sources) or "config")
-    return Plan(options=options, specs=specs, config_sources=sources, resume=resume,
-                record=record)
+        check_buildable(
+            spec, seed=options.seed, device=options.device, source=" + ".join(sources) or "config"
+        )
+    return Plan(options=options, specs=specs, config_sources=sources, resume=resume, record=record)
 
 
 def check_options(options: RunOptions, *, new_run: bool = True) -> None:
     """Every command-line option on its own (no data needed); ConfigError naming the option."""
     if not options.algorithms or any(not a.strip() for a in options.algorithms):
-        raise ConfigError(f"--algorithms {','.join(options.algorithms)!r}: give at least one "
-                          "algorithm name, e.g. --algorithms pop,gru4rec")
+        raise ConfigError(
+            f"--algorithms {','.join(options.algorithms)!r}: give at least one "
+            "algorithm name, e.g. --algorithms pop,gru4rec"
+        )
     cutoffs = list(options.cutoffs)
     if not cutoffs or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in cutoffs):
         raise ConfigError(f"--cutoffs {show_option(cutoffs)}: every cutoff must be an integer >= 1")
     if len(set(cutoffs)) != len(cutoffs):
         dup = sorted({k for k in cutoffs if cutoffs.count(k) > 1})
-        raise ConfigError(f"--cutoffs {show_option(cutoffs)}: "
-                          f"{', '.join(map(str, dup))} given more than once")
+        raise ConfigError(
+            f"--cutoffs {show_option(cutoffs)}: {', '.join(map(str, dup))} given more than once"
+        )
     for name, low in (("seed", 0), ("seeds", 1), ("eval_batch_size", 1)):
         value = getattr(options, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -134,14 +159,19 @@ def check_options(options: RunOptions, *, new_run: bool = True) -> None:
     if options.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"--device {options.device}: must be auto, cpu or cuda")
     if options.device == "cuda" and not _cuda_available():
-        raise ConfigError("--device cuda: no CUDA GPU is available here (torch sees none); "
-                          "use --device cpu or auto")
+        raise ConfigError(
+            "--device cuda: no CUDA GPU is available here (torch sees none); "
+            "use --device cpu or auto"
+        )
     if options.clicks is not None and (options.dataset != "rsc15" or options.dataset_path):
-        raise ConfigError(f"--clicks only applies to --dataset rsc15, not {options.dataset!r} "
-                          "(a raw click file of your own: --dataset PATH)")
+        raise ConfigError(
+            f"--clicks only applies to --dataset rsc15, not {options.dataset!r} "
+            "(a raw click file of your own: --dataset PATH)"
+        )
     if options.clicks is not None and Path(options.clicks).is_dir():
-        raise ConfigError(f"--clicks {options.clicks}: is a directory; give the click file "
-                          "(yoochoose-clicks.dat)")
+        raise ConfigError(
+            f"--clicks {options.clicks}: is a directory; give the click file (yoochoose-clicks.dat)"
+        )
     if new_run:
         check_writable(Path(options.out), "--out")
 
@@ -178,8 +208,10 @@ def read_run_record(run_dir: Path) -> dict:
         RunOptions.from_json(record["options"])
         record["data"]["fingerprint"]
     except (KeyError, TypeError):
-        raise ConfigError(f"--resume {run_dir}: run.json is not a sessionbench run record "
-                          "(no options or data fingerprint)") from None
+        raise ConfigError(
+            f"--resume {run_dir}: run.json is not a sessionbench run record "
+            "(no options or data fingerprint)"
+        ) from None
     return record
 
 

@@ -35,4 +35,3 @@ def get_algorithm(name: str) -> type[SessionRecommender]:
         ) from None
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
-

@@ -34,21 +34,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from datasets import io
 from benchmark.config import PROJECT_ROOT, AlgorithmSpec, ConfigError
 from benchmark.evaluator import Predictions, evaluate
 from benchmark.metrics import compute_metrics
 from benchmark.options import Plan, RunOptions, plan, show_option
 from benchmark.resources import measure
-from datasets import load_dataset
+from datasets import io, load_dataset
 from datasets.errors import DataError
 from datasets.sessions import UNKNOWN, Dataset, Sessions
 
 log = logging.getLogger(__name__)
 
 
-def run(options: RunOptions, *, resume: Path | None = None, command: str = "",
-        prepared: Plan | None = None) -> Path:
+def run(
+    options: RunOptions,
+    *,
+    resume: Path | None = None,
+    command: str = "",
+    prepared: Plan | None = None,
+) -> Path:
     """Run (or resume) one dataset and return its run directory.
 
     Everything that needs no data is checked first (:func:`plan`); a run directory is created
@@ -61,11 +65,17 @@ def run(options: RunOptions, *, resume: Path | None = None, command: str = "",
         log.info("resuming %s", run_dir)
     with run_lock(run_dir) if run_dir is not None else contextlib.nullcontext():
         with measure() as load_usage:
-            data = load_dataset(options.dataset, data_dir=options.data_dir, clicks=options.clicks,
-                                cache_dir=options.cache_dir, seed=options.seed,
-                                path=options.dataset_path)
-        log.info("data: loaded in %.1f s, peak RSS %.0f MB", load_usage.seconds,
-                 load_usage.peak_rss_mb)
+            data = load_dataset(
+                options.dataset,
+                data_dir=options.data_dir,
+                clicks=options.clicks,
+                cache_dir=options.cache_dir,
+                seed=options.seed,
+                path=options.dataset_path,
+            )
+        log.info(
+            "data: loaded in %.1f s, peak RSS %.0f MB", load_usage.seconds, load_usage.peak_rss_mb
+        )
         if not prepared.cutoffs_given and record == {}:
             options = cap_default_cutoffs(options, data.n_items)
         check_data(data, options)
@@ -79,17 +89,30 @@ def run(options: RunOptions, *, resume: Path | None = None, command: str = "",
             run_dir = new_run_dir(options.out, options.dataset)
             log.info("writing to %s", run_dir)
             with run_lock(run_dir):
-                _run_in(run_dir, data, options, specs, record or run_record(
-                    options, data, prepared.config_sources, command), load_usage)
+                _run_in(
+                    run_dir,
+                    data,
+                    options,
+                    specs,
+                    record or run_record(options, data, prepared.config_sources, command),
+                    load_usage,
+                )
         else:
             record.setdefault("resumed", []).append(
-                {"command": command, "at": _now(), "code": versions()["code"]})
+                {"command": command, "at": _now(), "code": versions()["code"]}
+            )
             _run_in(run_dir, data, options, specs, record, load_usage)
     return run_dir
 
 
-def _run_in(run_dir: Path, data: Dataset, options: RunOptions, specs: list[AlgorithmSpec],
-            record: dict, load_usage: object) -> None:
+def _run_in(
+    run_dir: Path,
+    data: Dataset,
+    options: RunOptions,
+    specs: list[AlgorithmSpec],
+    record: dict,
+    load_usage: object,
+) -> None:
     io.remove_temporary_files(run_dir)  # left by a write that a kill interrupted
     # Loading includes preprocessing (or reading the cache); a resumed run adds its own attempt.
     record.setdefault("data_load", []).append(dataclasses.asdict(load_usage))
@@ -127,8 +150,12 @@ def cap_default_cutoffs(options: RunOptions, n_items: int) -> RunOptions:
     """The options with default cutoffs above ``n_items`` left out (at least K = n_items)."""
     kept = [k for k in options.cutoffs if k <= n_items] or [n_items]
     if kept != list(options.cutoffs):
-        log.warning("%d training items: cutoffs %s instead of the default %s", n_items,
-                    show_option(kept), show_option(options.cutoffs))
+        log.warning(
+            "%d training items: cutoffs %s instead of the default %s",
+            n_items,
+            show_option(kept),
+            show_option(options.cutoffs),
+        )
     return dataclasses.replace(options, cutoffs=kept)
 
 
@@ -136,16 +163,22 @@ def check_data(data: Dataset, options: RunOptions) -> None:
     """What the options need from the data: something to evaluate, cutoffs within the items."""
     targets = data.test.items[data.target_mask()]
     if len(targets) == 0:
-        raise DataError(f"{data.name}: the test set has no next-click targets (every test "
-                        "session has fewer than 2 clicks)")
+        raise DataError(
+            f"{data.name}: the test set has no next-click targets (every test "
+            "session has fewer than 2 clicks)"
+        )
     if not np.any(targets != UNKNOWN):
-        raise DataError(f"{data.name}: none of the {len(targets):,} test targets occurs in "
-                        "the training data, so there is nothing to rank")
+        raise DataError(
+            f"{data.name}: none of the {len(targets):,} test targets occurs in "
+            "the training data, so there is nothing to rank"
+        )
     too_big = [k for k in options.cutoffs if k > data.n_items]
     if too_big:
-        raise ConfigError(f"--cutoffs {show_option(too_big)}: larger than the number of "
-                          f"training items ({data.n_items:,}), which every list is ranked over; "
-                          f"give --cutoffs with values up to {data.n_items}")
+        raise ConfigError(
+            f"--cutoffs {show_option(too_big)}: larger than the number of "
+            f"training items ({data.n_items:,}), which every list is ranked over; "
+            f"give --cutoffs with values up to {data.n_items}"
+        )
 
 
 @contextlib.contextmanager
@@ -158,8 +191,10 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise ConfigError(f"{run_dir}: another process (pid {holder}) is working on this "
-                              "run; wait for it to end") from None
+            raise ConfigError(
+                f"{run_dir}: another process (pid {holder}) is working on this "
+                "run; wait for it to end"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
@@ -187,32 +222,56 @@ def run_algorithm(
         log.info("%s: fitting %r (seed %d)", spec.label, model, seed)
         with measure() as fit_usage:
             model.fit(data.train, resume_file=_training_file(run_dir, spec.label, seed))
-        log.info("%s: fit in %.1f s, peak RSS %.0f MB", spec.label, fit_usage.seconds,
-                  fit_usage.peak_rss_mb)
+        log.info(
+            "%s: fit in %.1f s, peak RSS %.0f MB",
+            spec.label,
+            fit_usage.seconds,
+            fit_usage.peak_rss_mb,
+        )
         with measure() as eval_usage:
-            preds = evaluate(model, data.test, tie_mode=options.tie_mode,
-                             batch_size=options.eval_batch_size, progress=options.progress)
+            preds = evaluate(
+                model,
+                data.test,
+                tie_mode=options.tie_mode,
+                batch_size=options.eval_batch_size,
+                progress=options.progress,
+            )
         ranks = aligned_ranks(preds, targets)
         metrics = compute_metrics(ranks, options.cutoffs)
-        log.info("%s: evaluated %d predictions in %.1f s; Recall@20 %s", spec.label, len(ranks),
-                 eval_usage.seconds, _value(metrics, "recall", 20))
+        log.info(
+            "%s: evaluated %d predictions in %.1f s; Recall@20 %s",
+            spec.label,
+            len(ranks),
+            eval_usage.seconds,
+            _value(metrics, "recall", 20),
+        )
         seed_metrics += [{"seed": seed, **row} for row in metrics]
         for stage, usage in (("fit", fit_usage), ("evaluate", eval_usage)):
             timings.append({"seed": seed, "stage": stage, **dataclasses.asdict(usage)})
         if n == 0:  # the first seed's ranks, history and parameters represent the algorithm
-            config = {"algorithm": spec.algorithm, "preset": spec.preset,
-                      "params": model.get_params(), "tuning": spec.tuning}
-            io.write_parquet(run_dir / "ranks" / f"{spec.label}.parquet",
-                             pd.DataFrame({"rank": ranks}))
+            config = {
+                "algorithm": spec.algorithm,
+                "preset": spec.preset,
+                "params": model.get_params(),
+                "tuning": spec.tuning,
+            }
+            io.write_parquet(
+                run_dir / "ranks" / f"{spec.label}.parquet", pd.DataFrame({"rank": ranks})
+            )
             history = getattr(model, "history_", None)
             if history:
                 io.write_csv(run_dir / "history" / f"{spec.label}.csv", pd.DataFrame(history))
             first_metrics = metrics
         del model
         gc.collect()
-    return {"label": spec.label, "config": config, "metrics": first_metrics,
-            "seed_metrics": seed_metrics, "timings": timings,
-            "code": versions()["code"]}  # a resumed run may finish on newer code
+    return {
+        "label": spec.label,
+        "config": config,
+        "metrics": first_metrics,
+        "seed_metrics": seed_metrics,
+        "timings": timings,
+        "code": versions()["code"],
+    }  # a resumed run may finish on newer code
 
 
 def prediction_frame(data: Dataset) -> pd.DataFrame:
@@ -225,18 +284,30 @@ def prediction_frame(data: Dataset) -> pd.DataFrame:
     known = data.train.items[data.train.items != UNKNOWN]
     support = np.bincount(known, minlength=data.n_items)
     target_support = np.where(target == UNKNOWN, 0, support[np.maximum(target, 0)])
-    return pd.DataFrame({"session": session, "position": position, "target": target,
-                         "target_support": target_support,
-                         "session_key": session_keys(test)[session]})
+    return pd.DataFrame(
+        {
+            "session": session,
+            "position": position,
+            "target": target,
+            "target_support": target_support,
+            "session_key": session_keys(test)[session],
+        }
+    )
 
 
 def session_keys(test: Sessions) -> np.ndarray:
     """A 64-bit hash of each test session's clicks (item indices): sorting sessions by it gives
     an order that does not depend on the order of the sessions in the file."""
     items = test.items
-    return np.array([int.from_bytes(hashlib.blake2b(items[a:b].tobytes(), digest_size=8).digest(),
-                                    "little", signed=True)
-                     for a, b in zip(test.offsets[:-1], test.offsets[1:])], dtype=np.int64)
+    return np.array(
+        [
+            int.from_bytes(
+                hashlib.blake2b(items[a:b].tobytes(), digest_size=8).digest(), "little", signed=True
+            )
+            for a, b in zip(test.offsets[:-1], test.offsets[1:])
+        ],
+        dtype=np.int64,
+    )
 
 
 def aligned_ranks(preds: Predictions, targets: pd.DataFrame) -> np.ndarray:
@@ -246,9 +317,11 @@ def aligned_ranks(preds: Predictions, targets: pd.DataFrame) -> np.ndarray:
         keys = preds.session[order] * (1 << 20) + preds.position[order]  # for those clicks
         wanted = targets["session"].to_numpy() * (1 << 20) + targets["position"].to_numpy()
         order = order[np.isin(keys, wanted)]
-    if not (np.array_equal(preds.session[order], targets["session"].to_numpy())
-            and np.array_equal(preds.position[order], targets["position"].to_numpy())
-            and np.array_equal(preds.target[order], targets["target"].to_numpy())):
+    if not (
+        np.array_equal(preds.session[order], targets["session"].to_numpy())
+        and np.array_equal(preds.position[order], targets["position"].to_numpy())
+        and np.array_equal(preds.target[order], targets["target"].to_numpy())
+    ):
         raise RuntimeError("evaluator predictions do not match the protocol's target list")
     return preds.rank[order]
 
@@ -258,17 +331,28 @@ def write_tables(run_dir: Path, labels: list[str]) -> None:
     done = [io.read_json(run_dir / "done" / f"{label}.json") for label in labels]
     metrics = pd.DataFrame([{"algorithm": d["label"], **row} for d in done for row in d["metrics"]])
     io.write_csv(run_dir / "metrics.csv", metrics)
-    timings = pd.DataFrame([
-        {"algorithm": d["label"], "stage": t["stage"], "seconds": t["seconds"],
-         "peak_rss_mb": t["peak_rss_mb"], "peak_gpu_mb": t["peak_gpu_mb"]}
-        for d in done for t in d["timings"] if t["seed"] == d["timings"][0]["seed"]
-    ])
+    timings = pd.DataFrame(
+        [
+            {
+                "algorithm": d["label"],
+                "stage": t["stage"],
+                "seconds": t["seconds"],
+                "peak_rss_mb": t["peak_rss_mb"],
+                "peak_gpu_mb": t["peak_gpu_mb"],
+            }
+            for d in done
+            for t in d["timings"]
+            if t["seed"] == d["timings"][0]["seed"]
+        ]
+    )
     io.write_csv(run_dir / "timings.csv", timings)
-    seeds = pd.DataFrame([{"algorithm": d["label"], **row} for d in done
-                          for row in d["seed_metrics"]])
+    seeds = pd.DataFrame(
+        [{"algorithm": d["label"], **row} for d in done for row in d["seed_metrics"]]
+    )
     if seeds["seed"].nunique() > 1:
-        io.write_csv(run_dir / "seeds.csv",
-                     seeds[["algorithm", "seed", "metric", "cutoff", "value"]])
+        io.write_csv(
+            run_dir / "seeds.csv", seeds[["algorithm", "seed", "metric", "cutoff", "value"]]
+        )
 
 
 def _finalize(run_dir: Path) -> None:
@@ -298,18 +382,25 @@ def run_record(options: RunOptions, data: Dataset, config_sources: list[str], co
         "config": {},  # filled with the resolved hyperparameters when the run finishes
         "versions": versions(),
         "hardware": hardware(),
-        "data": {"dataset": data.name, "fingerprint": data.fingerprint(),
-                 "counts": data.split_counts(), "policy": data.policy, "source": data.source},
+        "data": {
+            "dataset": data.name,
+            "fingerprint": data.fingerprint(),
+            "counts": data.split_counts(),
+            "policy": data.policy,
+            "source": data.source,
+        },
         "protocol": {
             "task": "next click: every click of a test session but the first is a target; "
-                    "the clicks before it are the input; only the next item is relevant",
+            "the clicks before it are the input; only the next item is relevant",
             "ranking": f"full ranking against all {data.n_items} training items",
             "tie_mode": options.tie_mode,
-            "rank": {"standard": "1 + #items scoring higher",
-                     "conservative": "1 + #items scoring higher or equal (target excluded)",
-                     "median": "1 + #higher + #tied/2"}[options.tie_mode],
+            "rank": {
+                "standard": "1 + #items scoring higher",
+                "conservative": "1 + #items scoring higher or equal (target excluded)",
+                "median": "1 + #higher + #tied/2",
+            }[options.tie_mode],
             "metrics": "Recall@K = share of predictions with rank <= K; MRR@K = mean of "
-                       "1/rank over predictions, 0 where rank > K",
+            "1/rank over predictions, 0 where rank > K",
             "cutoffs": options.cutoffs,
         },
         "started": _now(),
@@ -324,10 +415,19 @@ def versions() -> dict[str, str]:
         except Exception:  # noqa: BLE001 - a missing optional package is just not recorded
             continue
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, text=True,
-                                capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=PROJECT_ROOT, text=True, capture_output=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=PROJECT_ROOT,
+            text=True,
+            capture_output=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_ROOT,
+            text=True,
+            capture_output=True,
+        ).stdout.strip()
         out["code"] = commit + ("+uncommitted changes" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         out["code"] = "unknown (not a git checkout)"
@@ -335,8 +435,11 @@ def versions() -> dict[str, str]:
 
 
 def hardware() -> dict[str, object]:
-    info: dict[str, object] = {"machine": platform.machine(), "system": platform.system(),
-                               "cpus": os.cpu_count()}
+    info: dict[str, object] = {
+        "machine": platform.machine(),
+        "system": platform.system(),
+        "cpus": os.cpu_count(),
+    }
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):

@@ -21,9 +21,11 @@ from datasets.errors import DataError, MissingDataError
 from datasets.sessions import Dataset
 
 TSV_PAIRS = (("train.tsv", "test.tsv", "train_tr.tsv", "valid.tsv"),)
-FORMATS_HELP = ("a folder with all_train_seq.txt + test.txt (SR-GNN pickles), a folder with "
-                "train.tsv + test.tsv or <prefix>_train_full.txt + <prefix>_test.txt "
-                "(GRU4Rec TSV), or a raw RSC15-format click file")
+FORMATS_HELP = (
+    "a folder with all_train_seq.txt + test.txt (SR-GNN pickles), a folder with "
+    "train.tsv + test.tsv or <prefix>_train_full.txt + <prefix>_test.txt "
+    "(GRU4Rec TSV), or a raw RSC15-format click file"
+)
 
 
 def dataset_name(path: Path) -> str:
@@ -66,8 +68,10 @@ def _load_folder(path: Path, name: str) -> Dataset:
     if files is not None:
         return tsv.load_tsv(**files, name=name)
     held = sorted(p.name for p in path.iterdir())[:10]
-    raise DataError(f"--dataset {path}: a folder in no known layout (it holds "
-                    f"{', '.join(held) or 'nothing'}); expected {FORMATS_HELP}")
+    raise DataError(
+        f"--dataset {path}: a folder in no known layout (it holds "
+        f"{', '.join(held) or 'nothing'}); expected {FORMATS_HELP}"
+    )
 
 
 def _tsv_files(path: Path) -> dict[str, Path] | None:
@@ -75,11 +79,21 @@ def _tsv_files(path: Path) -> dict[str, Path] | None:
     candidates = [tuple(path / n for n in names) for names in TSV_PAIRS]
     for full in sorted(path.glob("*_train_full.txt")):
         prefix = full.name.removesuffix("_train_full.txt")
-        candidates.append((full, path / f"{prefix}_test.txt", path / f"{prefix}_train_tr.txt",
-                           path / f"{prefix}_train_valid.txt"))
+        candidates.append(
+            (
+                full,
+                path / f"{prefix}_test.txt",
+                path / f"{prefix}_train_tr.txt",
+                path / f"{prefix}_train_valid.txt",
+            )
+        )
     for train, test, train_tr, valid in candidates:
         if train.is_file() and test.is_file():
             has_valid = train_tr.is_file() and valid.is_file()
-            return {"train": train, "test": test, "train_tr": train_tr if has_valid else None,
-                    "valid": valid if has_valid else None}
+            return {
+                "train": train,
+                "test": test,
+                "train_tr": train_tr if has_valid else None,
+                "valid": valid if has_valid else None,
+            }
     return None

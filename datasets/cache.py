@@ -47,8 +47,9 @@ def exists(directory: Path) -> bool:
         return False
 
 
-def write(directory: Path, dataset: Dataset, in_train_tr: np.ndarray, valid: Sessions | None,
-          meta: dict) -> None:
+def write(
+    directory: Path, dataset: Dataset, in_train_tr: np.ndarray, valid: Sessions | None, meta: dict
+) -> None:
     """Cache ``dataset`` in ``directory`` atomically; a failure only logs a warning.
 
     ``valid`` is the validation split over the full training vocabulary, as ``read`` expects it
@@ -82,10 +83,12 @@ def _write_split(
     directory: Path, split: str, sessions: Sessions, in_train_tr: np.ndarray | None
 ) -> None:
     assert sessions.times is not None and sessions.session_ids is not None
-    clicks = pa.table({
-        "item": sessions.items.astype(np.int32),
-        "time": np.rint(sessions.times * MICROS).astype(np.int64),
-    })
+    clicks = pa.table(
+        {
+            "item": sessions.items.astype(np.int32),
+            "time": np.rint(sessions.times * MICROS).astype(np.int64),
+        }
+    )
     pq.write_table(clicks, directory / f"{split}.parquet", **_PARQUET)
     columns = {"session_id": sessions.session_ids, "length": sessions.lengths.astype(np.int32)}
     if in_train_tr is not None:

@@ -28,8 +28,8 @@ import pandas as pd
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from datasets.progress import bars_enabled
 from datasets.errors import DataError
+from datasets.progress import bars_enabled
 from datasets.sessions import UNKNOWN, Sessions
 from datasets.textfile import open_binary
 
@@ -62,7 +62,7 @@ class Clicks:
     def __len__(self) -> int:
         return len(self.session_id)
 
-    def take(self, index: np.ndarray) -> "Clicks":
+    def take(self, index: np.ndarray) -> Clicks:
         """The rows selected by a boolean mask or an integer index, in that order."""
         return Clicks(self.session_id[index], self.time[index], self.item_id[index])
 
@@ -205,10 +205,17 @@ def file_sha256(path: Path, *, progress: bool = True) -> str:
     """The sha256 of a file, streamed in 8 MiB blocks (constant memory)."""
     h = hashlib.sha256()
     size = path.stat().st_size
-    with open(path, "rb") as f, tqdm(
-        total=size, unit="B", unit_scale=True, desc=f"hash {path.name}", leave=False,
-        disable=not (progress and size >= 64 << 20 and bars_enabled()),
-    ) as bar:
+    with (
+        open(path, "rb") as f,
+        tqdm(
+            total=size,
+            unit="B",
+            unit_scale=True,
+            desc=f"hash {path.name}",
+            leave=False,
+            disable=not (progress and size >= 64 << 20 and bars_enabled()),
+        ) as bar,
+    ):
         while block := f.read(8 << 20):
             h.update(block)
             bar.update(len(block))
@@ -246,7 +253,9 @@ def locate_bad_line(
     return None
 
 
-def _line_blocks(path: Path, skip_lines: int, block_lines: int) -> Iterator[tuple[int, list[bytes]]]:
+def _line_blocks(
+    path: Path, skip_lines: int, block_lines: int
+) -> Iterator[tuple[int, list[bytes]]]:
     with open_binary(path) as f:
         for _ in range(skip_lines):
             f.readline()

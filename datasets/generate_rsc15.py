@@ -44,7 +44,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +52,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from tqdm.auto import tqdm
 
-from datasets.progress import bars_enabled
 from datasets.clicks import Clicks
+from datasets.progress import bars_enabled
 from datasets.synthetic import DAY_SECONDS, START, ClickModel, generate_clicks, make_catalogue
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,12 @@ RSC15_MODEL = ClickModel(
 )
 
 _SCHEMA = pa.schema(
-    [("session_id", pa.int64()), ("time", pa.string()), ("item_id", pa.int64()),
-     ("category", pa.string())]
+    [
+        ("session_id", pa.int64()),
+        ("time", pa.string()),
+        ("item_id", pa.int64()),
+        ("category", pa.string()),
+    ]
 )
 
 
@@ -142,8 +146,10 @@ def format_timestamps(time_us: np.ndarray) -> pa.StringArray:
 
 
 def _date_table(first_day: int, n_days: int) -> np.ndarray:
-    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
-    text = "".join((epoch + timedelta(days=first_day + d)).strftime("%Y-%m-%d") for d in range(n_days))
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    text = "".join(
+        (epoch + timedelta(days=first_day + d)).strftime("%Y-%m-%d") for d in range(n_days)
+    )
     return np.frombuffer(text.encode(), dtype=np.uint8).reshape(n_days, 10)
 
 
@@ -154,14 +160,22 @@ def clicks_table(clicks: Clicks) -> pa.Table:
         n, pa.py_buffer(np.arange(n + 1, dtype=np.int32)), pa.py_buffer(b"0" * n)
     )
     return pa.Table.from_arrays(
-        [pa.array(clicks.session_id), format_timestamps(clicks.time),
-         pa.array(clicks.item_id), category],
+        [
+            pa.array(clicks.session_id),
+            format_timestamps(clicks.time),
+            pa.array(clicks.item_id),
+            category,
+        ],
         schema=_SCHEMA,
     )
 
 
 def generate(
-    out: Path, *, fraction: float = 1.0, seed: int = 0, model: ClickModel = RSC15_MODEL,
+    out: Path,
+    *,
+    fraction: float = 1.0,
+    seed: int = 0,
+    model: ClickModel = RSC15_MODEL,
     progress: bool = True,
 ) -> Summary:
     """Write a raw RSC15-format file of ``fraction`` x RSC15's sessions to ``out``."""
@@ -175,10 +189,16 @@ def generate(
     next_id, n_clicks = 1, 0
     out.parent.mkdir(parents=True, exist_ok=True)
     options = pacsv.WriteOptions(include_header=False, quoting_style="none")
-    with pacsv.CSVWriter(str(out), _SCHEMA, write_options=options) as writer, tqdm(
-        total=int(RSC15_CLICKS * fraction), unit="click", unit_scale=True,
-        desc=f"write {out.name}", disable=not (progress and bars_enabled()),
-    ) as bar:
+    with (
+        pacsv.CSVWriter(str(out), _SCHEMA, write_options=options) as writer,
+        tqdm(
+            total=int(RSC15_CLICKS * fraction),
+            unit="click",
+            unit_scale=True,
+            desc=f"write {out.name}",
+            disable=not (progress and bars_enabled()),
+        ) as bar,
+    ):
         for first in range(0, len(per_day), CHUNK_DAYS):
             counts = per_day[first : first + CHUNK_DAYS]
             first_day_s = int(START.timestamp()) + first * DAY_SECONDS
@@ -190,8 +210,14 @@ def generate(
             next_id += int(counts.sum())
             n_clicks += len(clicks)
             bar.update(len(clicks))
-    return Summary(out, next_id - 1, n_clicks, int(seen.sum()), out.stat().st_size,
-                   time.perf_counter() - started)
+    return Summary(
+        out,
+        next_id - 1,
+        n_clicks,
+        int(seen.sum()),
+        out.stat().st_size,
+        time.perf_counter() - started,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,16 +226,22 @@ def main(argv: list[str] | None = None) -> int:
         description="Write a simulated raw yoochoose-clicks.dat of RSC15's shape.",
     )
     parser.add_argument("out", type=Path, metavar="OUT_FILE", help="file to write")
-    parser.add_argument("--fraction", type=float, default=1.0,
-                        help="share of RSC15's 9.25M sessions to generate (default 1.0)")
+    parser.add_argument(
+        "--fraction",
+        type=float,
+        default=1.0,
+        help="share of RSC15's 9.25M sessions to generate (default 1.0)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not 0 < args.fraction <= 10:
         parser.error(f"--fraction must be in (0, 10], got {args.fraction}")
     s = generate(args.out, fraction=args.fraction, seed=args.seed)
-    print(f"wrote {s.path}: {s.sessions:,} sessions, {s.clicks:,} clicks, {s.items:,} items, "
-          f"{s.bytes:,} bytes in {s.seconds:.1f} s")
+    print(
+        f"wrote {s.path}: {s.sessions:,} sessions, {s.clicks:,} clicks, {s.items:,} items, "
+        f"{s.bytes:,} bytes in {s.seconds:.1f} s"
+    )
     return 0
 
 

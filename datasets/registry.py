@@ -8,9 +8,9 @@ is no second list. Readers are imported lazily, so listing the datasets imports 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from datasets.sessions import Dataset
 
@@ -40,8 +40,7 @@ def _load_rsc15(data_dir: Path, *, clicks: Path | None, cache_dir: Path, seed: i
     return load_rsc15(path, cache_dir=cache_dir)
 
 
-def _load_rsc15_100k(data_dir: Path, *, clicks: Path | None, cache_dir: Path,
-                     seed: int) -> Dataset:
+def _load_rsc15_100k(data_dir: Path, *, clicks: Path | None, cache_dir: Path, seed: int) -> Dataset:
     from datasets.tsv import load_rsc15_100k
 
     return load_rsc15_100k(Path(data_dir) / "rsc15-100k")
@@ -64,22 +63,40 @@ def _load_synthetic(data_dir: Path, *, clicks: Path | None, cache_dir: Path, see
 
 
 _ENTRIES = (
-    DatasetEntry("rsc15", ("rsc15/yoochoose-clicks.dat",),
-                 "the raw RecSys Challenge 2015 clicks, or --clicks PATH, preprocessed as in "
-                 "the GRU4Rec papers", _load_rsc15),
-    DatasetEntry("rsc15-100k", tuple(f"rsc15-100k/yoochoose-clicks-100k_{part}.txt"
-                                     for part in ("train_full", "test", "train_tr", "train_valid")),
-                 "a small, already preprocessed sample in GRU4Rec's TSV format",
-                 _load_rsc15_100k),
-    DatasetEntry("rsc15-64", ("rsc15-64/all_train_seq.txt", "rsc15-64/test.txt"),
-                 "YooChoose 1/64 as split by NARM / STAMP / SR-GNN, pickles",
-                 _srgnn_loader("rsc15-64")),
-    DatasetEntry("diginetica", ("diginetica/all_train_seq.txt", "diginetica/test.txt"),
-                 "Diginetica, CIKM Cup 2016, as split by SR-GNN, pickles",
-                 _srgnn_loader("diginetica")),
-    DatasetEntry("synthetic", (),
-                 "a seeded generator with learnable sequential structure; needs no files",
-                 _load_synthetic),
+    DatasetEntry(
+        "rsc15",
+        ("rsc15/yoochoose-clicks.dat",),
+        "the raw RecSys Challenge 2015 clicks, or --clicks PATH, preprocessed as in "
+        "the GRU4Rec papers",
+        _load_rsc15,
+    ),
+    DatasetEntry(
+        "rsc15-100k",
+        tuple(
+            f"rsc15-100k/yoochoose-clicks-100k_{part}.txt"
+            for part in ("train_full", "test", "train_tr", "train_valid")
+        ),
+        "a small, already preprocessed sample in GRU4Rec's TSV format",
+        _load_rsc15_100k,
+    ),
+    DatasetEntry(
+        "rsc15-64",
+        ("rsc15-64/all_train_seq.txt", "rsc15-64/test.txt"),
+        "YooChoose 1/64 as split by NARM / STAMP / SR-GNN, pickles",
+        _srgnn_loader("rsc15-64"),
+    ),
+    DatasetEntry(
+        "diginetica",
+        ("diginetica/all_train_seq.txt", "diginetica/test.txt"),
+        "Diginetica, CIKM Cup 2016, as split by SR-GNN, pickles",
+        _srgnn_loader("diginetica"),
+    ),
+    DatasetEntry(
+        "synthetic",
+        (),
+        "a seeded generator with learnable sequential structure; needs no files",
+        _load_synthetic,
+    ),
 )
 
 DATASET_REGISTRY: dict[str, DatasetEntry] = {e.name: e for e in _ENTRIES}

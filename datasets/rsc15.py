@@ -346,8 +346,9 @@ def splits_to_dataset(
     )
 
 
-def check_official_counts(dataset: Dataset, source: str,
-                          expected: dict[str, dict[str, int]] | None = None) -> None:
+def check_official_counts(
+    dataset: Dataset, source: str, expected: dict[str, dict[str, int]] | None = None
+) -> None:
     """Stop if the prepared splits of the official file differ from the published counts.
 
     Raises:
@@ -355,9 +356,12 @@ def check_official_counts(dataset: Dataset, source: str,
     """
     expected = OFFICIAL_COUNTS if expected is None else expected
     counts = dataset.split_counts()
-    wrong = [f"{split} {key}: {counts.get(split, {}).get(key)} (published {value:,})"
-             for split, values in expected.items() for key, value in values.items()
-             if counts.get(split, {}).get(key) != value]
+    wrong = [
+        f"{split} {key}: {counts.get(split, {}).get(key)} (published {value:,})"
+        for split, values in expected.items()
+        for key, value in values.items()
+        if counts.get(split, {}).get(key) != value
+    ]
     if wrong:
         raise DataError(
             f"{source}: this is the official RSC15 click file (its sha256 matches), but its "
@@ -406,6 +410,11 @@ def load_rsc15(
         valid = None
         if dataset.valid_test is not None:
             valid = to_sessions(splits.valid, vocabulary(splits.train.item_id))
-        cache.write(directory, dataset, splits.in_train_tr, valid,
-                    {"sha256": sha, "rules_version": RULES_VERSION})
+        cache.write(
+            directory,
+            dataset,
+            splits.in_train_tr,
+            valid,
+            {"sha256": sha, "rules_version": RULES_VERSION},
+        )
     return dataset

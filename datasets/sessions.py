@@ -85,7 +85,7 @@ class Sessions:
         """The session number of every click (length ``n_events``)."""
         return np.repeat(np.arange(self.n_sessions, dtype=np.int64), self.lengths)
 
-    def subset(self, sessions: np.ndarray) -> "Sessions":
+    def subset(self, sessions: np.ndarray) -> Sessions:
         """The sessions with the given indices, in the given order."""
         sessions = np.asarray(sessions, dtype=np.int64)
         lengths = self.lengths[sessions]
@@ -199,8 +199,13 @@ def own_vocabulary(train: Sessions, other: Sessions) -> tuple[Sessions, Sessions
     n_items = int(present.sum())
 
     def remap(sessions: Sessions) -> Sessions:
-        return Sessions(items=new_index[sessions.items], offsets=sessions.offsets, n_items=n_items,
-                        times=sessions.times, session_ids=sessions.session_ids)
+        return Sessions(
+            items=new_index[sessions.items],
+            offsets=sessions.offsets,
+            n_items=n_items,
+            times=sessions.times,
+            session_ids=sessions.session_ids,
+        )
 
     return remap(train), remap(other)
 

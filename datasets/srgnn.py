@@ -47,8 +47,8 @@ POLICY = {
     "unseen_targets": "counted as misses (rank inf), as in the NARM/SR-GNN papers",
     "validation": "last 10% of training sessions in file order (no timestamps in this split)",
     "time": "no timestamps: the session order in the file is the time order (recency sampling "
-            "of the session-kNN methods, and STAN/VSTAN's time decay with sessions_per_day "
-            "sessions to a day, use it)",
+    "of the session-kNN methods, and STAN/VSTAN's time decay with sessions_per_day "
+    "sessions to a day, use it)",
 }
 
 SOURCES = {
@@ -73,8 +73,10 @@ def load_pickle(path: Path) -> object:
         return RestrictedUnpickler(io.BytesIO(data)).load()
     except Exception as e:  # any failure of untrusted input is a data error, never a crash
         if b"\0" not in data[:4096] and not data.startswith(b"\x80"):  # no pickle header
-            raise DataError(f"{path}: a text file, not a pickle; SR-GNN splits are Python "
-                            "pickles of lists of item ids") from None
+            raise DataError(
+                f"{path}: a text file, not a pickle; SR-GNN splits are Python "
+                "pickles of lists of item ids"
+            ) from None
         raise DataError(f"{path}: not a plain pickle of lists/tuples/ints ({e})") from None
 
 
@@ -86,8 +88,10 @@ def _check_int_list(value: object, path: Path, where: str) -> list[int]:
         raise DataError(f"{path}: {where} must be a list of ints, got {_describe(value)}")
     if value and (min(value) < _INT64[0] or max(value) > _INT64[1]):
         big = next(v for v in value if not _INT64[0] <= v <= _INT64[1])
-        raise DataError(f"{path}: {where} holds the item id {big}, outside the 64-bit "
-                        "integer range item ids must lie in")
+        raise DataError(
+            f"{path}: {where} holds the item id {big}, outside the 64-bit "
+            "integer range item ids must lie in"
+        )
     return value
 
 
@@ -97,8 +101,11 @@ def _describe(value: object) -> str:
         kind = f"a list of length {len(value)}"
         return f"{kind} holding a {type(bad).__name__}" if bad is not None else kind
     if isinstance(value, tuple):
-        return (f"a tuple of length {len(value)} ("
-                + ", ".join(type(v).__name__ for v in value[:6]) + ")")
+        return (
+            f"a tuple of length {len(value)} ("
+            + ", ".join(type(v).__name__ for v in value[:6])
+            + ")"
+        )
     return type(value).__name__
 
 
@@ -115,16 +122,26 @@ def read_train(path: Path) -> list[list[int]]:
 def read_test(path: Path) -> tuple[list[list[int]], list[int]]:
     """The (prefixes, labels) pairs of ``test.txt`` (extra id/time lists are ignored)."""
     obj = load_pickle(path)
-    expected = ("expected (prefixes, labels), (prefixes, labels, times) or "
-                "(session ids, prefixes, labels, times)")
+    expected = (
+        "expected (prefixes, labels), (prefixes, labels, times) or "
+        "(session ids, prefixes, labels, times)"
+    )
     if type(obj) not in (tuple, list) or not 2 <= len(obj) <= 4:
         raise DataError(f"{path}: {expected}; found {_describe(obj)}")
     # The prefixes are the first element that is a list of lists; the labels follow them.
-    at = next((k for k, part in enumerate(obj[:-1]) if type(part) is list
-               and (not part or type(part[0]) is list)), None)
+    at = next(
+        (
+            k
+            for k, part in enumerate(obj[:-1])
+            if type(part) is list and (not part or type(part[0]) is list)
+        ),
+        None,
+    )
     if at is None:
-        raise DataError(f"{path}: {expected}; found {_describe(obj)}, none of whose elements "
-                        "is a list of prefixes (lists)")
+        raise DataError(
+            f"{path}: {expected}; found {_describe(obj)}, none of whose elements "
+            "is a list of prefixes (lists)"
+        )
     prefixes, labels = obj[at], obj[at + 1]
     for k, prefix in enumerate(prefixes):
         _check_int_list(prefix, path, f"prefix {k}")
@@ -201,7 +218,8 @@ def load_srgnn(directory: Path, *, name: str) -> Dataset:
         policy["test_pairs"] = (
             f"the (prefix, label) pairs of {TEST_FILE} do not reassemble into whole sessions, "
             "so each pair is evaluated on its own: its prefix is fed and only its label is "
-            "ranked" + (f" ({dropped} pairs with an empty prefix skipped)" if dropped else ""))
+            "ranked" + (f" ({dropped} pairs with an empty prefix skipped)" if dropped else "")
+        )
     if not train or not test:
         raise DataError(f"{directory}: empty {'training' if not train else 'test'} split")
     vocab = vocabulary(_flatten(train)[0])

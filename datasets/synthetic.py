@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -38,12 +38,36 @@ from datasets.sessions import Dataset
 log = logging.getLogger(__name__)
 
 DAY_SECONDS = 86_400
-START = datetime(2014, 4, 1, tzinfo=timezone.utc)
+START = datetime(2014, 4, 1, tzinfo=UTC)
 """First day of RSC15 (and of the synthetic data)."""
 
 HOURLY_PROFILE = np.array(
-    [0.30, 0.20, 0.15, 0.12, 0.12, 0.18, 0.35, 0.60, 0.80, 0.90, 0.95, 1.00,
-     1.00, 0.95, 0.95, 1.00, 1.05, 1.15, 1.30, 1.40, 1.35, 1.10, 0.80, 0.50]
+    [
+        0.30,
+        0.20,
+        0.15,
+        0.12,
+        0.12,
+        0.18,
+        0.35,
+        0.60,
+        0.80,
+        0.90,
+        0.95,
+        1.00,
+        1.00,
+        0.95,
+        0.95,
+        1.00,
+        1.05,
+        1.15,
+        1.30,
+        1.40,
+        1.35,
+        1.10,
+        0.80,
+        0.50,
+    ]
 )
 """Relative session starts per UTC hour: a stylised European e-shop day (quiet nights, evening
 peak). Not measured on RSC15; it only makes the daily cycle present."""
@@ -89,7 +113,9 @@ class ClickModel:
 
     def __post_init__(self) -> None:
         if self.n_items < self.n_clusters or self.n_clusters < 1:
-            raise ValueError(f"need 1 <= n_clusters <= n_items, got {self.n_clusters}, {self.n_items}")
+            raise ValueError(
+                f"need 1 <= n_clusters <= n_items, got {self.n_clusters}, {self.n_items}"
+            )
         if self.p_repeat + self.p_successor + self.p_cluster > 1:
             raise ValueError("p_repeat + p_successor + p_cluster must be <= 1")
         if not 0 <= self.p_single <= 1 or not 0 <= self.p_long <= 1:
@@ -148,7 +174,9 @@ def draw_global(catalogue: Catalogue, n: int, rng: np.random.Generator) -> np.nd
     return np.minimum(idx, len(cum) - 1)
 
 
-def draw_in_cluster(catalogue: Catalogue, clusters: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def draw_in_cluster(
+    catalogue: Catalogue, clusters: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """One item per entry of ``clusters``, drawn by popularity within that cluster."""
     cum, start = catalogue.cluster_cum, catalogue.cluster_start
     first, last = start[clusters], start[clusters + 1] - 1
@@ -173,8 +201,9 @@ def sample_items(
     offsets = np.concatenate(([0], np.cumsum(lengths)))
     order = np.argsort(-lengths, kind="stable")  # the sessions still active at step k: a prefix
     base = offsets[:-1][order]
-    active_until = np.searchsorted(-lengths[order], -np.arange(1, lengths.max(initial=0) + 1),
-                                   side="right")
+    active_until = np.searchsorted(
+        -lengths[order], -np.arange(1, lengths.max(initial=0) + 1), side="right"
+    )
     items = np.empty(offsets[-1], dtype=np.int64)
     current = draw_global(catalogue, len(lengths), rng)[order]
     items[base] = current

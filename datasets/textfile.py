@@ -90,5 +90,7 @@ def long_line_error(path: Path, what: str) -> DataError | None:
     if found is None:
         return None
     line, length = found
-    return DataError(f"{path}, line {line}: a line of {length / 2**20:.1f} MiB, longer than the "
-                     f"{BLOCK_BYTES >> 20} MiB any line may have; expected {what}")
+    return DataError(
+        f"{path}, line {line}: a line of {length / 2**20:.1f} MiB, longer than the "
+        f"{BLOCK_BYTES >> 20} MiB any line may have; expected {what}"
+    )

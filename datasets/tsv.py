@@ -96,8 +96,7 @@ def read_tsv(path: Path) -> Clicks:
     try:
         table = pacsv.read_csv(
             arrow_input(path),
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1,
-                                           block_size=BLOCK_BYTES),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=BLOCK_BYTES),
             parse_options=parse,
             convert_options=convert,
         )

@@ -29,8 +29,9 @@ def reference_scores(model: SessionKNN, train: Sessions, session: list[int]) -> 
     rank = {s: r for r, s in enumerate(order)}
     cands = [s for s in range(train.n_sessions) if set(train.session(s).tolist()) & last_pos.keys()]
     cands = sorted(cands, key=rank.__getitem__)[: model.sample_size]
-    weights = {i: float(model.position_weights(np.array(p), np.array(L)))
-               for i, p in last_pos.items()}
+    weights = {
+        i: float(model.position_weights(np.array(p), np.array(L))) for i, p in last_pos.items()
+    }
     rows = []
     for s in cands:
         npos = {}
@@ -39,13 +40,21 @@ def reference_scores(model: SessionKNN, train: Sessions, session: list[int]) -> 
                 npos[i] = p
         common = last_pos.keys() & npos.keys()
         i_star = max(common, key=last_pos.__getitem__)
-        rows.append(dict(
-            slot=0, session=rank[s], overlap=len(common),
-            weight_sum=sum(weights[i] for i in common), last_match=last_pos[i_star],
-            anchor_paper=npos[i_star], anchor_code=max(npos[i] for i in common),
-            length=L, n_distinct=len(last_pos), weight_sq_sum=sum(v * v for v in weights.values()),
-            npos=npos,
-        ))
+        rows.append(
+            dict(
+                slot=0,
+                session=rank[s],
+                overlap=len(common),
+                weight_sum=sum(weights[i] for i in common),
+                last_match=last_pos[i_star],
+                anchor_paper=npos[i_star],
+                anchor_code=max(npos[i] for i in common),
+                length=L,
+                n_distinct=len(last_pos),
+                weight_sq_sum=sum(v * v for v in weights.values()),
+                npos=npos,
+            )
+        )
     scores = np.zeros(train.n_items)
     if not rows:
         return scores
@@ -53,8 +62,9 @@ def reference_scores(model: SessionKNN, train: Sessions, session: list[int]) -> 
     sims = np.asarray(model.session_similarity(pairs), dtype=np.float64)
     factors = model.pair_factor(pairs)
     anchors = model._anchor(pairs)
-    ranked = sorted((k for k in range(len(rows)) if sims[k] > 0),
-                    key=lambda k: (-sims[k], rows[k]["session"]))
+    ranked = sorted(
+        (k for k in range(len(rows)) if sims[k] > 0), key=lambda k: (-sims[k], rows[k]["session"])
+    )
     for k in ranked[: model.k]:
         for j, pj in rows[k]["npos"].items():
             f = model.entry_factor(np.array([pj]), np.array([anchors[k]]))

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-import benchmark.runner as runner
 import benchmark.run_cli as run_benchmark
+import benchmark.runner as runner
 from tests.conftest import REPO_ROOT
 
 # ------------------------------------------------------------------ config values
@@ -30,13 +30,29 @@ CONFIG_CASES = [
     ("gru4rec", "n_epochs = -1", "n_epochs = -1: must be an integer >= 1"),
     ("gru4rec", "n_epochs = 1.5", "n_epochs = 1.5: must be an integer >= 1"),
     ("gru4rec", "n_sample = -5", "n_sample = -5: must be an integer >= 0"),
-    ("gru4rec", "dropout_hidden = nan", "dropout_hidden = nan: must be a finite number >= 0 and < 1"),
+    (
+        "gru4rec",
+        "dropout_hidden = nan",
+        "dropout_hidden = nan: must be a finite number >= 0 and < 1",
+    ),
     ("gru4rec", "learning_rate = nan", "learning_rate = nan: must be a finite number > 0"),
     ("gru4rec", "learning_rate = inf", "learning_rate = inf: must be a finite number > 0"),
-    ("gru4rec", "layers = [100, 0]", "layers = [100, 0]: must be an integer >= 1 or a non-empty list"),
-    ("gru4rec", 'embedding = "big"', 'embedding = "big": must be one of "shared" or an integer >= 0'),
+    (
+        "gru4rec",
+        "layers = [100, 0]",
+        "layers = [100, 0]: must be an integer >= 1 or a non-empty list",
+    ),
+    (
+        "gru4rec",
+        'embedding = "big"',
+        'embedding = "big": must be one of "shared" or an integer >= 0',
+    ),
     ("gru4rec", 'loss = "mse"', 'loss = "mse": must be one of "cross-entropy"'),
-    ("gru4rec", 'final_act = "relu"', 'final_act = "relu": must be softmax, linear, tanh or elu-<alpha>'),
+    (
+        "gru4rec",
+        'final_act = "relu"',
+        'final_act = "relu": must be softmax, linear, tanh or elu-<alpha>',
+    ),
     ("gru4rec", 'device = "tpu"', 'device = "tpu": must be auto, cpu, cuda or cuda:N'),
     ("gru4rec", "n_threads = 0", "n_threads = 0: must be an integer >= 1"),
     ("gru4rec", "momentum = 1.0", "momentum = 1.0: must be a finite number >= 0 and < 1"),
@@ -59,6 +75,7 @@ CONFIG_CASES = [
 @pytest.fixture
 def no_data(monkeypatch):
     """Fail the test if any data is loaded: these errors must come before that."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("data was loaded before the error was found")
 
@@ -77,19 +94,35 @@ def error_line(err: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize(("algorithm", "toml", "fragment"), CONFIG_CASES,
-                         ids=[f"{a}:{t.splitlines()[-1]}" for a, t, _ in CONFIG_CASES])
-def test_bad_config_value_stops_before_any_work(tmp_path, capsys, no_data, algorithm, toml,
-                                                fragment):
+@pytest.mark.parametrize(
+    ("algorithm", "toml", "fragment"),
+    CONFIG_CASES,
+    ids=[f"{a}:{t.splitlines()[-1]}" for a, t, _ in CONFIG_CASES],
+)
+def test_bad_config_value_stops_before_any_work(
+    tmp_path, capsys, no_data, algorithm, toml, fragment
+):
     config = tmp_path / "bad.toml"
     config.write_text(f"[{algorithm}]\n{toml}\n")
     out = tmp_path / "out"
-    code, err = main(["--dataset", "synthetic", "--algorithms", f"pop,{algorithm}",
-                      "--config", str(config), "--out", str(out), "-q"], capsys)
+    code, err = main(
+        [
+            "--dataset",
+            "synthetic",
+            "--algorithms",
+            f"pop,{algorithm}",
+            "--config",
+            str(config),
+            "--out",
+            str(out),
+            "-q",
+        ],
+        capsys,
+    )
     line = error_line(err)
     assert code == 2
     assert str(config) in line and f": [{algorithm}] " in line  # the file and the table ...
-    assert fragment in line                     # ... the key, its value and the rule
+    assert fragment in line  # ... the key, its value and the rule
     assert not out.exists()
 
 
@@ -100,8 +133,18 @@ def test_bad_value_in_a_preset_names_the_preset(tmp_path, capsys, no_data, monke
     presets.mkdir()
     (presets / "item-knn.toml").write_text("[broken]\nn_sims = -3\n")
     monkeypatch.setattr(config, "PRESET_DIR", presets)
-    code, err = main(["--dataset", "synthetic", "--algorithms", "item-knn@broken",
-                      "--out", str(tmp_path / "out"), "-q"], capsys)
+    code, err = main(
+        [
+            "--dataset",
+            "synthetic",
+            "--algorithms",
+            "item-knn@broken",
+            "--out",
+            str(tmp_path / "out"),
+            "-q",
+        ],
+        capsys,
+    )
     assert code == 2
     assert f"{presets / 'item-knn.toml'} [broken]: [item-knn@broken] n_sims = -3" in error_line(err)
 
@@ -111,8 +154,9 @@ def test_undeclared_parameters_are_checked_against_their_defaults():
     from algorithms.params import Anything, Bool, Float, Int, Str
 
     class Plain(SessionRecommender):
-        def __init__(self, k: int = 3, w: float = 0.5, on: bool = True, mode: str = "a",
-                     extra=None) -> None:
+        def __init__(
+            self, k: int = 3, w: float = 0.5, on: bool = True, mode: str = "a", extra=None
+        ) -> None:
             pass
 
         fit = init_state = step = None
@@ -144,11 +188,17 @@ def option_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--out", str(a_file)], f"--out {a_file}: {a_file} is a file; give a directory"),
         (["--out", str(a_file / "sub")], f"{a_file} is a file; give a directory"),
         (["--out", "/dev/null"], "--out /dev/null: /dev/null is not a directory"),
-        (["--out", "/proc/sessionbench-out"], "--out /proc/sessionbench-out: cannot write in /proc"),
+        (
+            ["--out", "/proc/sessionbench-out"],
+            "--out /proc/sessionbench-out: cannot write in /proc",
+        ),
         (["--dataset", "nosuch"], "unknown dataset 'nosuch'"),
         (["--config", str(tmp_path)], f"{tmp_path}: is a directory; expected a TOML config file"),
         (["--config", str(binary_toml)], f"{binary_toml}: invalid TOML: not UTF-8 text"),
-        (["--config", str(tmp_path / "none.toml")], f"config file not found: {tmp_path / 'none.toml'}"),
+        (
+            ["--config", str(tmp_path / "none.toml")],
+            f"config file not found: {tmp_path / 'none.toml'}",
+        ),
         (["--dataset", ","], "--dataset ',': give a dataset name or path"),
     ]
 
@@ -168,8 +218,19 @@ def test_device_cuda_without_a_gpu(tmp_path, capsys, no_data):
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    code, err = main(["--dataset", "synthetic", "--algorithms", "pop", "--device", "cuda",
-                      "--out", str(tmp_path / "out")], capsys)
+    code, err = main(
+        [
+            "--dataset",
+            "synthetic",
+            "--algorithms",
+            "pop",
+            "--device",
+            "cuda",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capsys,
+    )
     assert code == 2 and "--device cuda: no CUDA GPU is available here" in error_line(err)
     assert not (tmp_path / "out").exists()
 
@@ -178,11 +239,26 @@ def test_cutoff_above_the_number_of_items(tmp_path, capsys):
     from datasets import load_dataset
 
     n_items = load_dataset("synthetic").n_items
-    code, err = main(["--dataset", "synthetic", "--algorithms", "pop", "--cutoffs", "5",
-                      "100000", "--out", str(tmp_path / "out"), "-q"], capsys)
+    code, err = main(
+        [
+            "--dataset",
+            "synthetic",
+            "--algorithms",
+            "pop",
+            "--cutoffs",
+            "5",
+            "100000",
+            "--out",
+            str(tmp_path / "out"),
+            "-q",
+        ],
+        capsys,
+    )
     assert code == 2
-    assert (f"--cutoffs 100000: larger than the number of training items ({n_items:,})"
-            in error_line(err))
+    assert (
+        f"--cutoffs 100000: larger than the number of training items ({n_items:,})"
+        in error_line(err)
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -190,8 +266,19 @@ def test_every_dataset_is_checked_before_the_first_runs(tmp_path, capsys, no_dat
     """A bad config for the second dataset stops the run before the first one trains."""
     config = tmp_path / "c.toml"
     config.write_text("[item-knn]\nn_sims = 0\n")
-    code, err = main(["--dataset", "synthetic,synthetic", "--algorithms", "item-knn",
-                      "--config", str(config), "--out", str(tmp_path / "out")], capsys)
+    code, err = main(
+        [
+            "--dataset",
+            "synthetic,synthetic",
+            "--algorithms",
+            "item-knn",
+            "--config",
+            str(config),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capsys,
+    )
     assert code == 2 and "n_sims = 0" in error_line(err)
 
 
@@ -209,29 +296,42 @@ def input_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
     cases = []
     folder = tmp_path / "clicks-folder"
     folder.mkdir()
-    cases.append((["--dataset", "rsc15", "--clicks", str(folder)],
-                  f"--clicks {folder}: is a directory"))
+    cases.append(
+        (["--dataset", "rsc15", "--clicks", str(folder)], f"--clicks {folder}: is a directory")
+    )
     dir_pickle = tmp_path / "dir-pickle"
     (dir_pickle / "all_train_seq.txt").mkdir(parents=True)
     (dir_pickle / "test.txt").write_bytes(pickle.dumps(([[1]], [2])))
-    cases.append((["--dataset", str(dir_pickle)],
-                  f"{dir_pickle / 'all_train_seq.txt'}: is a directory; expected a pickle file"))
+    cases.append(
+        (
+            ["--dataset", str(dir_pickle)],
+            f"{dir_pickle / 'all_train_seq.txt'}: is a directory; expected a pickle file",
+        )
+    )
     big = srgnn_folder(tmp_path / "big", [[1, 2**70], [1, 2]], ([[1]], [2]))
-    cases.append((["--dataset", str(big)],
-                  f"{big / 'all_train_seq.txt'}: session 0 holds the item id {2**70}, outside "
-                  "the 64-bit integer range"))
+    cases.append(
+        (
+            ["--dataset", str(big)],
+            f"{big / 'all_train_seq.txt'}: session 0 holds the item id {2**70}, outside "
+            "the 64-bit integer range",
+        )
+    )
     empty = srgnn_folder(tmp_path / "empty", [[], [], []], ([[1]], [2]))
     cases.append((["--dataset", str(empty)], "no clicks: all 3 training sessions are empty"))
     unseen = srgnn_folder(tmp_path / "unseen", [[1, 2], [2, 3]], ([[9, 8], [9]], [7, 8]))
-    cases.append((["--dataset", str(unseen)],
-                  "unseen: none of the 2 test targets occurs in the training data"))
+    cases.append(
+        (
+            ["--dataset", str(unseen)],
+            "unseen: none of the 2 test targets occurs in the training data",
+        )
+    )
     odd = srgnn_folder(tmp_path / "odd", [[1, 2]], ([1, 2], [3, 4], 5, 6, 7))
-    cases.append((["--dataset", str(odd)],
-                  "found a tuple of length 5 (list, list, int, int, int)"))
+    cases.append((["--dataset", str(odd)], "found a tuple of length 5 (list, list, int, int, int)"))
     text = srgnn_folder(tmp_path / "text", [], [])
     (text / "all_train_seq.txt").write_text("1,2,3\n4,5\n")
-    cases.append((["--dataset", str(text)],
-                  f"{text / 'all_train_seq.txt'}: a text file, not a pickle"))
+    cases.append(
+        (["--dataset", str(text)], f"{text / 'all_train_seq.txt'}: a text file, not a pickle")
+    )
     binary = tmp_path / "binary.dat"
     binary.write_bytes(bytes(range(256)) * 64)
     cases.append((["--dataset", str(binary)], f"{binary}: a binary file, not text"))
@@ -239,23 +339,32 @@ def input_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
     with open(long, "wb") as f:
         f.write(b"1,2014-04-07T10:51:09.277Z,214536502,0\n")
         f.write(b"7" * (50 << 20) + b"\n")
-    cases.append((["--dataset", str(long)],
-                  f"{long}, line 2: a line of 50.0 MiB, longer than the 16 MiB any line may have"))
+    cases.append(
+        (
+            ["--dataset", str(long)],
+            f"{long}, line 2: a line of 50.0 MiB, longer than the 16 MiB any line may have",
+        )
+    )
     empty_test = srgnn_folder(tmp_path / "empty-test", [[1, 2]], ([[], []], [1, 2]))
     cases.append((["--dataset", str(empty_test)], f"{empty_test}: empty test split"))
     tsv_binary = tmp_path / "tsv-binary"
     tsv_binary.mkdir()
     (tsv_binary / "train.tsv").write_bytes(b"SessionId\tItemId\tTime\n" + bytes(range(32)) * 50)
     (tsv_binary / "test.tsv").write_text("SessionId\tItemId\tTime\n1\t2\t3.0\n")
-    cases.append((["--dataset", str(tsv_binary)],
-                  f"{tsv_binary / 'train.tsv'}: a binary file, not text"))
+    cases.append(
+        (["--dataset", str(tsv_binary)], f"{tsv_binary / 'train.tsv'}: a binary file, not text")
+    )
     tsv_long = tmp_path / "tsv-long"
     tsv_long.mkdir()
     with open(tsv_long / "train.tsv", "wb") as f:
         f.write(b"SessionId\tItemId\tTime\n1\t2\t3.0\n1\t" + b"4" * (20 << 20) + b"\t4.0\n")
     (tsv_long / "test.tsv").write_text("SessionId\tItemId\tTime\n1\t2\t3.0\n")
-    cases.append((["--dataset", str(tsv_long)],
-                  f"{tsv_long / 'train.tsv'}, line 3: a line of 20.0 MiB, longer than the 16 MiB"))
+    cases.append(
+        (
+            ["--dataset", str(tsv_long)],
+            f"{tsv_long / 'train.tsv'}, line 3: a line of 20.0 MiB, longer than the 16 MiB",
+        )
+    )
     layout = tmp_path / "layout"
     layout.mkdir()
     (layout / "notes.txt").write_text("x")
@@ -273,8 +382,20 @@ def test_device_cuda_in_a_config_table_without_a_gpu(tmp_path, capsys, no_data, 
     config = tmp_path / "gpu.toml"
     config.write_text(f'[{algorithm}]\ndevice = "cuda"\n')
     out = tmp_path / "out"
-    code, err = main(["--dataset", "synthetic", "--algorithms", f"pop,{algorithm}",
-                      "--config", str(config), "--out", str(out), "-q"], capsys)
+    code, err = main(
+        [
+            "--dataset",
+            "synthetic",
+            "--algorithms",
+            f"pop,{algorithm}",
+            "--config",
+            str(config),
+            "--out",
+            str(out),
+            "-q",
+        ],
+        capsys,
+    )
     line = error_line(err)
     assert code == 2 and str(config) in line and f"[{algorithm}]" in line
     assert 'device = "cuda": no CUDA GPU is usable here' in line
@@ -284,8 +405,19 @@ def test_device_cuda_in_a_config_table_without_a_gpu(tmp_path, capsys, no_data, 
 def test_bad_inputs_stop_before_a_run_directory(tmp_path, capsys):
     for args, fragment in input_cases(tmp_path):
         out = tmp_path / "out"
-        code, err = main(["--algorithms", "pop", "--out", str(out), "--cache-dir",
-                          str(tmp_path / "cache"), "-q", *args], capsys)
+        code, err = main(
+            [
+                "--algorithms",
+                "pop",
+                "--out",
+                str(out),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "-q",
+                *args,
+            ],
+            capsys,
+        )
         line = error_line(err)
         assert code == 2, args
         assert fragment in line, (args, line)
@@ -294,9 +426,11 @@ def test_bad_inputs_stop_before_a_run_directory(tmp_path, capsys):
 
 
 def test_resume_of_a_foreign_or_broken_run_json(tmp_path, capsys):
-    for content, fragment in [("{not json", "run.json is not valid JSON"),
-                              ('{"name": "someone else\'s"}', "run.json is not a sessionbench run record"),
-                              ("[1, 2]", "run.json is not a sessionbench run record")]:
+    for content, fragment in [
+        ("{not json", "run.json is not valid JSON"),
+        ('{"name": "someone else\'s"}', "run.json is not a sessionbench run record"),
+        ("[1, 2]", "run.json is not a sessionbench run record"),
+    ]:
         run_dir = tmp_path / "run"
         run_dir.mkdir(exist_ok=True)
         (run_dir / "run.json").write_text(content)
@@ -319,12 +453,27 @@ def test_gzip_file_not_named_gz_is_read_by_content(tmp_path, shared_data):
 def test_exit_status_and_one_line_in_a_real_process(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text('[gru4rec]\nbatch_size = "32"\n')
-    res = subprocess.run([sys.executable, str(REPO_ROOT / "run_benchmark.py"), "--dataset",
-                          "synthetic", "--algorithms", "pop,gru4rec", "--config", str(config),
-                          "--out", str(tmp_path / "out")],
-                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "run_benchmark.py"),
+            "--dataset",
+            "synthetic",
+            "--algorithms",
+            "pop,gru4rec",
+            "--config",
+            str(config),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert res.returncode == 2
     assert res.stderr.splitlines() == [
-        f'error: {config}: [gru4rec] batch_size = "32": must be an integer >= 1']
+        f'error: {config}: [gru4rec] batch_size = "32": must be an integer >= 1'
+    ]
     assert not (tmp_path / "out").exists()  # stderr holds nothing else: no data, no training
     json.dumps(res.stderr)  # plain text

@@ -82,9 +82,12 @@ def _data_parsers():
     from benchmark.perf import gru4rec_contention, session_baselines
     from benchmark.tuning import cli as tune_cli
 
-    return {"run_benchmark.py": run_cli.parser(), "benchmark.tune": tune_cli._parser(),
-            "perf.session_baselines": session_baselines._parser(),
-            "perf.gru4rec_contention": gru4rec_contention._parser()}
+    return {
+        "run_benchmark.py": run_cli.parser(),
+        "benchmark.tune": tune_cli._parser(),
+        "perf.session_baselines": session_baselines._parser(),
+        "perf.gru4rec_contention": gru4rec_contention._parser(),
+    }
 
 
 def _action(parser, option):
@@ -135,18 +138,26 @@ def test_no_default_or_help_mentions_shared():
                         texts += _strings(default)
             elif isinstance(node, (ast.Assign, ast.AnnAssign)) and "DIR" in ast.unparse(node):
                 texts += _strings(node.value) if node.value is not None else []
-            offenders += [f"{path.relative_to(REPO_ROOT)}:{node.lineno}: {t!r}"
-                          for t in texts if "shared/" in t]
+            offenders += [
+                f"{path.relative_to(REPO_ROOT)}:{node.lineno}: {t!r}"
+                for t in texts
+                if "shared/" in t
+            ]
     assert not offenders, "\n".join(offenders)
 
 
 def test_registry_entries():
-    assert DATASETS == tuple(DATASET_REGISTRY) == (
-        "rsc15", "rsc15-100k", "rsc15-64", "diginetica", "synthetic")
+    assert (
+        DATASETS
+        == tuple(DATASET_REGISTRY)
+        == ("rsc15", "rsc15-100k", "rsc15-64", "diginetica", "synthetic")
+    )
     expected = {
         "rsc15": ("rsc15/yoochoose-clicks.dat",),
-        "rsc15-100k": tuple(f"rsc15-100k/yoochoose-clicks-100k_{p}.txt"
-                            for p in ("train_full", "test", "train_tr", "train_valid")),
+        "rsc15-100k": tuple(
+            f"rsc15-100k/yoochoose-clicks-100k_{p}.txt"
+            for p in ("train_full", "test", "train_tr", "train_valid")
+        ),
         "rsc15-64": ("rsc15-64/all_train_seq.txt", "rsc15-64/test.txt"),
         "diginetica": ("diginetica/all_train_seq.txt", "diginetica/test.txt"),
         "synthetic": (),

@@ -23,7 +23,9 @@ def test_unknown_hyperparameter_lists_valid_ones(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text("[item-knn]\nlambda = 3\n")
     tables, _ = load_tables("no-such-dataset", path)
-    with pytest.raises(ConfigError, match=r"\[item-knn\] unknown hyperparameter\(s\) lambda.*valid: "):
+    with pytest.raises(
+        ConfigError, match=r"\[item-knn\] unknown hyperparameter\(s\) lambda.*valid: "
+    ):
         resolve(["item-knn"], tables, source=str(path))
 
 
@@ -85,8 +87,20 @@ def test_shipped_configs_pass_the_declarations(dataset, tmp_path):
     from benchmark.options import RunOptions, plan
 
     ready = plan(RunOptions(dataset=dataset, out=tmp_path, device="cpu"))
-    assert [s.label for s in ready.specs] == ["pop", "spop", "item-knn", "bpr-mf", "sknn", "vsknn",
-                                              "stan", "vstan", "sr", "ar", "markov", "gru4rec"]
+    assert [s.label for s in ready.specs] == [
+        "pop",
+        "spop",
+        "item-knn",
+        "bpr-mf",
+        "sknn",
+        "vsknn",
+        "stan",
+        "vstan",
+        "sr",
+        "ar",
+        "markov",
+        "gru4rec",
+    ]
 
 
 def test_every_shipped_preset_passes_the_declarations():
@@ -97,12 +111,15 @@ def test_every_shipped_preset_passes_the_declarations():
     assert len(specs) == len(presets) >= 2
 
 
-@pytest.mark.parametrize("value, message", [
-    ('"tuned"', 'must be "published" or a table'),
-    ('{ trials = 0, objective = "mrr" }', r"trials = 0: must be an integer >= 1"),
-    ('{ trials = 3, objective = "ndcg" }', "objective must be one of mrr, recall"),
-    ('{ trials = 3, objective = "mrr", seed = 1 }', r"unknown key\(s\) seed"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ('"tuned"', 'must be "published" or a table'),
+        ('{ trials = 0, objective = "mrr" }', r"trials = 0: must be an integer >= 1"),
+        ('{ trials = 3, objective = "ndcg" }', "objective must be one of mrr, recall"),
+        ('{ trials = 3, objective = "mrr", seed = 1 }', r"unknown key\(s\) seed"),
+    ],
+)
 def test_a_bad_tuning_record_names_the_file_and_table(tmp_path, value, message):
     path = tmp_path / "c.toml"
     path.write_text(f"[item-knn]\ntuning = {value}\n")
@@ -114,8 +131,9 @@ def test_a_bad_tuning_record_names_the_file_and_table(tmp_path, value, message):
 
 def test_the_tuning_record_is_not_a_hyperparameter(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text('[item-knn]\nn_sims = 50\ntuning = { method = "grid", trials = 48, '
-                    'objective = "recall" }\n')
+    path.write_text(
+        '[item-knn]\nn_sims = 50\ntuning = { method = "grid", trials = 48, objective = "recall" }\n'
+    )
     tables, _ = load_tables("no-such-dataset", path)
     [spec] = resolve(["item-knn"], tables, source=str(path))
     assert spec.params == {"n_sims": 50}

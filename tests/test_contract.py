@@ -55,18 +55,23 @@ def test_epoch_values_are_floats_and_none_is_nothing():
 
 
 def test_an_old_name_in_a_config_is_refused_with_its_new_name():
-    with pytest.raises(ConfigError, match=r"unknown hyperparameter\(s\) iterations, num_threads "
-                                          r"for bpr-mf; iterations is now n_epochs; num_threads "
-                                          r"is now n_threads; valid:"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown hyperparameter\(s\) iterations, num_threads "
+        r"for bpr-mf; iterations is now n_epochs; num_threads "
+        r"is now n_threads; valid:",
+    ):
         resolve(["bpr-mf"], {"bpr-mf": {"iterations": 5, "num_threads": 1}})
 
 
 def test_records_written_before_a_rename_are_read_under_the_new_names():
     assert BPRMF.migrate_params({"iterations": 5, "factors": 8}) == {"n_epochs": 5, "factors": 8}
-    old = json.dumps({"fixed": {"num_threads": 1},
-                      "params": {"iterations": {"int": [50, 400]}}}, sort_keys=True)
-    new = json.dumps({"fixed": {"n_threads": 1},
-                      "params": {"n_epochs": {"int": [50, 400]}}}, sort_keys=True)
+    old = json.dumps(
+        {"fixed": {"num_threads": 1}, "params": {"iterations": {"int": [50, 400]}}}, sort_keys=True
+    )
+    new = json.dumps(
+        {"fixed": {"n_threads": 1}, "params": {"n_epochs": {"int": [50, 400]}}}, sort_keys=True
+    )
     assert migrated_space(old, "bpr-mf") == new
     assert migrated_space(old, "no-such-algorithm") == old
     assert SessionRecommender.renamed == {}

@@ -14,9 +14,9 @@ import pytest
 
 import benchmark.run_cli as run_benchmark
 from benchmark import tune
-from datasets import io
-from datasets import srgnn
+from datasets import io, srgnn
 from datasets.by_path import load_path
+from datasets.errors import DataError
 
 
 def run_main(capsys, *args: str) -> Path:
@@ -57,8 +57,19 @@ def test_srgnn_folder_by_path_gets_no_shipped_config_or_published_numbers(tmp_pa
     data = write_srgnn(tmp_path / "mine", TRAIN, pairs_of([[1, 2, 3], [3, 1]]))
     link = tmp_path / "diginetica"
     link.symlink_to(data)
-    run_dir = run_main(capsys, "--dataset", str(link), "--algorithms", "pop,item-knn",
-                       "--cutoffs", "1", "2", "3", "--out", str(tmp_path / "out"))
+    run_dir = run_main(
+        capsys,
+        "--dataset",
+        str(link),
+        "--algorithms",
+        "pop,item-knn",
+        "--cutoffs",
+        "1",
+        "2",
+        "3",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert run_dir.parent.name == "diginetica"
     record = io.read_json(run_dir / "run.json")
     assert record["config_files"] == []  # not configs/diginetica.toml
@@ -84,11 +95,22 @@ def test_srgnn_tuple_with_ids_and_times_is_read(tmp_path):
 def test_pairs_that_do_not_reassemble_are_evaluated_one_by_one(tmp_path, capsys):
     # The shortest prefix of [1, 2, 3] was left out, and [5, 3] is not a continuation.
     test = ([[1, 2], [3, 1]], [3, 2])
-    with pytest.raises(Exception):
+    with pytest.raises(DataError):
         srgnn.reassemble(*test, Path("t"))
     write_srgnn(tmp_path / "pairs", TRAIN, test)
-    run_dir = run_main(capsys, "--dataset", str(tmp_path / "pairs"), "--algorithms", "pop",
-                       "--cutoffs", "1", "2", "3", "--out", str(tmp_path / "out"))
+    run_dir = run_main(
+        capsys,
+        "--dataset",
+        str(tmp_path / "pairs"),
+        "--algorithms",
+        "pop",
+        "--cutoffs",
+        "1",
+        "2",
+        "3",
+        "--out",
+        str(tmp_path / "out"),
+    )
     predictions = pd.read_parquet(run_dir / "predictions.parquet")
     assert len(predictions) == 2  # one per pair, not one per click
     assert predictions["position"].tolist() == [2, 2]
@@ -96,22 +118,35 @@ def test_pairs_that_do_not_reassemble_are_evaluated_one_by_one(tmp_path, capsys)
     assert metric(run_dir, "recall", 2) == 0.5
     assert metric(run_dir, "mrr", 3) == pytest.approx((1 / 3 + 1 / 2) / 2)
     table = (run_dir / "table.md").read_text()
-    assert "each pair is evaluated on its own: its prefix is fed and only its label is ranked" in table
+    assert (
+        "each pair is evaluated on its own: its prefix is fed and only its label is ranked" in table
+    )
 
 
 def write_tsv(path: Path, rows: list[tuple[int, int, float]]) -> None:
-    path.write_text("SessionId\tItemId\tTime\n"
-                    + "".join(f"{s}\t{i}\t{t}\n" for s, i, t in rows))
+    path.write_text("SessionId\tItemId\tTime\n" + "".join(f"{s}\t{i}\t{t}\n" for s, i, t in rows))
 
 
 def test_tsv_folder_by_path(tmp_path, capsys):
     folder = tmp_path / "shop"
     folder.mkdir()
-    write_tsv(folder / "train.tsv", [(s, item, s * 10 + k) for s in range(10)
-                                     for k, item in enumerate([7, 7, 7, 8, 8, 9])])
+    write_tsv(
+        folder / "train.tsv",
+        [(s, item, s * 10 + k) for s in range(10) for k, item in enumerate([7, 7, 7, 8, 8, 9])],
+    )
     write_tsv(folder / "test.tsv", [(100, 8, 1e4), (100, 9, 1e4 + 1), (100, 7, 1e4 + 2)])
-    run_dir = run_main(capsys, "--dataset", str(folder), "--algorithms", "pop", "--cutoffs",
-                       "1", "2", "--out", str(tmp_path / "out"))
+    run_dir = run_main(
+        capsys,
+        "--dataset",
+        str(folder),
+        "--algorithms",
+        "pop",
+        "--cutoffs",
+        "1",
+        "2",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert run_dir.parent.name == "shop"
     # targets 9 (POP rank 3) and 7 (rank 1)
     assert metric(run_dir, "recall", 1) == 0.5 and metric(run_dir, "recall", 2) == 0.5
@@ -141,8 +176,17 @@ def test_raw_click_file_by_path_is_preprocessed(tmp_path, capsys, compressed):
     path = tmp_path / "myclicks.dat"
     content = raw_clicks(path)
     path.write_bytes(gzip.compress(content) if compressed else content)
-    run_dir = run_main(capsys, "--dataset", str(path), "--algorithms", "pop", "--cache-dir",
-                       str(tmp_path / "cache"), "--out", str(tmp_path / "out"))
+    run_dir = run_main(
+        capsys,
+        "--dataset",
+        str(path),
+        "--algorithms",
+        "pop",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert run_dir.parent.name == "myclicks"
     counts = io.read_json(run_dir / "run.json")["data"]["counts"]
     assert (counts["train"]["sessions"], counts["train"]["events"]) == (100, 300)
@@ -172,11 +216,26 @@ def test_tune_takes_a_dataset_path(tmp_path, capsys):
     rng = np.random.default_rng(0)
     train = [[int(a), int(a + 1), int(a + 2)] for a in rng.integers(0, 20, 200)]
     write_srgnn(tmp_path / "mine", train, pairs_of([[1, 2, 3]]))
-    assert tune.main(["--dataset", str(tmp_path / "mine"), "--algorithm", "item-knn",
-                      "--grid", "n_sims=1,50"]) == 0
+    assert (
+        tune.main(
+            [
+                "--dataset",
+                str(tmp_path / "mine"),
+                "--algorithm",
+                "item-knn",
+                "--grid",
+                "n_sims=1,50",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "on the validation split of" in out and str(tmp_path / "mine") in out
     assert "[item-knn]" in out
-    assert tune.main(["--dataset", str(tmp_path / "mine"), "--algorithm", "item-knn",
-                      "--grid", "n_sims=0,5"]) == 2
+    assert (
+        tune.main(
+            ["--dataset", str(tmp_path / "mine"), "--algorithm", "item-knn", "--grid", "n_sims=0,5"]
+        )
+        == 2
+    )
     assert "n_sims = 0: must be an integer >= 1" in capsys.readouterr().err

@@ -31,8 +31,12 @@ def test_missing_rsc15_defaults_to_data_dir(tmp_path):
 
 
 def test_rsc15_clicks_path_overrides_data_dir(shared_data, tmp_path):
-    data = load_dataset("rsc15", data_dir=tmp_path, cache_dir=tmp_path / "cache",
-                        clicks=shared_data / "rsc15-sample" / "yoochoose-clicks-sample.dat")
+    data = load_dataset(
+        "rsc15",
+        data_dir=tmp_path,
+        cache_dir=tmp_path / "cache",
+        clicks=shared_data / "rsc15-sample" / "yoochoose-clicks-sample.dat",
+    )
     assert data.name == "rsc15" and data.test.n_sessions == 25
     assert data.source["files"][0]["path"].endswith("yoochoose-clicks-sample.dat")
 

@@ -46,10 +46,13 @@ def iso(us: int) -> str:
 
 
 def test_read_clicks_parses_the_raw_format(tmp_path):
-    path = write_raw(tmp_path / "c.dat", [
-        "832,2014-04-06T20:21:58.444Z,214717095,0",
-        "833,2014-04-02T17:51:21.363Z,214826803,S",
-    ])
+    path = write_raw(
+        tmp_path / "c.dat",
+        [
+            "832,2014-04-06T20:21:58.444Z,214717095,0",
+            "833,2014-04-02T17:51:21.363Z,214826803,S",
+        ],
+    )
     clicks = rsc15.read_clicks(path)
     assert clicks.session_id.tolist() == [832, 833]
     assert clicks.item_id.tolist() == [214717095, 214826803]
@@ -64,7 +67,11 @@ def test_real_sample_gives_a_tiny_dataset(shared_data, tmp_path):
     """
     data = rsc15.load_rsc15(shared_data / SAMPLE, cache_dir=tmp_path)
     counts = data.split_counts()
-    assert (counts["train"]["events"], counts["train"]["sessions"], counts["train"]["items"]) == (515, 158, 90)
+    assert (counts["train"]["events"], counts["train"]["sessions"], counts["train"]["items"]) == (
+        515,
+        158,
+        90,
+    )
     assert (counts["test"]["events"], counts["test"]["sessions"]) == (76, 25)
     assert (counts["train_tr"]["events"], counts["train_tr"]["sessions"]) == (378, 116)
     assert (counts["valid"]["events"], counts["valid"]["sessions"]) == (92, 32)
@@ -77,16 +84,26 @@ def test_real_sample_gives_a_tiny_dataset(shared_data, tmp_path):
 
 
 def test_rule1_drops_sessions_of_length_one():
-    clicks = clicks_of([(1, 0, 10), (2, 1, 10), (2, 2, 11), (3, 3, 12), (3, 4, 12), (3, 5, 13),
-                        (4, 6, 14)])
+    clicks = clicks_of(
+        [(1, 0, 10), (2, 1, 10), (2, 2, 11), (3, 3, 12), (3, 4, 12), (3, 5, 13), (4, 6, 14)]
+    )
     out = rsc15.drop_short_sessions(clicks, 2)
     assert sessions_of(out) == {2: [10, 11], 3: [12, 12, 13]}
 
 
 def test_rule2_counts_support_on_all_remaining_clicks():
     # item 10: 5 clicks over three sessions (kept); item 11: 4 clicks (dropped); repeats count.
-    rows = [(1, 0, 10), (1, 1, 10), (1, 2, 11), (2, 3, 10), (2, 4, 11), (2, 5, 11),
-            (3, 6, 10), (3, 7, 10), (3, 8, 11)]
+    rows = [
+        (1, 0, 10),
+        (1, 1, 10),
+        (1, 2, 11),
+        (2, 3, 10),
+        (2, 4, 11),
+        (2, 5, 11),
+        (3, 6, 10),
+        (3, 7, 10),
+        (3, 8, 11),
+    ]
     out = rsc15.drop_rare_items(clicks_of(rows), 5)
     assert sessions_of(out) == {1: [10, 10], 2: [10], 3: [10, 10]}
     assert len(out) == 5
@@ -108,9 +125,12 @@ def test_rules_1_to_3_one_pass_each_in_order_not_iterated():
 def test_split_boundary_is_inclusive_at_tmax_minus_86400s():
     tmax = T0 + 10 * DAY
     rows = [
-        (1, tmax - DAY - 5000, 1), (1, tmax - DAY, 2),            # last click exactly at boundary
-        (2, tmax - DAY - 5000, 1), (2, tmax - DAY - 1000, 2),     # last click 1 ms before
-        (3, tmax - 2 * DAY, 1), (3, tmax, 2),                     # spans the boundary: whole in test
+        (1, tmax - DAY - 5000, 1),
+        (1, tmax - DAY, 2),  # last click exactly at boundary
+        (2, tmax - DAY - 5000, 1),
+        (2, tmax - DAY - 1000, 2),  # last click 1 ms before
+        (3, tmax - 2 * DAY, 1),
+        (3, tmax, 2),  # spans the boundary: whole in test
     ]
     train, test = rsc15.split_by_time(sort_clicks(clicks_of(rows)))
     assert sorted(sessions_of(train)) == [2]
@@ -119,8 +139,9 @@ def test_split_boundary_is_inclusive_at_tmax_minus_86400s():
 
 
 def test_rule5_drops_unknown_test_items_then_short_sessions():
-    test = clicks_of([(1, 0, 1), (1, 1, 99), (1, 2, 2), (2, 3, 1), (2, 4, 99), (3, 5, 99),
-                      (3, 6, 98)])
+    test = clicks_of(
+        [(1, 0, 1), (1, 1, 99), (1, 2, 2), (2, 3, 1), (2, 4, 99), (3, 5, 99), (3, 6, 98)]
+    )
     out = rsc15.drop_unknown_items(test, np.array([1, 2]))
     assert sessions_of(out) == {1: [1, 2]}
 
@@ -155,10 +176,13 @@ def test_train_tr_flags_follow_the_final_session_order():
     train_tr flags must index the reordered sessions."""
     hour = 3600 * MICROS
     rows = [
-        (1, T0 + 9 * hour, 666),                                   # Q: rare first click ...
-        (1, T0 + 2 * DAY, 7), (1, T0 + 2 * DAY + 1000, 7),         # ... then two days later
-        (2, T0 + 10 * hour, 7), (2, T0 + 10 * hour + 1000, 7),     # P: train_tr
-        (3, T0 + 4 * DAY, 7), (3, T0 + 4 * DAY + 1000, 7),         # test
+        (1, T0 + 9 * hour, 666),  # Q: rare first click ...
+        (1, T0 + 2 * DAY, 7),
+        (1, T0 + 2 * DAY + 1000, 7),  # ... then two days later
+        (2, T0 + 10 * hour, 7),
+        (2, T0 + 10 * hour + 1000, 7),  # P: train_tr
+        (3, T0 + 4 * DAY, 7),
+        (3, T0 + 4 * DAY + 1000, 7),  # test
     ]
     splits = rsc15.preprocess(clicks_of(rows))
     assert list(sessions_of(splits.train)) == [2, 1]  # Q now starts after P
@@ -201,8 +225,12 @@ def reference(frame: pd.DataFrame) -> dict[str, dict[int, list[int]]]:
         df = df.sort_values(["first", "session_id", "time"], kind="stable")
         return {s: g.item_id.tolist() for s, g in df.groupby("session_id", sort=False)}
 
-    return {"train": ordered(train), "test": ordered(test), "train_tr": ordered(train_tr),
-            "valid": ordered(valid)}
+    return {
+        "train": ordered(train),
+        "test": ordered(test),
+        "train_tr": ordered(train_tr),
+        "valid": ordered(valid),
+    }
 
 
 def test_matches_the_reference_on_shuffled_synthetic_clicks():
@@ -210,8 +238,9 @@ def test_matches_the_reference_on_shuffled_synthetic_clicks():
     model = ClickModel(n_items=300, n_clusters=10)
     clicks, _ = generate_clicks(make_catalogue(model, rng), model, np.full(4, 400), rng)
     order = rng.permutation(len(clicks))  # the reader must not rely on file order
-    frame = pd.DataFrame({"session_id": clicks.session_id, "time": clicks.time,
-                          "item_id": clicks.item_id}).iloc[order]
+    frame = pd.DataFrame(
+        {"session_id": clicks.session_id, "time": clicks.time, "item_id": clicks.item_id}
+    ).iloc[order]
     splits = rsc15.preprocess(clicks.take(order))
     expected = reference(frame)
     for name in ("train", "test", "train_tr", "valid"):
@@ -223,8 +252,9 @@ def test_matches_the_reference_on_shuffled_synthetic_clicks():
 def test_matches_the_reference_on_the_real_sample(shared_data):
     path = shared_data / SAMPLE
     clicks = rsc15.read_clicks(path)
-    frame = pd.DataFrame({"session_id": clicks.session_id, "time": clicks.time,
-                          "item_id": clicks.item_id})
+    frame = pd.DataFrame(
+        {"session_id": clicks.session_id, "time": clicks.time, "item_id": clicks.item_id}
+    )
     data = rsc15.load_rsc15(path, cache_dir=None)
     expected = reference(frame)
     assert list(data.test.session_ids) == list(expected["test"])
@@ -272,8 +302,12 @@ def write_sample_like(path: Path) -> Path:
     rng = np.random.default_rng(0)
     model = ClickModel(n_items=200, n_clusters=5)
     clicks, _ = generate_clicks(make_catalogue(model, rng), model, np.full(3, 200), rng)
-    lines = [f"{s},{iso(t)},{i},0" for s, t, i in
-             zip(clicks.session_id.tolist(), clicks.time.tolist(), clicks.item_id.tolist())]
+    lines = [
+        f"{s},{iso(t)},{i},0"
+        for s, t, i in zip(
+            clicks.session_id.tolist(), clicks.time.tolist(), clicks.item_id.tolist()
+        )
+    ]
     return write_raw(path, lines)
 
 
@@ -321,8 +355,9 @@ def test_bad_row_is_found_beyond_the_first_block(tmp_path, monkeypatch):
     from datasets import clicks as clicks_module
 
     real = clicks_module.locate_bad_line
-    monkeypatch.setattr(rsc15, "locate_bad_line",
-                        lambda path, parse: real(path, parse, block_lines=7))
+    monkeypatch.setattr(
+        rsc15, "locate_bad_line", lambda path, parse: real(path, parse, block_lines=7)
+    )
     path = write_raw(tmp_path / "bad.dat", [GOOD] * 40 + ["1,nope,5,0"] + [GOOD] * 5)
     with pytest.raises(DataError, match=r"bad\.dat, line 41: .*'nope'"):
         rsc15.read_clicks(path)
@@ -342,17 +377,25 @@ def test_matches_the_reference_end_to_end_on_a_generated_raw_file(tmp_path):
     from datasets.generate_rsc15 import generate
 
     path = generate(tmp_path / "clicks.dat", fraction=0.005, seed=11, progress=False).path
-    frame = pd.read_csv(path, header=None, names=["session_id", "time", "item_id", "category"],
-                        usecols=[0, 1, 2])
-    frame["time"] = (pd.to_datetime(frame["time"], utc=True)
-                     - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)
+    frame = pd.read_csv(
+        path, header=None, names=["session_id", "time", "item_id", "category"], usecols=[0, 1, 2]
+    )
+    frame["time"] = (
+        pd.to_datetime(frame["time"], utc=True) - pd.Timestamp(0, tz="UTC")
+    ) // pd.Timedelta(microseconds=1)
     expected = reference(frame)
     data = rsc15.load_rsc15(path, cache_dir=tmp_path / "cache")
-    parts = {"train": data.train, "test": data.test, "train_tr": data.valid_train,
-             "valid": data.valid_test}
+    parts = {
+        "train": data.train,
+        "test": data.test,
+        "train_tr": data.valid_train,
+        "valid": data.valid_test,
+    }
     for name, sessions in parts.items():
-        got = {int(sessions.session_ids[s]): data.item_ids[sessions.session(s)].tolist()
-               for s in range(sessions.n_sessions)}
+        got = {
+            int(sessions.session_ids[s]): data.item_ids[sessions.session(s)].tolist()
+            for s in range(sessions.n_sessions)
+        }
         assert list(got.items()) == list(expected[name].items()), name
 
 
@@ -362,13 +405,18 @@ def test_official_file_must_give_the_published_counts(tmp_path, monkeypatch):
     path = write_sample_like(tmp_path / "clicks.dat")
     fresh = rsc15.load_rsc15(path, cache_dir=None)
     monkeypatch.setattr(rsc15, "OFFICIAL_SHA256", rsc15.file_sha256(path))
-    true = {split: {k: v for k, v in values.items() if k != "unseen_targets"}
-            for split, values in fresh.split_counts().items()}
+    true = {
+        split: {k: v for k, v in values.items() if k != "unseen_targets"}
+        for split, values in fresh.split_counts().items()
+    }
     monkeypatch.setattr(rsc15, "OFFICIAL_COUNTS", true)
     rsc15.load_rsc15(path, cache_dir=tmp_path / "cache")  # passes, and fills the cache
     wrong = {**true, "test": {**true["test"], "events": true["test"]["events"] + 1}}
     monkeypatch.setattr(rsc15, "OFFICIAL_COUNTS", wrong)
     for cache_dir in (None, tmp_path / "cache"):
-        with pytest.raises(DataError, match=rf"official.*test events: {true['test']['events']} "
-                                            rf"\(published {true['test']['events'] + 1:,}\)"):
+        with pytest.raises(
+            DataError,
+            match=rf"official.*test events: {true['test']['events']} "
+            rf"\(published {true['test']['events'] + 1:,}\)",
+        ):
             rsc15.load_rsc15(path, cache_dir=cache_dir)

@@ -86,9 +86,9 @@ def test_reassemble_rebuilds_whole_sessions():
 @pytest.mark.parametrize(
     ("mutate", "pair"),
     [
-        (lambda p, l: l.__setitem__(1, 99), 1),        # label does not continue the session
-        (lambda p, l: p[2].__setitem__(0, 99), 2),      # prefix differs from the session
-        (lambda p, l: (p.pop(1), l.pop(1)), 1),         # a pair missing: lengths jump
+        (lambda p, labels: labels.__setitem__(1, 99), 1),  # label does not continue the session
+        (lambda p, labels: p[2].__setitem__(0, 99), 2),  # prefix differs from the session
+        (lambda p, labels: (p.pop(1), labels.pop(1)), 1),  # a pair missing: lengths jump
     ],
 )
 def test_broken_structure_names_the_pair(mutate, pair):

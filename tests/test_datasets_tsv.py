@@ -23,7 +23,10 @@ def test_rsc15_100k_counts(shared_data):
     data = tsv.load_rsc15_100k(shared_data / "rsc15-100k")
     counts = data.split_counts()
     assert (counts["train"]["events"], counts["train"]["sessions"], counts["train"]["items"]) == (
-        70_278, 17_794, 2_933)
+        70_278,
+        17_794,
+        2_933,
+    )
     assert (counts["test"]["events"], counts["test"]["sessions"]) == (13_568, 3_416)
     assert counts["test"]["predictions"] == 10_152
     assert data.valid_train is not None and data.valid_test is not None
@@ -34,8 +37,9 @@ def test_rsc15_100k_counts(shared_data):
 
 
 def test_own_files_vocabulary_from_train_unknowns_elsewhere(tmp_path):
-    train = write_tsv(tmp_path / "train.tsv", ["1\t100\t10.0", "1\t200\t11.5", "2\t100\t12.0",
-                                               "2\t300\t13.0"])
+    train = write_tsv(
+        tmp_path / "train.tsv", ["1\t100\t10.0", "1\t200\t11.5", "2\t100\t12.0", "2\t300\t13.0"]
+    )
     test = write_tsv(tmp_path / "test.tsv", ["5\t200\t20.0", "5\t999\t21.0", "5\t300\t22.0"])
     data = tsv.load_tsv(train, test, name="mine")
     assert data.name == "mine"
@@ -90,7 +94,9 @@ def test_empty_file_and_header_only(tmp_path):
 
 def test_bad_header_names_line_1(tmp_path):
     path = write_tsv(tmp_path / "h.tsv", ["1\t2\t3"], header="session\titem\ttime")
-    with pytest.raises(DataError, match=r"h\.tsv, line 1: .*lacks column\(s\) SessionId, ItemId, Time"):
+    with pytest.raises(
+        DataError, match=r"h\.tsv, line 1: .*lacks column\(s\) SessionId, ItemId, Time"
+    ):
         tsv.read_tsv(path)
 
 

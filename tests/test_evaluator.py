@@ -4,24 +4,26 @@ import numpy as np
 import pytest
 import torch
 
+from algorithms.base import SessionRecommender
 from algorithms.pop import Pop
 from benchmark.evaluator import evaluate, rank_targets
-from algorithms.base import SessionRecommender
 from benchmark.metrics import recall_at
 from datasets.sessions import UNKNOWN, from_lists
 
 # Row 0: target 0 (0.5) has 1 item above (0.9) and 2 other items tied at 0.5.
 # Row 1: target 1 (0.9) is alone at the top.  Row 2: target 3 (0.1) is last, no ties.
-SCORES = np.array([
-    [0.5, 0.9, 0.5, 0.1, 0.5],
-    [0.5, 0.9, 0.5, 0.1, 0.5],
-    [0.5, 0.9, 0.5, 0.1, 0.5],
-])
+SCORES = np.array(
+    [
+        [0.5, 0.9, 0.5, 0.1, 0.5],
+        [0.5, 0.9, 0.5, 0.1, 0.5],
+        [0.5, 0.9, 0.5, 0.1, 0.5],
+    ]
+)
 TARGETS = np.array([0, 1, 3])
 EXPECTED = {
-    "standard": [2.0, 1.0, 5.0],      # 1 + #higher
+    "standard": [2.0, 1.0, 5.0],  # 1 + #higher
     "conservative": [4.0, 1.0, 5.0],  # 1 + #higher + #tied others
-    "median": [3.0, 1.0, 5.0],        # 1 + #higher + #tied others / 2
+    "median": [3.0, 1.0, 5.0],  # 1 + #higher + #tied others / 2
 }
 
 
@@ -40,8 +42,11 @@ def _slow_rank(row: np.ndarray, target: int, mode: str) -> float:
     """The definition, item by item: NaN scores of other items are neither higher nor tied."""
     higher = sum(row[j] > row[target] for j in range(len(row)) if j != target)
     tied = sum(row[j] == row[target] for j in range(len(row)) if j != target)
-    return {"standard": 1.0 + higher, "conservative": 1.0 + higher + tied,
-            "median": 1.0 + higher + tied / 2}[mode]
+    return {
+        "standard": 1.0 + higher,
+        "conservative": 1.0 + higher + tied,
+        "median": 1.0 + higher + tied / 2,
+    }[mode]
 
 
 @pytest.mark.parametrize("mode", list(EXPECTED))
@@ -134,7 +139,8 @@ def test_first_click_is_never_a_target():
     expected = [(s, p) for s, n in enumerate(LENGTHS) for p in range(1, n)]
     assert pairs == expected
     np.testing.assert_array_equal(
-        preds.target, test.items[test.offsets[preds.session] + preds.position])
+        preds.target, test.items[test.offsets[preds.session] + preds.position]
+    )
 
 
 def test_wrong_state_handling_is_detected():

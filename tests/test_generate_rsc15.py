@@ -22,8 +22,12 @@ def tiny(tmp_path_factory):
 
 
 def test_format_timestamps_matches_iso_8601_with_milliseconds():
-    stamps = ["2014-04-06T20:21:58.444Z", "2014-09-30T23:59:59.999Z", "1970-01-01T00:00:00.000Z",
-              "2014-04-01T00:00:00.007Z"]
+    stamps = [
+        "2014-04-06T20:21:58.444Z",
+        "2014-09-30T23:59:59.999Z",
+        "1970-01-01T00:00:00.000Z",
+        "2014-04-01T00:00:00.007Z",
+    ]
     us = np.array([pd.Timestamp(s).value // 1000 for s in stamps])
     assert format_timestamps(us).to_pylist() == stamps
     assert format_timestamps(np.zeros(0, dtype=np.int64)).to_pylist() == []

@@ -53,8 +53,9 @@ def test_event_counting_matches_hand_computation(five):
 def test_include_self_uses_the_same_formula_on_the_diagonal(five):
     # Event mode: cooc(0,0) = 1 + 1 + 2 * 2 = 6, so sim(0,0) = 6 / 4; cooc(3,3) = 2 -> 1.
     # With n_sims = 2, row 0 keeps 1.5 and the tie 0.5 / 0.5 goes to the lower index (1).
-    model = ItemKNN(reg_lambda=0.0, alpha=1.0, counting="event", include_self=True,
-                    n_sims=2).fit(five)
+    model = ItemKNN(reg_lambda=0.0, alpha=1.0, counting="event", include_self=True, n_sims=2).fit(
+        five
+    )
     expected = [[1.5, 0.5, 0, 0], [0, 1.5, 0.75, 0], [0, 1, 1, 0], [1, 0, 0, 1]]
     np.testing.assert_allclose(model.sims_.toarray(), expected, rtol=1e-6)
 
@@ -81,7 +82,9 @@ def _suffix_chains(n_items: int):
 def test_chain_next_item_is_ranked_first():
     n = 30
     train = _suffix_chains(n)
-    test = from_lists([[0, 1, 2, 3], [5, 6, 7, 8, 9, 10], [20, 21, 22, 23, 24, 25, 26, 27, 28, 29]], n)
+    test = from_lists(
+        [[0, 1, 2, 3], [5, 6, 7, 8, 9, 10], [20, 21, 22, 23, 24, 25, 26, 27, 28, 29]], n
+    )
     model = ItemKNN(n_sims=5).fit(train)
     preds = evaluate(model, test, tie_mode="conservative", progress=False)
     np.testing.assert_array_equal(preds.rank, np.ones(test.n_predictions))

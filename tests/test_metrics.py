@@ -33,6 +33,10 @@ def test_unseen_targets_are_misses_everywhere():
 def test_compute_metrics_rows():
     rows = compute_metrics(RANKS, [1, 20])
     assert [(r["metric"], r["cutoff"]) for r in rows] == [
-        ("recall", 1), ("recall", 20), ("mrr", 1), ("mrr", 20)]
+        ("recall", 1),
+        ("recall", 20),
+        ("mrr", 1),
+        ("mrr", 20),
+    ]
     assert all(r["n_predictions"] == 5 for r in rows)
     assert math.isnan(recall_at(np.array([]), 5))

@@ -41,8 +41,9 @@ def test_disable_bars_wins_over_the_terminal_and_reaches_third_party_bars(termin
     assert os.environ["TQDM_DISABLE"] == "1"  # tqdm bars that leave ``disable`` unset
 
 
-@pytest.mark.parametrize("value, enabled", [("0", True), ("false", True), ("1", False),
-                                            ("True", False)])
+@pytest.mark.parametrize(
+    "value, enabled", [("0", True), ("false", True), ("1", False), ("True", False)]
+)
 def test_tqdm_disable_values(terminal, monkeypatch, value, enabled):
     monkeypatch.setenv("TQDM_DISABLE", value)
     terminal()

@@ -22,7 +22,8 @@ LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 def test_results_block_is_what_the_committed_runs_give():
     committed = readme.split_readme(README.read_text(encoding="utf-8"))[1]
     assert committed == readme.build_block(REPO_ROOT / "results"), (
-        "README.md's results table is stale: run python -m benchmark.report.readme")
+        "README.md's results table is stale: run python -m benchmark.report.readme"
+    )
 
 
 def test_readme_is_short():
@@ -47,8 +48,9 @@ def _links(text: str) -> list[str]:
 def test_relative_links_resolve(page):
     links = _links(page.read_text(encoding="utf-8"))
     broken = [t for t in links if not (page.parent / t.split("#")[0]).exists()]
-    outside = [t for t in links
-               if not (page.parent / t).resolve().is_relative_to(REPO_ROOT.resolve())]
+    outside = [
+        t for t in links if not (page.parent / t).resolve().is_relative_to(REPO_ROOT.resolve())
+    ]
     assert not broken, f"{page.name}: broken links {broken}"
     assert not outside, f"{page.name}: links leave the repository {outside}"
 
@@ -72,8 +74,12 @@ def test_block_of_a_small_results_tree(tmp_path):
     # an older run of rsc15-64 that must not be picked, and a run still without its table
     _run(results, "rsc15-64", "20260101-000000-aaaa", [("pop", 0.9, 0.9)])
     (results / "rsc15-64" / "20270101-000000-ffff").mkdir()
-    latest = _run(results, "rsc15-64", "20260102-000000-bbbb",
-                  [("pop", 0.1, 0.05), ("gru4rec", 0.70634, 0.2999), ("vsknn", 0.695, 0.31)])
+    latest = _run(
+        results,
+        "rsc15-64",
+        "20260102-000000-bbbb",
+        [("pop", 0.1, 0.05), ("gru4rec", 0.70634, 0.2999), ("vsknn", 0.695, 0.31)],
+    )
     (latest / "plots").mkdir()
     (latest / "plots" / "headline.png").write_bytes(b"")
     _run(results, "diginetica", "20260103-000000-cccc", [("pop", 0.01, 0.002), ("sr", 0.4, 0.1)])
@@ -116,8 +122,16 @@ def test_readme_main_command_runs(tmp_path):
     block = re.search(r"```bash\n(.*?)\n```", README.read_text(encoding="utf-8"), re.S).group(1)
     command = block.split("&&")[-1].strip()
     assert command == ".venv/bin/python run_benchmark.py --dataset synthetic"
-    argv = [sys.executable, *shlex.split(command)[1:], "--out", str(tmp_path),
-            "--cache-dir", str(tmp_path / "cache"), "--no-progress", "-q"]
+    argv = [
+        sys.executable,
+        *shlex.split(command)[1:],
+        "--out",
+        str(tmp_path),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--no-progress",
+        "-q",
+    ]
     done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert list((tmp_path / "synthetic").glob("*/table.md"))

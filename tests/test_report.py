@@ -9,17 +9,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.report import analysis, render
 from benchmark.metrics import compute_metrics
+from benchmark.report import analysis, render
 
 INF = np.inf
 # 10 predictions in 4 test sessions; the 5th target is an item unseen in training.
-PREDICTIONS = pd.DataFrame({
-    "session": [0, 0, 0, 1, 1, 2, 2, 2, 2, 3],
-    "position": [1, 2, 3, 1, 2, 1, 2, 3, 4, 1],
-    "target": [5, 6, 7, 8, -1, 9, 10, 11, 12, 13],
-    "target_support": [10, 20, 30, 40, 0, 50, 60, 70, 80, 90],
-})
+PREDICTIONS = pd.DataFrame(
+    {
+        "session": [0, 0, 0, 1, 1, 2, 2, 2, 2, 3],
+        "position": [1, 2, 3, 1, 2, 1, 2, 3, 4, 1],
+        "target": [5, 6, 7, 8, -1, 9, 10, 11, 12, 13],
+        "target_support": [10, 20, 30, 40, 0, 50, 60, 70, 80, 90],
+    }
+)
 RANKS = {
     # Recall@20 7/10; MRR@20 (1 + 1/2 + 1/4 + 1 + 1/5 + 1/2 + 1) / 10 = 0.445
     "pop": np.array([50, 60, 70, 20, INF, 80, 90, 100, 100, 100.0]),  # 0.1 / 0.005
@@ -29,8 +31,13 @@ RANKS = {
 CUTOFFS = [1, 5, 10, 20]
 
 
-def make_run(run_dir: Path, dataset: str = "rsc15-64", ranks: dict | None = None,
-             seeds: bool = False, source: dict | None = None) -> Path:
+def make_run(
+    run_dir: Path,
+    dataset: str = "rsc15-64",
+    ranks: dict | None = None,
+    seeds: bool = False,
+    source: dict | None = None,
+) -> Path:
     """Write a run directory in the runner's layout."""
     ranks = RANKS if ranks is None else ranks
     (run_dir / "ranks").mkdir(parents=True)
@@ -39,29 +46,62 @@ def make_run(run_dir: Path, dataset: str = "rsc15-64", ranks: dict | None = None
     for i, (label, r) in enumerate(ranks.items()):
         pd.DataFrame({"rank": r}).to_parquet(run_dir / "ranks" / f"{label}.parquet", index=False)
         metrics += [{"algorithm": label, **row} for row in compute_metrics(r, CUTOFFS)]
-        timings += [{"algorithm": label, "stage": "fit", "seconds": 12.5 * (i + 1),
-                     "peak_rss_mb": 1000.0 + i, "peak_gpu_mb": 0.0},
-                    {"algorithm": label, "stage": "evaluate", "seconds": 3.25,
-                     "peak_rss_mb": 1234.0 + i, "peak_gpu_mb": 0.0}]
+        timings += [
+            {
+                "algorithm": label,
+                "stage": "fit",
+                "seconds": 12.5 * (i + 1),
+                "peak_rss_mb": 1000.0 + i,
+                "peak_gpu_mb": 0.0,
+            },
+            {
+                "algorithm": label,
+                "stage": "evaluate",
+                "seconds": 3.25,
+                "peak_rss_mb": 1234.0 + i,
+                "peak_gpu_mb": 0.0,
+            },
+        ]
     pd.DataFrame(metrics).to_csv(run_dir / "metrics.csv", index=False)
     pd.DataFrame(timings).to_csv(run_dir / "timings.csv", index=False)
     if seeds:  # two seeds of gru4rec: Recall@20 0.7 and 0.8, MRR@20 0.445 and 0.455
-        pd.DataFrame([{"algorithm": "gru4rec", "seed": seed, "metric": metric, "cutoff": 20,
-                       "value": value}
-                      for metric, values in (("recall", (0.7, 0.8)), ("mrr", (0.445, 0.455)))
-                      for seed, value in enumerate(values)]).to_csv(run_dir / "seeds.csv",
-                                                                    index=False)
+        pd.DataFrame(
+            [
+                {
+                    "algorithm": "gru4rec",
+                    "seed": seed,
+                    "metric": metric,
+                    "cutoff": 20,
+                    "value": value,
+                }
+                for metric, values in (("recall", (0.7, 0.8)), ("mrr", (0.445, 0.455)))
+                for seed, value in enumerate(values)
+            ]
+        ).to_csv(run_dir / "seeds.csv", index=False)
     (run_dir / "history").mkdir()
-    pd.DataFrame({"epoch": [1, 2, 3], "loss": [5.0, 4.0, 3.5], "events_per_s": [1e4] * 3,
-                  "valid_recall20": [0.5, 0.6, np.nan]}).to_csv(
-        run_dir / "history" / "gru4rec.csv", index=False)
-    record = {"command": "test", "options": {"dataset": dataset, "tie_mode": "conservative"},
-              "config": {label: {"algorithm": label, "params": {}} for label in ranks},
-              "data": {"dataset": dataset, "fingerprint": "f",
-                       "counts": {"train": {"events": 100, "sessions": 20, "items": 14}},
-                       "policy": {"unseen_targets": "misses"}, "source": source or {}},
-              "protocol": {"tie_mode": "conservative", "cutoffs": CUTOFFS},
-              "started": "s", "finished": "f"}
+    pd.DataFrame(
+        {
+            "epoch": [1, 2, 3],
+            "loss": [5.0, 4.0, 3.5],
+            "events_per_s": [1e4] * 3,
+            "valid_recall20": [0.5, 0.6, np.nan],
+        }
+    ).to_csv(run_dir / "history" / "gru4rec.csv", index=False)
+    record = {
+        "command": "test",
+        "options": {"dataset": dataset, "tie_mode": "conservative"},
+        "config": {label: {"algorithm": label, "params": {}} for label in ranks},
+        "data": {
+            "dataset": dataset,
+            "fingerprint": "f",
+            "counts": {"train": {"events": 100, "sessions": 20, "items": 14}},
+            "policy": {"unseen_targets": "misses"},
+            "source": source or {},
+        },
+        "protocol": {"tie_mode": "conservative", "cutoffs": CUTOFFS},
+        "started": "s",
+        "finished": "f",
+    }
     (run_dir / "run.json").write_text(json.dumps(record))
     return run_dir
 
@@ -105,8 +145,9 @@ def test_table_md_shows_protocol_ci_change_p_value_and_published(run_dir):
     assert "(reference)" in gru and "0.7500 ± 0.0707" in gru and "0.6064 / 0.2289" in gru
     pop = next(line for line in text.splitlines() if line.startswith("| pop "))
     assert "-80.0%" in pop and "-98.3%" in pop
-    assert "(best baseline)" in next(line for line in text.splitlines()
-                                     if line.startswith("| item-knn"))
+    assert "(best baseline)" in next(
+        line for line in text.splitlines() if line.startswith("| item-knn")
+    )
     assert "| 37.5 " in text and "| 3.25 " in text and "1,236" in text
 
 
@@ -126,8 +167,12 @@ def test_curves_and_breakdown_match_the_ranks(run_dir):
     assert curves.loc[("gru4rec", "recall", 4), "value"] == pytest.approx(0.6)
     assert len(curves) == 3 * 2 * 20
     parts = pd.read_csv(run_dir / "breakdown.csv")
-    first = parts[(parts["by"] == "position") & (parts["bucket"] == 1)
-                  & (parts["algorithm"] == "item-knn") & (parts["metric"] == "recall")]
+    first = parts[
+        (parts["by"] == "position")
+        & (parts["bucket"] == 1)
+        & (parts["algorithm"] == "item-knn")
+        & (parts["metric"] == "recall")
+    ]
     assert first["value"].item() == pytest.approx(3 / 4)  # ranks 2, 30, 3, 1 at position 1
     deciles = parts[parts["by"] == "popularity"]
     assert deciles["n_predictions"].drop_duplicates().tolist() == [1]  # 9 seen targets, 9 bins
@@ -179,8 +224,11 @@ def test_summarize_puts_datasets_side_by_side(run_dir, tmp_path):
     render.summarize([run_dir, other], tmp_path / "summary")
     summary = pd.read_csv(tmp_path / "summary" / "summary.csv")
     assert set(summary["dataset"]) == {"rsc15-64", "diginetica"}
-    row = summary[(summary["dataset"] == "diginetica") & (summary["algorithm"] == "item-knn")
-                  & (summary["metric"] == "recall")].iloc[0]
+    row = summary[
+        (summary["dataset"] == "diginetica")
+        & (summary["algorithm"] == "item-knn")
+        & (summary["metric"] == "recall")
+    ].iloc[0]
     assert row["value"] == pytest.approx(0.5) and row["published"] == pytest.approx(0.3575)
     text = (tmp_path / "summary" / "summary.md").read_text()
     header = next(line for line in text.splitlines() if line.startswith("| algorithm"))
@@ -200,23 +248,25 @@ def test_command_line_rerenders_a_run_without_recomputing(run_dir, capsys):
 
 def test_a_run_on_another_clicks_file_gets_no_published_numbers(tmp_path):
     # A simulated yoochoose-clicks.dat: same dataset name, but not the published data.
-    path = make_run(tmp_path / "rsc15" / "run1", dataset="rsc15",
-                    source={"official_file": False})
+    path = make_run(tmp_path / "rsc15" / "run1", dataset="rsc15", source={"official_file": False})
     render.finalize_run(path, n_boot=50, n_resamples=50)
     text = (path / "table.md").read_text()
     assert text.startswith("# rsc15 (not the official file): run run1")
     assert "published" not in text.lower()
-    official = make_run(tmp_path / "rsc15" / "run2", dataset="rsc15",
-                        source={"official_file": True})
+    official = make_run(
+        tmp_path / "rsc15" / "run2", dataset="rsc15", source={"official_file": True}
+    )
     render.finalize_run(official, n_boot=50, n_resamples=50)
     assert "0.5065 / 0.2048" in (official / "table.md").read_text()  # ICLR 2016 Item-KNN
 
 
 def test_headline_plot_gets_the_tables_published_numbers(run_dir):
     table = pd.read_csv(run_dir / "table.csv", index_col="algorithm")
-    assert render._published_pairs(table) == {"pop": (0.0671, 0.0165),
-                                              "item-knn": (0.5160, 0.2181),
-                                              "gru4rec": (0.6064, 0.2289)}
+    assert render._published_pairs(table) == {
+        "pop": (0.0671, 0.0165),
+        "item-knn": (0.5160, 0.2181),
+        "gru4rec": (0.6064, 0.2289),
+    }
     no_published = table.drop(columns=["published_recall@20", "published_mrr@20"])
     assert render._published_pairs(no_published) == {}
 
@@ -234,8 +284,11 @@ def test_old_policy_text_cites_the_protocol_page_of_the_repository():
 def test_each_row_shows_how_its_values_were_chosen(tmp_path):
     path = make_run(tmp_path / "rsc15-64" / "run1")
     record = json.loads((path / "run.json").read_text())
-    record["config"]["item-knn"]["tuning"] = {"trials": 30, "objective": "mrr",
-                                              "study": "results/tune/rsc15-64/item-knn.journal"}
+    record["config"]["item-knn"]["tuning"] = {
+        "trials": 30,
+        "objective": "mrr",
+        "study": "results/tune/rsc15-64/item-knn.journal",
+    }
     record["config"]["gru4rec"]["tuning"] = "published"
     record["config"]["pop"]["tuning"] = None  # params {}: nothing to tune
     (path / "run.json").write_text(json.dumps(record))
@@ -243,7 +296,7 @@ def test_each_row_shows_how_its_values_were_chosen(tmp_path):
     lines = (path / "table.md").read_text().splitlines()
     start = next(k for k, line in enumerate(lines) if line.startswith("| algorithm   | tuning"))
     rows = {}
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.startswith("|"):
             break
         rows[line.split("|")[1].strip()] = line.split("|")[2].strip()

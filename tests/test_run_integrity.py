@@ -17,19 +17,33 @@ from pathlib import Path
 import pytest
 
 import benchmark.run_cli as run_benchmark
-from datasets import io
 from benchmark.runner import run_lock
+from datasets import io
 from tests.conftest import REPO_ROOT
 
-REPORT_FILES = ("metrics.csv", "significance.csv", "curves.csv", "breakdown.csv", "report.json",
-                "table.md", "table.csv", "plots/headline.png", "plots/cutoffs.png")
+REPORT_FILES = (
+    "metrics.csv",
+    "significance.csv",
+    "curves.csv",
+    "breakdown.csv",
+    "report.json",
+    "table.md",
+    "table.csv",
+    "plots/headline.png",
+    "plots/cutoffs.png",
+)
 
 
 def start(*args: str, cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, str(REPO_ROOT / "run_benchmark.py"), "--no-progress",
-                             "-q", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "run_benchmark.py"), "--no-progress", "-q", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def only_run_dir(out: Path, dataset: str = "synthetic") -> Path:
@@ -52,8 +66,9 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> bool:
 @pytest.mark.parametrize("trigger", ["metrics.csv"])  # every other moment: the test below
 def test_kill_during_the_report_then_resume_completes(tmp_path, trigger, capsys):
     out = tmp_path / "out"
-    proc = start("--dataset", "synthetic", "--algorithms", "pop,spop", "--out", str(out),
-                 cwd=tmp_path)
+    proc = start(
+        "--dataset", "synthetic", "--algorithms", "pop,spop", "--out", str(out), cwd=tmp_path
+    )
     deadline = time.monotonic() + 120
     while not (out / "synthetic").is_dir() or not any((out / "synthetic").iterdir()):
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
@@ -81,8 +96,24 @@ def test_kill_during_the_report_then_resume_completes(tmp_path, trigger, capsys)
 
 def test_resume_works_from_any_folder_and_refuses_contradictions(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert run_benchmark.main(["--dataset", "synthetic", "--algorithms", "pop", "--out", "rel",
-                               "--cutoffs", "1", "5", "-q", "--no-progress"]) == 0
+    assert (
+        run_benchmark.main(
+            [
+                "--dataset",
+                "synthetic",
+                "--algorithms",
+                "pop",
+                "--out",
+                "rel",
+                "--cutoffs",
+                "1",
+                "5",
+                "-q",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     run_dir = only_run_dir(tmp_path / "rel")
     options = io.read_json(run_dir / "run.json")["options"]
     assert options["out"] == str(tmp_path / "rel")  # absolute
@@ -118,9 +149,26 @@ def test_resume_with_other_data_content_is_refused(tmp_path, capsys):
 
     first, second = folder("a", 3), folder("b", 4)
     out = tmp_path / "out"
-    assert run_benchmark.main(["--dataset", "diginetica", "--data-dir", str(first),
-                               "--algorithms", "pop", "--cutoffs", "1", "2", "--out", str(out),
-                               "-q", "--no-progress"]) == 0
+    assert (
+        run_benchmark.main(
+            [
+                "--dataset",
+                "diginetica",
+                "--data-dir",
+                str(first),
+                "--algorithms",
+                "pop",
+                "--cutoffs",
+                "1",
+                "2",
+                "--out",
+                str(out),
+                "-q",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     run_dir = only_run_dir(out, "diginetica")
     capsys.readouterr()
     assert run_benchmark.main(["--resume", str(run_dir), "--data-dir", str(second)]) == 2
@@ -133,21 +181,26 @@ def test_second_resume_of_one_run_is_refused_by_the_lock(tmp_path, capsys):
     run_dir = tmp_path / "out" / "synthetic" / "run1"
     run_dir.mkdir(parents=True)
     options = RunOptions(dataset="synthetic", algorithms=["pop"], out=tmp_path / "out")
-    io.write_json(run_dir / "run.json", {"options": options.to_json(),
-                                         "data": {"fingerprint": "0"}})
+    io.write_json(
+        run_dir / "run.json", {"options": options.to_json(), "data": {"fingerprint": "0"}}
+    )
     with run_lock(run_dir):  # as if another --resume were working on it
         proc = start("--resume", str(run_dir), cwd=tmp_path)
         _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2
-    assert err.strip() == (f"error: {run_dir}: another process (pid {os.getpid()}) is working "
-                           "on this run; wait for it to end")
+    assert err.strip() == (
+        f"error: {run_dir}: another process (pid {os.getpid()}) is working "
+        "on this run; wait for it to end"
+    )
 
 
 def test_two_runs_at_once_into_one_out_keep_apart(tmp_path):
     out = tmp_path / "out"
     args = ("--dataset", "synthetic,synthetic", "--out", str(out))
-    procs = [start(*args, "--algorithms", "pop", cwd=tmp_path),
-             start(*args, "--algorithms", "spop", cwd=tmp_path)]
+    procs = [
+        start(*args, "--algorithms", "pop", cwd=tmp_path),
+        start(*args, "--algorithms", "spop", cwd=tmp_path),
+    ]
     results = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
     assert len(list((out / "synthetic").iterdir())) == 4
@@ -161,13 +214,27 @@ def test_two_runs_at_once_into_one_out_keep_apart(tmp_path):
         assert ("| pop " in text) != ("| spop " in text)  # each holds one run's numbers only
 
 
-def test_result_files_have_the_usual_permissions_and_table_cites_the_protocol_page(tmp_path,
-                                                                                  capsys):
+def test_result_files_have_the_usual_permissions_and_table_cites_the_protocol_page(
+    tmp_path, capsys
+):
     umask = os.umask(0o022)
     os.umask(umask)
     out = tmp_path / "out"
-    assert run_benchmark.main(["--dataset", "synthetic", "--algorithms", "pop", "--out", str(out),
-                               "-q", "--no-progress"]) == 0
+    assert (
+        run_benchmark.main(
+            [
+                "--dataset",
+                "synthetic",
+                "--algorithms",
+                "pop",
+                "--out",
+                str(out),
+                "-q",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     run_dir = only_run_dir(out)
     for name in ("run.json", "metrics.csv", "table.md", "plots/headline.png", "done/pop.json"):
         assert (run_dir / name).stat().st_mode & 0o777 == 0o666 & ~umask, name  # not 0600
@@ -181,8 +248,9 @@ class Killed(BaseException):
     """Stands for SIGKILL: nothing after it runs, no cleanup."""
 
 
-def test_a_kill_at_every_write_of_the_report_phase_is_completed_by_resume(tmp_path, monkeypatch,
-                                                                          capsys):
+def test_a_kill_at_every_write_of_the_report_phase_is_completed_by_resume(
+    tmp_path, monkeypatch, capsys
+):
     """In-process version of the kill test, deterministic: the run dies at the n-th file write
     of the report phase (leaving that write's temporary file), for every third n and the last."""
     from datasets import io as bio
@@ -190,8 +258,21 @@ def test_a_kill_at_every_write_of_the_report_phase_is_completed_by_resume(tmp_pa
     real = bio.atomic_write
     writes: list[str] = []
     monkeypatch.setattr(bio, "atomic_write", lambda p, w: (writes.append(Path(p).name), real(p, w)))
-    assert run_benchmark.main(["--dataset", "synthetic", "--algorithms", "pop", "--out",
-                               str(tmp_path / "count"), "-q", "--no-progress"]) == 0
+    assert (
+        run_benchmark.main(
+            [
+                "--dataset",
+                "synthetic",
+                "--algorithms",
+                "pop",
+                "--out",
+                str(tmp_path / "count"),
+                "-q",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     first = writes.index("metrics.csv")  # the report phase starts with the tables
     n_report_writes = len(writes) - first
     assert n_report_writes >= 10 and writes[-1] == "run.json"
@@ -200,7 +281,7 @@ def test_a_kill_at_every_write_of_the_report_phase_is_completed_by_resume(tmp_pa
     for n in sorted({*range(0, n_report_writes, 3), n_report_writes - 1}):
         calls = []
 
-        def dying(path, write, n=n):
+        def dying(path, write, n=n, calls=calls):
             calls.append(path)
             if len(calls) == first + n + 1:
                 tmp = Path(path).parent / f".{Path(path).name}.killed.tmp"
@@ -212,8 +293,18 @@ def test_a_kill_at_every_write_of_the_report_phase_is_completed_by_resume(tmp_pa
         monkeypatch.setattr(bio, "atomic_write", dying)
         out = tmp_path / f"kill{n}"
         with pytest.raises(Killed):
-            run_benchmark.main(["--dataset", "synthetic", "--algorithms", "pop", "--out",
-                                str(out), "-q", "--no-progress"])
+            run_benchmark.main(
+                [
+                    "--dataset",
+                    "synthetic",
+                    "--algorithms",
+                    "pop",
+                    "--out",
+                    str(out),
+                    "-q",
+                    "--no-progress",
+                ]
+            )
         run_dir = only_run_dir(out)
         assert "finished" not in io.read_json(run_dir / "run.json"), n
         monkeypatch.setattr(bio, "atomic_write", real)

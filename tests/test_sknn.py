@@ -12,12 +12,11 @@ import re
 
 import numpy as np
 import pytest
+from reference_knn import reference_scores  # tests/reference_knn.py, the slow twin
 
 from algorithms.neighborhood import DECAYS, WEIGHTINGS
 from algorithms.sknn import SKNN, VSKNN
 from datasets.sessions import UNKNOWN, Sessions, from_lists
-
-from reference_knn import reference_scores  # tests/reference_knn.py, the slow twin
 
 TRAIN = [[0, 1, 2], [1, 3], [2, 1, 4, 1]]
 N_ITEMS = 6
@@ -131,11 +130,13 @@ def test_linear_families_differ_only_beyond_ten_clicks():
     p = np.arange(1, 13, dtype=np.float64)
     np.testing.assert_allclose(WEIGHTINGS["linear"](p, 12.0), np.r_[0, 0, np.arange(1, 11) / 10])
     # session-rec's formula: 1 - 0.1 (L - p) for p <= 10 (so -0.1 at p = 1), 0 for p > 10
-    np.testing.assert_allclose(WEIGHTINGS["linear-reference"](p, 12.0),
-                               np.r_[np.arange(-1, 9) / 10, 0, 0])
+    np.testing.assert_allclose(
+        WEIGHTINGS["linear-reference"](p, 12.0), np.r_[np.arange(-1, 9) / 10, 0, 0]
+    )
     np.testing.assert_allclose(DECAYS["linear"](np.array([1.0, 12.0])), [0.9, 0.0])
-    np.testing.assert_allclose(DECAYS["linear-reference"](np.array([1.0, 12.0, 101.0])),
-                               [0.9, -0.2, 0.0])
+    np.testing.assert_allclose(
+        DECAYS["linear-reference"](np.array([1.0, 12.0, 101.0])), [0.9, -0.2, 0.0]
+    )
 
 
 def test_unknown_clicks_take_a_position_but_match_nothing():
@@ -158,13 +159,24 @@ def test_remove_session_items():
     np.testing.assert_allclose(got, [0.75, 0.0, 0.0, 0.125, 0.75, 0.0])
 
 
-@pytest.mark.parametrize("model", [
-    SKNN(k=5, sample_size=10), SKNN(k=3, sample_size=100, similarity="jaccard"),
-    SKNN(k=4, sample_size=7, sampling="random", seed=3),
-    VSKNN(k=5, sample_size=12, weighting="log", decay="quadratic", idf_weight=2.0),
-    VSKNN(k=5, sample_size=12, weighting="linear-reference", decay="linear-reference",
-          normalization="cosine", remove_session_items=True),
-], ids=repr)
+@pytest.mark.parametrize(
+    "model",
+    [
+        SKNN(k=5, sample_size=10),
+        SKNN(k=3, sample_size=100, similarity="jaccard"),
+        SKNN(k=4, sample_size=7, sampling="random", seed=3),
+        VSKNN(k=5, sample_size=12, weighting="log", decay="quadratic", idf_weight=2.0),
+        VSKNN(
+            k=5,
+            sample_size=12,
+            weighting="linear-reference",
+            decay="linear-reference",
+            normalization="cosine",
+            remove_session_items=True,
+        ),
+    ],
+    ids=repr,
+)
 @pytest.mark.parametrize("timed", [False, True])
 def test_batched_scores_equal_the_slow_twin(model, timed):
     check_against_slow_twin(model, timed)
@@ -182,10 +194,12 @@ def test_a_short_session_beside_a_long_one_is_scored_without_warnings(weighting)
     clicks = [(0, 1), (1, 3), (2, 2), (4, 2)]  # (slot 0, slot 1); slot 1 restarts at step 4
     for t, items in enumerate(clicks):
         scores = model.step(state, np.array(items), np.array([t == 0, t in (0, 3)]))
-    np.testing.assert_allclose(scores[0], reference_scores(model, from_lists(TRAIN, N_ITEMS),
-                                                           [0, 1, 2, 4]), rtol=1e-12)
-    np.testing.assert_allclose(scores[1], reference_scores(model, from_lists(TRAIN, N_ITEMS),
-                                                           [2]), rtol=1e-12)
+    np.testing.assert_allclose(
+        scores[0], reference_scores(model, from_lists(TRAIN, N_ITEMS), [0, 1, 2, 4]), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        scores[1], reference_scores(model, from_lists(TRAIN, N_ITEMS), [2]), rtol=1e-12
+    )
 
 
 def check_against_slow_twin(model, timed: bool, seed: int = 0) -> None:
@@ -206,19 +220,23 @@ def check_against_slow_twin(model, timed: bool, seed: int = 0) -> None:
         for row, session in enumerate(tests):
             if t < len(session):
                 slow = reference_scores(model, train, session[: t + 1])
-                np.testing.assert_allclose(scores[row], slow, rtol=1e-9, atol=1e-12,
-                                           err_msg=repr(model))
+                np.testing.assert_allclose(
+                    scores[row], slow, rtol=1e-9, atol=1e-12, err_msg=repr(model)
+                )
 
 
-@pytest.mark.parametrize("cls,kwargs,message", [
-    ("sknn", {"k": 0}, "k = 0: must be an integer >= 1"),
-    ("sknn", {"similarity": "dice"}, 'similarity = "dice": must be one of "cosine", "jaccard"'),
-    ("vsknn", {"idf_weight": -1.0}, "idf_weight = -1.0: must be a finite number >= 0"),
-    ("stan", {"lambda_snh": float("nan")}, "lambda_snh = nan: must be a number"),
-    ("vstan", {"sample_size": 2.5}, "sample_size = 2.5: must be an integer >= 1"),
-    ("sr", {"steps": 0}, "steps = 0: must be an integer >= 1"),
-    ("markov", {"pruning": 1.5}, "pruning = 1.5: must be an integer >= 0 or a finite number"),
-])
+@pytest.mark.parametrize(
+    "cls,kwargs,message",
+    [
+        ("sknn", {"k": 0}, "k = 0: must be an integer >= 1"),
+        ("sknn", {"similarity": "dice"}, 'similarity = "dice": must be one of "cosine", "jaccard"'),
+        ("vsknn", {"idf_weight": -1.0}, "idf_weight = -1.0: must be a finite number >= 0"),
+        ("stan", {"lambda_snh": float("nan")}, "lambda_snh = nan: must be a number"),
+        ("vstan", {"sample_size": 2.5}, "sample_size = 2.5: must be an integer >= 1"),
+        ("sr", {"steps": 0}, "steps = 0: must be an integer >= 1"),
+        ("markov", {"pruning": 1.5}, "pruning = 1.5: must be an integer >= 0 or a finite number"),
+    ],
+)
 def test_declared_hyperparameters_are_checked_by_fit(cls, kwargs, message):
     from benchmark.registry import get_algorithm
 

@@ -16,7 +16,7 @@ import pytest
 
 from algorithms.stan import STAN, VSTAN
 from datasets.sessions import Sessions, from_lists
-from tests.test_sknn import N_ITEMS, S, TRAIN, _scores, check_against_slow_twin
+from tests.test_sknn import N_ITEMS, TRAIN, S, _scores, check_against_slow_twin
 
 POS = [{0: 1, 1: 2, 2: 3}, {1: 1, 3: 2}, {2: 1, 4: 3, 1: 4}]
 AGES = [2.0, 1.0, 0.0]
@@ -35,8 +35,11 @@ def test_stan_paper_reading(lam1, lam2, lam3):
     w1 = math.exp(-1 / lam1)
     decay = [math.exp(-a / lam2) for a in AGES]
     # sum of shared weights / sqrt(L * |n|), |n| = clicks of n: 3, 2, 4
-    sims = [(w1 + 1) / math.sqrt(2 * 3) * decay[0], w1 / math.sqrt(2 * 2) * decay[1],
-            (w1 + 1) / math.sqrt(2 * 4) * decay[2]]
+    sims = [
+        (w1 + 1) / math.sqrt(2 * 3) * decay[0],
+        w1 / math.sqrt(2 * 2) * decay[1],
+        (w1 + 1) / math.sqrt(2 * 4) * decay[2],
+    ]
     model = STAN(k=3, lambda_spw=lam1, lambda_snh=lam2, lambda_inh=lam3, sessions_per_day=1.0)
     got, _ = _scores(model, S)
     np.testing.assert_allclose(got, _expected(sims, [3, 1, 1], lam3))
@@ -47,10 +50,20 @@ def test_stan_reference_normalisation_and_anchor():
     w1 = math.exp(-1 / lam1)
     decay = [math.exp(-a / lam2) for a in AGES]
     norm_s = math.sqrt(w1**2 + 1)  # over set(s); |set(n)|: 3, 2, 3
-    sims = [(w1 + 1) / (norm_s * math.sqrt(3)) * decay[0], w1 / (norm_s * math.sqrt(2)) * decay[1],
-            (w1 + 1) / (norm_s * math.sqrt(3)) * decay[2]]
-    model = STAN(k=3, lambda_spw=lam1, lambda_snh=lam2, lambda_inh=lam3, sessions_per_day=1.0,
-                 normalization="reference", anchor="reference")
+    sims = [
+        (w1 + 1) / (norm_s * math.sqrt(3)) * decay[0],
+        w1 / (norm_s * math.sqrt(2)) * decay[1],
+        (w1 + 1) / (norm_s * math.sqrt(3)) * decay[2],
+    ]
+    model = STAN(
+        k=3,
+        lambda_spw=lam1,
+        lambda_snh=lam2,
+        lambda_inh=lam3,
+        sessions_per_day=1.0,
+        normalization="reference",
+        anchor="reference",
+    )
     got, _ = _scores(model, S)
     np.testing.assert_allclose(got, _expected(sims, [3, 1, 4], lam3))
 
@@ -59,8 +72,11 @@ def test_stan_neighbour_set():
     # λ1 = 1, λ2 = 2: sims n0 (1/e + 1)/sqrt(6)/e = 0.2060, n1 (1/e)/2/sqrt(e) = 0.1116,
     # n2 (1/e + 1)/sqrt(8) = 0.4836: k = 2 keeps n2 and n0.
     w1 = math.exp(-1)
-    sims = [(w1 + 1) / math.sqrt(6) * math.exp(-1), w1 / 2 * math.exp(-0.5),
-            (w1 + 1) / math.sqrt(8)]
+    sims = [
+        (w1 + 1) / math.sqrt(6) * math.exp(-1),
+        w1 / 2 * math.exp(-0.5),
+        (w1 + 1) / math.sqrt(8),
+    ]
     model = STAN(k=2, lambda_spw=1.0, lambda_snh=2.0, lambda_inh=1.0, sessions_per_day=1.0)
     got, _ = _scores(model, S)
     np.testing.assert_allclose(got, _expected(sims, [3, 1, 1], 1.0, keep=(0, 2)))
@@ -74,8 +90,11 @@ def test_stan_time_decay_from_timestamps_in_days():
     train = Sessions(base.items, base.offsets, N_ITEMS, times=times)
     lam1, lam2, lam3 = 1.0, 2.0, 1.0
     w1 = math.exp(-1)
-    sims = [(w1 + 1) / math.sqrt(6) * math.exp(-3 / lam2), w1 / 2,
-            (w1 + 1) / math.sqrt(8) * math.exp(-2 / lam2)]
+    sims = [
+        (w1 + 1) / math.sqrt(6) * math.exp(-3 / lam2),
+        w1 / 2,
+        (w1 + 1) / math.sqrt(8) * math.exp(-2 / lam2),
+    ]
     model = STAN(k=3, lambda_spw=lam1, lambda_snh=lam2, lambda_inh=lam3)
     got, _ = _scores(model, S, train)
     np.testing.assert_allclose(got, _expected(sims, [3, 1, 1], lam3))
@@ -90,26 +109,40 @@ def test_vstan(lam_ipw, lam_idf):
     w1 = math.exp(-1 / lam1)
     decay = [math.exp(-a / lam2) for a in AGES]
     norm_s = math.sqrt(w1**2 + 1)  # VSTAN's default: session-rec's normalisation
-    sims = [(w1 + 1) / (norm_s * math.sqrt(3)) * decay[0], w1 / (norm_s * math.sqrt(2)) * decay[1],
-            (w1 + 1) / (norm_s * math.sqrt(3)) * decay[2]]
+    sims = [
+        (w1 + 1) / (norm_s * math.sqrt(3)) * decay[0],
+        w1 / (norm_s * math.sqrt(2)) * decay[1],
+        (w1 + 1) / (norm_s * math.sqrt(3)) * decay[2],
+    ]
     # exp((p* - L) / λ_ipw): the latest match is s's last click in n0 and n2, one back in n1
     ipw = (1.0, math.exp(-1 / lam_ipw), 1.0)
     idf = np.log(3 / np.array([1, 4, 2, 1, 1, 3]))
     idf[5] = 0.0
-    model = VSTAN(k=3, lambda_spw=lam1, lambda_snh=lam2, lambda_inh=lam3, lambda_ipw=lam_ipw,
-                  lambda_idf=lam_idf, sessions_per_day=1.0)
+    model = VSTAN(
+        k=3,
+        lambda_spw=lam1,
+        lambda_snh=lam2,
+        lambda_inh=lam3,
+        lambda_ipw=lam_ipw,
+        lambda_idf=lam_idf,
+        sessions_per_day=1.0,
+    )
     got, _ = _scores(model, S)
     expected = _expected(sims, [3, 1, 1], lam3, pair=ipw) * (1 + lam_idf * idf)
     np.testing.assert_allclose(got, expected)
 
 
-@pytest.mark.parametrize("model", [
-    STAN(k=6, sample_size=20, sessions_per_day=10.0),
-    STAN(k=6, sample_size=20, normalization="reference", anchor="reference", lambda_snh=0.1),
-    STAN(k=3, sample_size=9, sampling="random", lambda_spw=1e-5, lambda_inh=math.inf),
-    VSTAN(k=4, sample_size=15),
-    VSTAN(k=4, sample_size=15, remove_session_items=True, anchor="reference"),
-], ids=repr)
+@pytest.mark.parametrize(
+    "model",
+    [
+        STAN(k=6, sample_size=20, sessions_per_day=10.0),
+        STAN(k=6, sample_size=20, normalization="reference", anchor="reference", lambda_snh=0.1),
+        STAN(k=3, sample_size=9, sampling="random", lambda_spw=1e-5, lambda_inh=math.inf),
+        VSTAN(k=4, sample_size=15),
+        VSTAN(k=4, sample_size=15, remove_session_items=True, anchor="reference"),
+    ],
+    ids=repr,
+)
 @pytest.mark.parametrize("timed", [False, True])
 def test_batched_scores_equal_the_slow_twin(model, timed):
     check_against_slow_twin(model, timed, seed=1)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark.report.stats import bootstrap_ci, bootstrap_cis, paired_test, paired_tests, session_totals
+from benchmark.report.stats import (
+    bootstrap_ci,
+    bootstrap_cis,
+    paired_test,
+    paired_tests,
+    session_totals,
+)
 
 
 def _sessions(n_sessions: int, rng: np.random.Generator, max_len: int = 6) -> np.ndarray:
@@ -14,8 +20,7 @@ def _sessions(n_sessions: int, rng: np.random.Generator, max_len: int = 6) -> np
 
 
 def test_session_totals_sums_and_counts_by_hand():
-    sums, counts = session_totals(np.array([1.0, 0.0, 1.0, 1.0, 0.5]),
-                                  np.array([7, 7, 3, 9, 3]))
+    sums, counts = session_totals(np.array([1.0, 0.0, 1.0, 1.0, 0.5]), np.array([7, 7, 3, 9, 3]))
     # sessions in sorted order: 3, 7, 9
     np.testing.assert_allclose(sums, [1.5, 1.0, 1.0])
     np.testing.assert_allclose(counts, [2, 2, 1])
@@ -43,8 +48,9 @@ def test_bootstrap_ci_widens_when_predictions_of_a_session_are_correlated():
     sessions = np.repeat(np.arange(1000), lengths)
     values = np.repeat((rng.random(1000) < 0.3).astype(float), lengths)  # same outcome per session
     low, high = bootstrap_ci(values, sessions, rng=np.random.default_rng(3))
-    naive_low, naive_high = bootstrap_ci(values, np.arange(len(values)),
-                                         rng=np.random.default_rng(3))
+    naive_low, naive_high = bootstrap_ci(
+        values, np.arange(len(values)), rng=np.random.default_rng(3)
+    )
     # Five identical outcomes are one observation: the honest interval is ~sqrt(5) wider.
     assert 1.8 < (high - low) / (naive_high - naive_low) < 2.7
     assert low < 0.3 < high
@@ -52,16 +58,18 @@ def test_bootstrap_ci_widens_when_predictions_of_a_session_are_correlated():
 
 def test_bootstrap_ci_of_a_constant_is_that_constant():
     sessions = np.array([0, 0, 1, 2, 2, 2])
-    assert bootstrap_ci(np.full(6, 0.25), sessions, n_boot=50,
-                        rng=np.random.default_rng(0)) == pytest.approx((0.25, 0.25))
+    assert bootstrap_ci(
+        np.full(6, 0.25), sessions, n_boot=50, rng=np.random.default_rng(0)
+    ) == pytest.approx((0.25, 0.25))
 
 
 def test_bootstrap_is_reproducible_and_shares_resamples_across_statistics():
     rng = np.random.default_rng(4)
     sessions = _sessions(300, rng)
     a = rng.random(len(sessions))
-    both = bootstrap_cis(np.column_stack([a, a]), sessions, n_boot=200,
-                         rng=np.random.default_rng(9))
+    both = bootstrap_cis(
+        np.column_stack([a, a]), sessions, n_boot=200, rng=np.random.default_rng(9)
+    )
     single = bootstrap_ci(a, sessions, n_boot=200, rng=np.random.default_rng(9))
     np.testing.assert_allclose(both[0], single)
     np.testing.assert_allclose(both[1], single)
@@ -99,7 +107,8 @@ def test_paired_test_is_symmetric_in_its_arguments():
     sessions = _sessions(200, rng)
     a, b = rng.random(len(sessions)), rng.random(len(sessions))
     assert paired_test(a, b, sessions, 500, rng=np.random.default_rng(1)) == paired_test(
-        b, a, sessions, 500, rng=np.random.default_rng(1))
+        b, a, sessions, 500, rng=np.random.default_rng(1)
+    )
 
 
 def test_paired_test_is_calibrated_under_the_null():

@@ -54,8 +54,7 @@ def test_unknown_hyperparameter_is_named(dataset):
 def test_tune_scores_every_setting_on_validation_and_picks_the_best(dataset):
     # On chains every target ranks within 12 items (Recall@20 = 1 either way), but with
     # self-similarity the last item itself competes with the true next one: MRR@20 decides.
-    result = grid_search("item-knn", dataset, {"include_self": [True, False]},
-                         fixed={"n_sims": 5})
+    result = grid_search("item-knn", dataset, {"include_self": [True, False]}, fixed={"n_sims": 5})
     assert len(result.table) == 2
     assert result.table["recall@20"].notna().all()
     by_setting = result.table.set_index("include_self")["mrr@20"]
@@ -72,10 +71,12 @@ def test_best_setting_keeps_integer_hyperparameters_integers(dataset):
 def test_toml_table_is_loadable():
     import tomllib
 
-    text = toml_table("item-knn", {"reg_lambda": 20.0, "n_sims": 100, "counting": "session",
-                                   "include_self": True})
-    assert tomllib.loads(text) == {"item-knn": {"reg_lambda": 20.0, "n_sims": 100,
-                                                "counting": "session", "include_self": True}}
+    text = toml_table(
+        "item-knn", {"reg_lambda": 20.0, "n_sims": 100, "counting": "session", "include_self": True}
+    )
+    assert tomllib.loads(text) == {
+        "item-knn": {"reg_lambda": 20.0, "n_sims": 100, "counting": "session", "include_self": True}
+    }
     text = toml_table("gru4rec@rsc15-best-paramfile", {}, "published")
     assert text == '["gru4rec@rsc15-best-paramfile"]\ntuning = "published"'
     assert tomllib.loads(text) == {"gru4rec@rsc15-best-paramfile": {"tuning": "published"}}
@@ -88,9 +89,25 @@ def test_toml_table_is_loadable():
 
 def test_missing_clicks_file_is_a_clear_error_not_a_traceback(tmp_path, capsys):
     missing = tmp_path / "nowhere.dat"
-    assert main(["--dataset", "rsc15", "--algorithm", "item-knn", "--clicks", str(missing),
-                 "--cache-dir", str(tmp_path / "cache"), "--trials", "1",
-                 "--storage", str(tmp_path / "s.journal")]) == 2
+    assert (
+        main(
+            [
+                "--dataset",
+                "rsc15",
+                "--algorithm",
+                "item-knn",
+                "--clicks",
+                str(missing),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--trials",
+                "1",
+                "--storage",
+                str(tmp_path / "s.journal"),
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "s.journal").exists()  # no study is created before the data loads
     message = capsys.readouterr().err
     assert message.startswith("error: ") and str(missing) in message
@@ -102,12 +119,23 @@ def test_epoch_curve_records_validation_recall_after_every_epoch():
     # on the same split.
     chains = [[(s + k) % 40 for k in range(5)] for s in range(40)]
     noise = np.random.default_rng(0).integers(0, 40, size=(15, 5)).tolist()
-    data = Dataset(name="toy40", train=None, test=None, item_ids=np.arange(40),
-                   valid_train=from_lists(chains, 40), valid_test=from_lists(noise, 40))
-    fixed = {"layers": [8], "n_sample": 0, "batch_size": 4, "n_epochs": 3, "device": "cpu",
-             "logq": 0.0}
-    result = grid_search("gru4rec", data, {"learning_rate": [0.05]}, fixed=fixed,
-                         epoch_curve=True)
+    data = Dataset(
+        name="toy40",
+        train=None,
+        test=None,
+        item_ids=np.arange(40),
+        valid_train=from_lists(chains, 40),
+        valid_test=from_lists(noise, 40),
+    )
+    fixed = {
+        "layers": [8],
+        "n_sample": 0,
+        "batch_size": 4,
+        "n_epochs": 3,
+        "device": "cpu",
+        "logq": 0.0,
+    }
+    result = grid_search("gru4rec", data, {"learning_rate": [0.05]}, fixed=fixed, epoch_curve=True)
     [row] = result.table.to_dict("records")
     values = [float(v) for v in row["recall@20_by_epoch"].split()]
     assert len(values) == 3
@@ -116,15 +144,47 @@ def test_epoch_curve_records_validation_recall_after_every_epoch():
 
 def test_preset_values_are_the_starting_point_and_set_overrides_them(tmp_path):
     out = tmp_path / "search.json"
-    main(["--dataset", "synthetic", "--algorithm", "gru4rec", "--preset", "2016-top1-100",
-          "--set", 'n_epochs=1 n_sample=0 batch_size=64 device="cpu"',
-          "--grid", "learning_rate=0.05", "--out", str(out)])
+    main(
+        [
+            "--dataset",
+            "synthetic",
+            "--algorithm",
+            "gru4rec",
+            "--preset",
+            "2016-top1-100",
+            "--set",
+            'n_epochs=1 n_sample=0 batch_size=64 device="cpu"',
+            "--grid",
+            "learning_rate=0.05",
+            "--out",
+            str(out),
+        ]
+    )
     [row] = json.loads(out.read_text())
-    assert (row["loss"], row["layers"], row["n_epochs"], row["n_sample"]) == \
-        ("top1", [100], 1, 0)  # the preset's loss and size, --set's epochs and samples
+    assert (row["loss"], row["layers"], row["n_epochs"], row["n_sample"]) == (
+        "top1",
+        [100],
+        1,
+        0,
+    )  # the preset's loss and size, --set's epochs and samples
 
 
 def test_unknown_preset_is_a_clear_error(tmp_path, capsys):
-    assert main(["--dataset", "rsc15", "--algorithm", "gru4rec", "--preset", "no-such-preset",
-                 "--grid", "n_epochs=1", "--clicks", str(tmp_path / "x.dat")]) == 2
+    assert (
+        main(
+            [
+                "--dataset",
+                "rsc15",
+                "--algorithm",
+                "gru4rec",
+                "--preset",
+                "no-such-preset",
+                "--grid",
+                "n_epochs=1",
+                "--clicks",
+                str(tmp_path / "x.dat"),
+            ]
+        )
+        == 2
+    )
     assert "unknown preset 'no-such-preset'" in capsys.readouterr().err

@@ -14,7 +14,6 @@ import os
 import uuid
 
 import pytest
-
 from test_tuning_workers import kill_one_of_two_workers
 
 URL = os.environ.get("SESSIONBENCH_TEST_PG_URL")
@@ -23,7 +22,7 @@ URL = os.environ.get("SESSIONBENCH_TEST_PG_URL")
 @pytest.mark.skipif(
     not URL,
     reason="no PostgreSQL server: set SESSIONBENCH_TEST_PG_URL=postgresql://USER@HOST:PORT/DB "
-           "(an empty database) or run `bash .ci/run`, which starts one",
+    "(an empty database) or run `bash .ci/run`, which starts one",
 )
 def test_two_workers_on_one_postgresql_study_share_the_budget_and_survive_a_kill(tmp_path):
     kill_one_of_two_workers(URL, tmp_path, heartbeat=1, study_name=f"workers-{uuid.uuid4().hex}")

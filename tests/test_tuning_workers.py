@@ -57,20 +57,42 @@ def _tiny_data(root: Path) -> Path:
     return root
 
 
-def kill_one_of_two_workers(storage: str, tmp_path: Path, heartbeat: int = 60,
-                            study_name: str = "shared") -> None:
+def kill_one_of_two_workers(
+    storage: str, tmp_path: Path, heartbeat: int = 60, study_name: str = "shared"
+) -> None:
     data = _tiny_data(tmp_path / "chains")
     space = tmp_path / "space.toml"
     space.write_text(SPACE)
-    cmd = [sys.executable, "-m", "benchmark.tune", "--dataset", str(data), "--algorithm",
-           "gru4rec", "--trials", str(BUDGET), "--storage", storage, "--study", study_name,
-           "--space", str(space), "--no-prune", "--heartbeat", str(heartbeat)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmark.tune",
+        "--dataset",
+        str(data),
+        "--algorithm",
+        "gru4rec",
+        "--trials",
+        str(BUDGET),
+        "--storage",
+        storage,
+        "--study",
+        study_name,
+        "--space",
+        str(space),
+        "--no-prune",
+        "--heartbeat",
+        str(heartbeat),
+    ]
     # Run from tmp_path (pictures go there), with this checkout first on the path.
-    env = {**os.environ,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
     logs = [open(tmp_path / f"worker{k}.log", "w") for k in (0, 1)]
-    workers = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
-               for log in logs]
+    workers = [
+        subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+        for log in logs
+    ]
     victim, survivor = workers
     try:
         study = _wait_for_study(storage, study_name)
@@ -78,9 +100,12 @@ def kill_one_of_two_workers(storage: str, tmp_path: Path, heartbeat: int = 60,
         # Kill within a second of the start of one of the victim's trials, once its setting is
         # drawn (trials last seconds): the kill lands mid-fit, not between two trials, and the
         # retry has a setting to repeat.
-        while not any(t.user_attrs.get("worker", {}).get("pid") == victim.pid and t.params
-                      and (datetime.now() - t.datetime_start).total_seconds() < 1.0
-                      for t in study.get_trials(states=(TrialState.RUNNING,))):
+        while not any(
+            t.user_attrs.get("worker", {}).get("pid") == victim.pid
+            and t.params
+            and (datetime.now() - t.datetime_start).total_seconds() < 1.0
+            for t in study.get_trials(states=(TrialState.RUNNING,))
+        ):
             assert victim.poll() is None, (tmp_path / "worker0.log").read_text()
             assert time.monotonic() < deadline, "the first worker never started a trial"
             time.sleep(0.05)
@@ -102,8 +127,11 @@ def kill_one_of_two_workers(storage: str, tmp_path: Path, heartbeat: int = 60,
     assert len(set(numbers)) == len(numbers)
     settings = [json.dumps(t.params, sort_keys=True) for t in finished]
     assert len(set(settings)) == len(settings), settings  # no setting counted twice
-    killed = [t for t in trials if t.user_attrs["worker"]["pid"] == victim.pid
-              and t.state != TrialState.COMPLETE]
+    killed = [
+        t
+        for t in trials
+        if t.user_attrs["worker"]["pid"] == victim.pid and t.state != TrialState.COMPLETE
+    ]
     assert [t.state for t in killed] == [TrialState.FAIL]
     retried = [t for t in finished if t.system_attrs.get("failed_trial") == killed[0].number]
     assert [t.params for t in retried] == [killed[0].params]

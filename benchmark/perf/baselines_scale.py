@@ -30,18 +30,19 @@ import platform
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from benchmark.evaluator import evaluate
 from algorithms.base import SessionRecommender
+from benchmark.evaluator import evaluate
 from benchmark.metrics import recall_at
+from benchmark.perf.gru4rec_speed import emit
 from benchmark.resources import measure
 from datasets.sessions import Sessions
 from datasets.synthetic import ClickModel, make_catalogue, sample_items, sample_lengths
-from benchmark.perf.gru4rec_speed import emit
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,9 @@ def target_lengths(model: ClickModel, n_predictions: int, rng: np.random.Generat
     return lengths
 
 
-def generate(fraction: float, seed: int, model: ClickModel = SCALE_MODEL) -> tuple[Sessions, Sessions]:
+def generate(
+    fraction: float, seed: int, model: ClickModel = SCALE_MODEL
+) -> tuple[Sessions, Sessions]:
     """Training sessions (``fraction`` of RSC15's count) and a test set of 55,898 predictions."""
     rng = np.random.default_rng(seed)
     catalogue = make_catalogue(model, rng)
@@ -102,15 +105,21 @@ def staged(name: str, fn: Callable[[], Any], results: list[dict]) -> Any:
     start_rss = rss_mb()
     with measure() as usage:
         value = fn()
-    record = {"stage": name, "seconds": round(usage.seconds, 2),
-              "peak_rss_mb": round(usage.peak_rss_mb), "rss_start_mb": round(start_rss),
-              "peak_is_per_stage": usage.peak_is_per_stage}
+    record = {
+        "stage": name,
+        "seconds": round(usage.seconds, 2),
+        "peak_rss_mb": round(usage.peak_rss_mb),
+        "rss_start_mb": round(start_rss),
+        "peak_is_per_stage": usage.peak_is_per_stage,
+    }
     log.info("%s", record)
     results.append(record)
     return value
 
 
-def bpr_seconds_per_iteration(train: Sessions, threads: int, results: list[dict]) -> SessionRecommender:
+def bpr_seconds_per_iteration(
+    train: Sessions, threads: int, results: list[dict]
+) -> SessionRecommender:
     """Fits of 1 and 3 iterations; (t3 - t1) / 2 is the time of one iteration."""
     from algorithms.bpr_mf import BPRMF
 
@@ -118,20 +127,31 @@ def bpr_seconds_per_iteration(train: Sessions, threads: int, results: list[dict]
     model = None
     for iterations in (1, 3):
         model = BPRMF(n_epochs=iterations, n_threads=threads, device="cpu")
-        staged(f"bpr-mf fit, {iterations} it, {threads or 'all'} thread(s)",
-               lambda m=model: m.fit(train), results)
+        staged(
+            f"bpr-mf fit, {iterations} it, {threads or 'all'} thread(s)",
+            lambda m=model: m.fit(train),
+            results,
+        )
         times[iterations] = results[-1]["seconds"]
     per_iteration = (times[3] - times[1]) / 2
-    results.append({"stage": f"bpr-mf seconds per iteration, {threads or 'all'} thread(s)",
-                    "seconds": round(per_iteration, 2)})
+    results.append(
+        {
+            "stage": f"bpr-mf seconds per iteration, {threads or 'all'} thread(s)",
+            "seconds": round(per_iteration, 2),
+        }
+    )
     log.info("%s", results[-1])
     return model
 
 
-def evaluation_stage(name: str, model: SessionRecommender, test: Sessions, results: list[dict],
-                     batch_size: int) -> None:
-    preds = staged(f"{name} evaluate", lambda: evaluate(model, test, batch_size=batch_size,
-                                                          progress=False), results)
+def evaluation_stage(
+    name: str, model: SessionRecommender, test: Sessions, results: list[dict], batch_size: int
+) -> None:
+    preds = staged(
+        f"{name} evaluate",
+        lambda: evaluate(model, test, batch_size=batch_size, progress=False),
+        results,
+    )
     results[-1]["predictions"] = len(preds)
     results[-1]["recall@20"] = round(recall_at(preds.rank, 20), 4)
 
@@ -162,21 +182,35 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "model": dataclasses.asdict(SCALE_MODEL),
         "shape": shape,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(), "numpy": np.__version__},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+        },
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "stages": results,
     }
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmark.perf.baselines_scale",
-                                description=__doc__.split("\n")[0])
-    p.add_argument("--fraction", type=float, default=1.0,
-                   help="share of RSC15's training sessions to generate (default 1.0)")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmark.perf.baselines_scale", description=__doc__.split("\n")[0]
+    )
+    p.add_argument(
+        "--fraction",
+        type=float,
+        default=1.0,
+        help="share of RSC15's training sessions to generate (default 1.0)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bpr-threads", type=int, nargs="*", default=[1, 0],
-                   help="BPR-MF thread counts to time (0 = all cores); none skips BPR-MF")
+    p.add_argument(
+        "--bpr-threads",
+        type=int,
+        nargs="*",
+        default=[1, 0],
+        help="BPR-MF thread counts to time (0 = all cores); none skips BPR-MF",
+    )
     p.add_argument("--batch-size", type=int, default=256, help="evaluation batch size")
     p.add_argument("--out", type=Path, default=None, help="also write the results here (JSON)")
     return p

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 SETTINGS = {"default": None, "1 thread": 1, "all threads": os.cpu_count() or 1}
 
 
-def _spin(stop: "mp.synchronize.Event") -> None:
+def _spin(stop: mp.synchronize.Event) -> None:
     x = 0
     while not stop.is_set():
         for _ in range(100_000):
@@ -43,9 +43,24 @@ def _spin(stop: "mp.synchronize.Event") -> None:
 
 def _train_once(args: argparse.Namespace, threads: int | None) -> dict:
     """One epoch in a child process; its JSON result."""
-    cmd = [sys.executable, "-m", "benchmark.perf.gru4rec_speed", "--dataset", args.dataset,
-           "--data-dir", str(args.data_dir), "--preset", args.preset, "--batch-size", "32",
-           "--device", "cpu", "--epochs", "1", "--no-eval"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmark.perf.gru4rec_speed",
+        "--dataset",
+        args.dataset,
+        "--data-dir",
+        str(args.data_dir),
+        "--preset",
+        args.preset,
+        "--batch-size",
+        "32",
+        "--device",
+        "cpu",
+        "--epochs",
+        "1",
+        "--no-eval",
+    ]
     if args.train_sessions:
         cmd += ["--train-sessions", str(args.train_sessions)]
     if threads is not None:
@@ -60,8 +75,10 @@ def measure(args: argparse.Namespace) -> dict:
         row: dict[str, object] = {"threads": threads}
         for condition in ("quiet", "busy"):
             stop = mp.Event()
-            spinners = [mp.Process(target=_spin, args=(stop,), daemon=True)
-                        for _ in range(args.busy if condition == "busy" else 0)]
+            spinners = [
+                mp.Process(target=_spin, args=(stop,), daemon=True)
+                for _ in range(args.busy if condition == "busy" else 0)
+            ]
             for p in spinners:
                 p.start()
             time.sleep(1.0 if spinners else 0.0)
@@ -72,13 +89,21 @@ def measure(args: argparse.Namespace) -> dict:
                 stop.set()
                 for p in spinners:
                     p.join()
-            row[condition] = {"events_per_s": res["train_events_per_s_best"],
-                              "loadavg_before": load}
+            row[condition] = {
+                "events_per_s": res["train_events_per_s_best"],
+                "loadavg_before": load,
+            }
             log.info("%s, %s: %.0f events/s", name, condition, res["train_events_per_s_best"])
         row["busy_over_quiet"] = row["busy"]["events_per_s"] / row["quiet"]["events_per_s"]
         results[name] = row
-    return {"dataset": args.dataset, "preset": args.preset, "train_sessions": args.train_sessions,
-            "busy_processes": args.busy, "cpu_count": os.cpu_count(), "settings": results}
+    return {
+        "dataset": args.dataset,
+        "preset": args.preset,
+        "train_sessions": args.train_sessions,
+        "busy_processes": args.busy,
+        "cpu_count": os.cpu_count(),
+        "settings": results,
+    }
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,8 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="rsc15-64")
     add_data_options(p, clicks=False, cache_dir=False)
     p.add_argument("--preset", default="rsc15-best")
-    p.add_argument("--train-sessions", type=int, default=40_000,
-                   help="train on the first N sessions (0: all)")
+    p.add_argument(
+        "--train-sessions", type=int, default=40_000, help="train on the first N sessions (0: all)"
+    )
     p.add_argument("--busy", type=int, default=2, help="busy-loop processes beside training")
     p.add_argument("--out", type=Path, default=None)
     return p

@@ -45,8 +45,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=None, help="overrides the preset's")
     p.add_argument("--device", default="auto")
     p.add_argument("--epochs", type=int, default=1, help="training epochs to time")
-    p.add_argument("--train-sessions", type=int, default=None,
-                   help="time on the first N training sessions only (quick runs)")
+    p.add_argument(
+        "--train-sessions",
+        type=int,
+        default=None,
+        help="time on the first N training sessions only (quick runs)",
+    )
     p.add_argument("--threads", type=int, default=None, help="CPU threads while training")
     p.add_argument("--eval-batch-size", type=int, default=256)
     p.add_argument("--no-eval", action="store_true")
@@ -62,8 +66,7 @@ def measure(args: argparse.Namespace) -> dict:
     if args.train_sessions is not None:
         train = train.subset(np.arange(min(args.train_sessions, train.n_sessions)))
     params = load_preset("gru4rec", args.preset)
-    params.update(n_epochs=args.epochs, device=args.device, seed=args.seed,
-                  n_threads=args.threads)
+    params.update(n_epochs=args.epochs, device=args.device, seed=args.seed, n_threads=args.threads)
     if args.batch_size is not None:
         params["batch_size"] = args.batch_size
     load_before = os.getloadavg()
@@ -75,15 +78,21 @@ def measure(args: argparse.Namespace) -> dict:
     # quiet machine, where a busy one stretches the wall time (setup included, so a bit low).
     fit_cpu_seconds = time.process_time() - cpu_start
     result = {
-        "dataset": args.dataset, "preset": args.preset, "params": model.get_params(),
-        "device": str(model.device_), "device_name": _device_name(model.device_),
-        "torch": torch.__version__, "torch_threads_eval": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(), "platform": platform.platform(),
+        "dataset": args.dataset,
+        "preset": args.preset,
+        "params": model.get_params(),
+        "device": str(model.device_),
+        "device_name": _device_name(model.device_),
+        "torch": torch.__version__,
+        "torch_threads_eval": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
         "train_events_per_epoch": train.n_predictions,
         "train_events_per_s": [row["events_per_s"] for row in model.history_],
         "train_events_per_s_best": max(row["events_per_s"] for row in model.history_),
         "train_threads_at_epoch_end": [row["threads"] for row in model.history_],
-        "fit_seconds": fit_seconds, "fit_cpu_seconds": fit_cpu_seconds,
+        "fit_seconds": fit_seconds,
+        "fit_cpu_seconds": fit_cpu_seconds,
         "train_events_per_cpu_s": train.n_predictions * args.epochs / fit_cpu_seconds,
         "loadavg_before": load_before,
     }
@@ -91,9 +100,13 @@ def measure(args: argparse.Namespace) -> dict:
         start = time.perf_counter()
         preds = evaluate(model, data.test, batch_size=args.eval_batch_size, progress=False)
         seconds = time.perf_counter() - start
-        result.update(eval_predictions=len(preds), eval_seconds=seconds,
-                      eval_predictions_per_s=len(preds) / seconds,
-                      recall20=recall_at(preds.rank, 20), mrr20=mrr_at(preds.rank, 20))
+        result.update(
+            eval_predictions=len(preds),
+            eval_seconds=seconds,
+            eval_predictions_per_s=len(preds) / seconds,
+            recall20=recall_at(preds.rank, 20),
+            mrr20=mrr_at(preds.rank, 20),
+        )
     result["loadavg_after"] = os.getloadavg()
     return result
 

@@ -72,8 +72,16 @@ def load_child(clicks: Path, cache_dir: Path) -> None:
     dataset = load_rsc15(clicks, cache_dir=cache_dir)
     load_seconds = time.perf_counter() - started
     peak = _peak_rss_gib()
-    print(json.dumps({"cache": dataset.source["cache"], "load_seconds": load_seconds,
-                      "load_peak_rss_gib": peak, "counts": dataset.split_counts()}))
+    print(
+        json.dumps(
+            {
+                "cache": dataset.source["cache"],
+                "load_seconds": load_seconds,
+                "load_peak_rss_gib": peak,
+                "counts": dataset.split_counts(),
+            }
+        )
+    )
 
 
 def _peak_rss_gib() -> float | None:
@@ -94,11 +102,23 @@ def measure(clicks: Path | None, work_dir: Path, fraction: float, seed: int) -> 
     if clicks is None:
         clicks = work_dir / "yoochoose-clicks-simulated.dat"
         wall, cpu, rss, out = run_measured(
-            [python, "-m", "datasets.generate_rsc15", str(clicks),
-             "--fraction", str(fraction), "--seed", str(seed)]
+            [
+                python,
+                "-m",
+                "datasets.generate_rsc15",
+                str(clicks),
+                "--fraction",
+                str(fraction),
+                "--seed",
+                str(seed),
+            ]
         )
-        report["generate"] = {"seconds": wall, "cpu_seconds": cpu, "peak_rss_gib": rss,
-                              "output": out.strip()}
+        report["generate"] = {
+            "seconds": wall,
+            "cpu_seconds": cpu,
+            "peak_rss_gib": rss,
+            "output": out.strip(),
+        }
     report["clicks"] = {"path": str(clicks), "bytes": clicks.stat().st_size}
     cache = work_dir / "cache"
     for stage in ("preprocess_cold", "load_cached"):
@@ -106,10 +126,14 @@ def measure(clicks: Path | None, work_dir: Path, fraction: float, seed: int) -> 
             [python, "-m", "benchmark.perf.preprocess_scale", "--_load", str(clicks), str(cache)]
         )
         result = json.loads(out.strip().splitlines()[-1])
-        report[stage] = {"seconds": wall, "cpu_seconds": cpu, "peak_rss_gib": rss,
-                         "cache": result["cache"],
-                         "load_seconds": result["load_seconds"],
-                         "load_peak_rss_gib": result["load_peak_rss_gib"]}
+        report[stage] = {
+            "seconds": wall,
+            "cpu_seconds": cpu,
+            "peak_rss_gib": rss,
+            "cache": result["cache"],
+            "load_seconds": result["load_seconds"],
+            "load_peak_rss_gib": result["load_peak_rss_gib"],
+        }
         report["counts"] = result["counts"]
     report["load_average_end"] = os.getloadavg()
     return report
@@ -117,33 +141,51 @@ def measure(clicks: Path | None, work_dir: Path, fraction: float, seed: int) -> 
 
 def format_report(report: dict) -> str:
     loads = [f"{report[k][0]:.1f}" for k in ("load_average_start", "load_average_end")]
-    lines = [f"machine: {report['cpu_count']} CPUs; 1-min load average {loads[0]} at start, "
-             f"{loads[1]} at end (other users' work included)",
-             f"input: {report['clicks']['path']} ({report['clicks']['bytes']:,} bytes)", "",
-             "| stage | process wall (s) | process CPU (s) | process peak RSS (GiB) "
-             "| load_rsc15 wall (s) | load_rsc15 peak RSS (GiB) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        f"machine: {report['cpu_count']} CPUs; 1-min load average {loads[0]} at start, "
+        f"{loads[1]} at end (other users' work included)",
+        f"input: {report['clicks']['path']} ({report['clicks']['bytes']:,} bytes)",
+        "",
+        "| stage | process wall (s) | process CPU (s) | process peak RSS (GiB) "
+        "| load_rsc15 wall (s) | load_rsc15 peak RSS (GiB) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for stage in ("generate", "preprocess_cold", "load_cached"):
         if stage in report:
             r = report[stage]
-            inner = (f"{r['load_seconds']:.1f} | {r['load_peak_rss_gib']:.2f}"
-                     if "load_seconds" in r else "- | -")
-            lines.append(f"| {stage} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} "
-                         f"| {r['peak_rss_gib']:.2f} | {inner} |")
-    lines += ["", "| split | events | sessions | items | real RSC15 (events / sessions / items) |",
-              "| --- | ---: | ---: | ---: | --- |"]
+            inner = (
+                f"{r['load_seconds']:.1f} | {r['load_peak_rss_gib']:.2f}"
+                if "load_seconds" in r
+                else "- | -"
+            )
+            lines.append(
+                f"| {stage} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} "
+                f"| {r['peak_rss_gib']:.2f} | {inner} |"
+            )
+    lines += [
+        "",
+        "| split | events | sessions | items | real RSC15 (events / sessions / items) |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
     for split, c in report["counts"].items():
         real = REAL_RSC15.get(split, {})
         real_text = " / ".join(f"{v:,}" for v in real.values())
-        lines.append(f"| {split} | {c['events']:,} | {c['sessions']:,} | {c['items']:,} | {real_text} |")
+        lines.append(
+            f"| {split} | {c['events']:,} | {c['sessions']:,} | {c['items']:,} | {real_text} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmark.perf.preprocess_scale",
-                                     description=__doc__.split("\n\n")[0])
-    add_data_options(parser, data_dir=False, cache_dir=False,
-                     clicks_help="existing raw click file (skip generation)")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmark.perf.preprocess_scale", description=__doc__.split("\n\n")[0]
+    )
+    add_data_options(
+        parser,
+        data_dir=False,
+        cache_dir=False,
+        clicks_help="existing raw click file (skip generation)",
+    )
     parser.add_argument("--work-dir", type=Path, help="where to write the file and the cache")
     parser.add_argument("--fraction", type=float, default=1.0, help="generator fraction (1.0)")
     parser.add_argument("--seed", type=int, default=0, help="generator seed (0)")

@@ -35,8 +35,8 @@ from benchmark.cli_options import add_data_options
 from benchmark.config import load_tables, resolve
 from benchmark.evaluator import evaluate
 from benchmark.metrics import mrr_at, recall_at
-from benchmark.resources import measure
 from benchmark.perf.gru4rec_speed import emit
+from benchmark.resources import measure
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +47,16 @@ def _stage(name: str, fn, results: list[dict]) -> Any:
     load_before = os.getloadavg()
     with measure() as usage:
         value = fn()
-    results.append({"stage": name, "seconds": round(usage.seconds, 2),
-                    "peak_rss_mb": round(usage.peak_rss_mb, 1),
-                    "peak_is_per_stage": usage.peak_is_per_stage,
-                    "loadavg_before": [round(x, 2) for x in load_before],
-                    "loadavg_after": [round(x, 2) for x in os.getloadavg()]})
+    results.append(
+        {
+            "stage": name,
+            "seconds": round(usage.seconds, 2),
+            "peak_rss_mb": round(usage.peak_rss_mb, 1),
+            "peak_is_per_stage": usage.peak_is_per_stage,
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        }
+    )
     log.info("%s", results[-1])
     return value
 
@@ -60,10 +65,18 @@ def _measure_one(spec, train, test, batch_size: int, seed: int, results: list[di
     """Fit and evaluate one method; its hyperparameters."""
     model = spec.build(seed=seed, device="cpu")
     _stage(f"{spec.label} fit", lambda: model.fit(train), results)
-    preds = _stage(f"{spec.label} evaluate",
-                   lambda: evaluate(model, test, batch_size=batch_size, progress=False), results)
-    results[-1].update(predictions=len(preds), **{"recall@20": round(recall_at(preds.rank, 20), 4),
-                                                   "mrr@20": round(mrr_at(preds.rank, 20), 4)})
+    preds = _stage(
+        f"{spec.label} evaluate",
+        lambda: evaluate(model, test, batch_size=batch_size, progress=False),
+        results,
+    )
+    results[-1].update(
+        predictions=len(preds),
+        **{
+            "recall@20": round(recall_at(preds.rank, 20), 4),
+            "mrr@20": round(mrr_at(preds.rank, 20), 4),
+        },
+    )
     return model.get_params()
 
 
@@ -72,9 +85,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     results: list[dict] = []
     start = time.perf_counter()
-    data = _stage("load data", lambda: load_dataset(
-        args.dataset, data_dir=args.data_dir, clicks=args.clicks, cache_dir=args.cache_dir),
-        results)
+    data = _stage(
+        "load data",
+        lambda: load_dataset(
+            args.dataset, data_dir=args.data_dir, clicks=args.clicks, cache_dir=args.cache_dir
+        ),
+        results,
+    )
     test = data.test
     if args.max_test_sessions is not None:
         test = test.subset(np.arange(min(args.max_test_sessions, test.n_sessions)))
@@ -82,8 +99,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     specs = resolve(args.algorithms, tables, " + ".join(sources) or "defaults")
     methods = {}
     for spec in specs:
-        methods[spec.label] = _measure_one(spec, data.train, test, args.batch_size, args.seed,
-                                           results)
+        methods[spec.label] = _measure_one(
+            spec, data.train, test, args.batch_size, args.seed, results
+        )
         gc.collect()  # the fitted model is gone: the next stage starts from the data alone
     return {
         "command": " ".join(["python -m benchmark.perf.session_baselines", *sys.argv[1:]]),
@@ -91,8 +109,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "counts": {"train": data.train.stats(), "test": test.stats()},
         "hyperparameters": methods,
         "config": sources,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(), "numpy": np.__version__},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+        },
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "total_seconds": round(time.perf_counter() - start, 1),
         "stages": results,
@@ -100,14 +122,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmark.perf.session_baselines",
-                                description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmark.perf.session_baselines", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--dataset", required=True)
     add_data_options(p)
     p.add_argument("--config", type=Path, default=None, help="TOML over the shipped config")
     p.add_argument("--algorithms", type=lambda s: s.split(","), default=list(METHODS))
-    p.add_argument("--max-test-sessions", type=int, default=None,
-                   help="evaluate only the first N test sessions (default: all)")
+    p.add_argument(
+        "--max-test-sessions",
+        type=int,
+        default=None,
+        help="evaluate only the first N test sessions (default: all)",
+    )
     p.add_argument("--batch-size", type=int, default=256, help="evaluation batch size")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="also write the results here (JSON)")

@@ -43,8 +43,13 @@ def check_metric_values(metrics: pd.DataFrame, ranks: dict[str, np.ndarray]) -> 
 
 
 def confidence_intervals(
-    metrics: pd.DataFrame, ranks: dict[str, np.ndarray], sessions: np.ndarray, *,
-    n_boot: int, seed: int, alpha: float = ALPHA,
+    metrics: pd.DataFrame,
+    ranks: dict[str, np.ndarray],
+    sessions: np.ndarray,
+    *,
+    n_boot: int,
+    seed: int,
+    alpha: float = ALPHA,
 ) -> pd.DataFrame:
     """``metrics`` with ``ci_low``/``ci_high`` set for every recall/MRR row.
 
@@ -57,18 +62,26 @@ def confidence_intervals(
         rows = rows[rows["metric"].isin(list(tables.METRIC_NAMES))]
         if rows.empty:
             continue
-        values = np.column_stack([metric_values(ranks[label], m, int(k))
-                                  for m, k in zip(rows["metric"], rows["cutoff"])])
-        bounds = stats.bootstrap_cis(values, sessions, n_boot, alpha,
-                                     rng=np.random.default_rng(seed))
+        values = np.column_stack(
+            [metric_values(ranks[label], m, int(k)) for m, k in zip(rows["metric"], rows["cutoff"])]
+        )
+        bounds = stats.bootstrap_cis(
+            values, sessions, n_boot, alpha, rng=np.random.default_rng(seed)
+        )
         out.loc[rows.index, "ci_low"] = bounds[:, 0]
         out.loc[rows.index, "ci_high"] = bounds[:, 1]
     return out
 
 
 def significance(
-    ranks: dict[str, np.ndarray], sessions: np.ndarray, *, reference: str, cutoff: int,
-    n_resamples: int, n_boot: int, seed: int,
+    ranks: dict[str, np.ndarray],
+    sessions: np.ndarray,
+    *,
+    reference: str,
+    cutoff: int,
+    n_resamples: int,
+    n_boot: int,
+    seed: int,
 ) -> pd.DataFrame:
     """Each reference label against every other label at ``cutoff``, paired over predictions.
 
@@ -83,24 +96,49 @@ def significance(
         ref_values = _headline_values(ranks[ref], cutoff)
         for other in (label for label in ranks if label != ref):
             values = _headline_values(ranks[other], cutoff)
-            p = stats.paired_tests(ref_values, values, sessions, n_resamples,
-                                   rng=np.random.default_rng(seed))
-            ci = stats.bootstrap_cis(ref_values - values, sessions, n_boot,
-                                     rng=np.random.default_rng(seed))
+            p = stats.paired_tests(
+                ref_values, values, sessions, n_resamples, rng=np.random.default_rng(seed)
+            )
+            ci = stats.bootstrap_cis(
+                ref_values - values, sessions, n_boot, rng=np.random.default_rng(seed)
+            )
             for j, metric in enumerate(tables.METRIC_NAMES):
                 a, b = ref_values[:, j].mean(), values[:, j].mean()
-                rows.append({"reference": ref, "algorithm": other, "metric": metric,
-                             "cutoff": cutoff, "reference_value": a, "value": b,
-                             "difference": a - b, "difference_ci_low": ci[j, 0],
-                             "difference_ci_high": ci[j, 1], "p_value": p[j],
-                             "n_predictions": len(sessions), "n_sessions": n_sessions,
-                             "n_resamples": n_resamples})
+                rows.append(
+                    {
+                        "reference": ref,
+                        "algorithm": other,
+                        "metric": metric,
+                        "cutoff": cutoff,
+                        "reference_value": a,
+                        "value": b,
+                        "difference": a - b,
+                        "difference_ci_low": ci[j, 0],
+                        "difference_ci_high": ci[j, 1],
+                        "p_value": p[j],
+                        "n_predictions": len(sessions),
+                        "n_sessions": n_sessions,
+                        "n_resamples": n_resamples,
+                    }
+                )
     return pd.DataFrame(rows, columns=_SIGNIFICANCE_COLUMNS)
 
 
-_SIGNIFICANCE_COLUMNS = ["reference", "algorithm", "metric", "cutoff", "reference_value",
-                         "value", "difference", "difference_ci_low", "difference_ci_high",
-                         "p_value", "n_predictions", "n_sessions", "n_resamples"]
+_SIGNIFICANCE_COLUMNS = [
+    "reference",
+    "algorithm",
+    "metric",
+    "cutoff",
+    "reference_value",
+    "value",
+    "difference",
+    "difference_ci_low",
+    "difference_ci_high",
+    "p_value",
+    "n_predictions",
+    "n_sessions",
+    "n_resamples",
+]
 
 
 def _headline_values(ranks: np.ndarray, cutoff: int) -> np.ndarray:
@@ -113,8 +151,14 @@ def cutoff_curves(ranks: dict[str, np.ndarray], max_k: int = MAX_CURVE_K) -> pd.
     for label, r in ranks.items():
         for k in range(1, max_k + 1):
             for metric in tables.METRIC_NAMES:
-                rows.append({"algorithm": label, "metric": metric, "cutoff": k,
-                             "value": metric_values(r, metric, k).mean()})
+                rows.append(
+                    {
+                        "algorithm": label,
+                        "metric": metric,
+                        "cutoff": k,
+                        "value": metric_values(r, metric, k).mean(),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -124,8 +168,9 @@ def position_buckets(position: np.ndarray, cap: int = POSITION_CAP) -> tuple[np.
     return bucket, [str(p) for p in range(1, cap)] + [f"{cap}+"]
 
 
-def popularity_buckets(support: np.ndarray, n_bins: int = N_POPULARITY_BINS
-                       ) -> tuple[np.ndarray, list[str]]:
+def popularity_buckets(
+    support: np.ndarray, n_bins: int = N_POPULARITY_BINS
+) -> tuple[np.ndarray, list[str]]:
     """Popularity decile (1 = least popular) of each prediction's target; 0 for unseen targets.
 
     Predictions with a seen target are ordered by the target's training support (ties kept in
@@ -149,8 +194,7 @@ def popularity_buckets(support: np.ndarray, n_bins: int = N_POPULARITY_BINS
     return bucket, labels
 
 
-def breakdown(predictions: pd.DataFrame, ranks: dict[str, np.ndarray], cutoff: int
-              ) -> pd.DataFrame:
+def breakdown(predictions: pd.DataFrame, ranks: dict[str, np.ndarray], cutoff: int) -> pd.DataFrame:
     """Recall/MRR at ``cutoff`` by position and by popularity decile (``breakdown.csv``).
 
     Returns:
@@ -169,8 +213,16 @@ def breakdown(predictions: pd.DataFrame, ranks: dict[str, np.ndarray], cutoff: i
                 continue
             for algorithm, r in ranks.items():
                 for metric in tables.METRIC_NAMES:
-                    rows.append({"algorithm": algorithm, "by": by, "bucket": b,
-                                 "bucket_label": label, "metric": metric, "cutoff": cutoff,
-                                 "value": metric_values(r[mask], metric, cutoff).mean(),
-                                 "n_predictions": int(mask.sum())})
+                    rows.append(
+                        {
+                            "algorithm": algorithm,
+                            "by": by,
+                            "bucket": b,
+                            "bucket_label": label,
+                            "metric": metric,
+                            "cutoff": cutoff,
+                            "value": metric_values(r[mask], metric, cutoff).mean(),
+                            "n_predictions": int(mask.sum()),
+                        }
+                    )
     return pd.DataFrame(rows)

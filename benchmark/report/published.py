@@ -47,9 +47,12 @@ PUBLISHED: dict[str, dict[str, Published]] = {
         "spop": Published(0.2672, 0.1775, _ICLR16),
         "item-knn": Published(0.5065, 0.2048, _ICLR16),
         "bpr-mf": Published(0.2574, 0.0618, _ICLR16),
-        "gru4rec": Published(0.7283, 0.3205,
-                             "official GRU4Rec README (Theano implementation, best setting)",
-                             "GRU4Rec, current official code"),
+        "gru4rec": Published(
+            0.7283,
+            0.3205,
+            "official GRU4Rec README (Theano implementation, best setting)",
+            "GRU4Rec, current official code",
+        ),
     },
     # YooChoose 1/64, the NARM / SR-GNN split (same 55,898 test targets as full RSC15).
     "rsc15-64": {
@@ -74,8 +77,9 @@ REFERENCE_POINTS: dict[str, dict[str, Published]] = {
     "rsc15": {
         "gru4rec-top1-100": Published(0.5853, 0.2305, _ICLR16, "GRU4Rec TOP1, 100 units"),
         "gru4rec-bpr-1000": Published(0.6322, 0.2467, _ICLR16, "GRU4Rec BPR, 1000 units"),
-        "gru4rec-bprmax": Published(0.7190, 0.3119, "Hidasi & Karatzoglou, CIKM 2018",
-                                    "GRU4Rec BPR-max + extra samples"),
+        "gru4rec-bprmax": Published(
+            0.7190, 0.3119, "Hidasi & Karatzoglou, CIKM 2018", "GRU4Rec BPR-max + extra samples"
+        ),
     },
     "rsc15-64": {
         "narm": Published(0.6832, 0.2863, _NARM_SRGNN, "NARM"),

@@ -47,8 +47,11 @@ def latest_runs(results_root: Path) -> dict[str, Path]:
     for folder in sorted(p for p in Path(results_root).iterdir() if p.is_dir()):
         if folder.name in NOT_DATASETS:
             continue
-        done = [r for r in folder.iterdir()
-                if r.is_dir() and RUN_ID.fullmatch(r.name) and (r / "table.csv").is_file()]
+        done = [
+            r
+            for r in folder.iterdir()
+            if r.is_dir() and RUN_ID.fullmatch(r.name) and (r / "table.csv").is_file()
+        ]
         if done:
             runs[folder.name] = max(done, key=lambda r: r.name)
     known = [d for d in DATASET_ORDER if d in runs]
@@ -61,15 +64,19 @@ def read_scores(run_dir: Path) -> dict[str, tuple[float, float]]:
     missing = {"algorithm", "recall@20", "mrr@20"} - set(table.columns)
     if missing:
         raise ValueError(f"{run_dir / 'table.csv'}: no column(s) {', '.join(sorted(missing))}")
-    return {str(label): (float(recall), float(mrr))
-            for label, recall, mrr in zip(table["algorithm"], table["recall@20"], table["mrr@20"])}
+    return {
+        str(label): (float(recall), float(mrr))
+        for label, recall, mrr in zip(table["algorithm"], table["recall@20"], table["mrr@20"])
+    }
 
 
 def results_table(scores: dict[str, dict[str, tuple[float, float]]]) -> str:
     """The markdown table: one row per algorithm label, one column per dataset of ``scores``."""
     labels = list(dict.fromkeys(label for per in scores.values() for label in per))
-    best = {d: tuple(f"{max(v[k] for v in per.values()):.4f}" for k in (0, 1))
-            for d, per in scores.items()}
+    best = {
+        d: tuple(f"{max(v[k] for v in per.values()):.4f}" for k in (0, 1))
+        for d, per in scores.items()
+    }
 
     def cell(dataset: str, label: str) -> str:
         if label not in scores[dataset]:
@@ -100,12 +107,18 @@ def build_block(results_root: Path, link_base: Path | None = None) -> str:
         return Path(os.path.relpath(path, base)).as_posix()
 
     sources = ", ".join(f"[`{link(r)}`]({link(r / 'table.md')})" for r in runs.values())
-    lines = [results_table({d: read_scores(r) for d, r in runs.items()}), "",
-             f"Recall@20 / MRR@20 on the test split, best per dataset in bold; from {sources}."]
+    lines = [
+        results_table({d: read_scores(r) for d, r in runs.items()}),
+        "",
+        f"Recall@20 / MRR@20 on the test split, best per dataset in bold; from {sources}.",
+    ]
     first, run = next(iter(runs.items()))
     if (run / "plots" / "headline.png").is_file():
-        lines += ["", f"![{first}: Recall@20 and MRR@20 with 95% intervals; black diamonds: "
-                      f"published numbers]({link(run / 'plots' / 'headline.png')})"]
+        lines += [
+            "",
+            f"![{first}: Recall@20 and MRR@20 with 95% intervals; black diamonds: "
+            f"published numbers]({link(run / 'plots' / 'headline.png')})",
+        ]
     return "\n".join(lines)
 
 
@@ -125,10 +138,15 @@ def with_block(text: str, block: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmark.report.readme",
-                                description="Regenerate the results table of README.md.")
-    p.add_argument("--check", action="store_true",
-                   help="change nothing; exit 1 and show the difference if README.md is stale")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmark.report.readme",
+        description="Regenerate the results table of README.md.",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing; exit 1 and show the difference if README.md is stale",
+    )
     p.add_argument("--readme", type=Path, default=REPO_ROOT / "README.md")
     p.add_argument("--results", type=Path, default=REPO_ROOT / "results")
     args = p.parse_args(argv)
@@ -143,11 +161,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.readme}: the results table is up to date")
         return 0
     if args.check:
-        diff = difflib.unified_diff(current.splitlines(), block.splitlines(),
-                                    "README.md (committed)", "README.md (from results/)",
-                                    lineterm="")
-        print(f"{args.readme}: the results table is out of date; run "
-              "`python -m benchmark.report.readme` to rewrite it:", file=sys.stderr)
+        diff = difflib.unified_diff(
+            current.splitlines(),
+            block.splitlines(),
+            "README.md (committed)",
+            "README.md (from results/)",
+            lineterm="",
+        )
+        print(
+            f"{args.readme}: the results table is out of date; run "
+            "`python -m benchmark.report.readme` to rewrite it:",
+            file=sys.stderr,
+        )
         print("\n".join(diff), file=sys.stderr)
         return 1
     args.readme.write_text(with_block(text, block), encoding="utf-8")

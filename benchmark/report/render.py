@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from datasets import io
 from benchmark.config import tuning_text
 from benchmark.report import analysis, plots, tables
 from benchmark.report.published import other_data
+from datasets import io
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +66,15 @@ def read_ranks(run_dir: Path, labels: Sequence[str], n_predictions: int) -> dict
     for label in labels:
         path = Path(run_dir) / "ranks" / f"{label}.parquet"
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: metrics.csv lists {label!r} but its ranks are missing")
+            raise FileNotFoundError(
+                f"{path}: metrics.csv lists {label!r} but its ranks are missing"
+            )
         values = pd.read_parquet(path, columns=["rank"])["rank"].to_numpy(np.float64)
         if len(values) != n_predictions:
-            raise ValueError(f"{path}: {len(values)} ranks for {n_predictions} predictions "
-                             "in predictions.parquet")
+            raise ValueError(
+                f"{path}: {len(values)} ranks for {n_predictions} predictions "
+                "in predictions.parquet"
+            )
         if np.isnan(values).any() or (values < 1).any():
             raise ValueError(f"{path}: ranks must be >= 1 or inf (found NaN or a rank below 1)")
         ranks[label] = values
@@ -82,8 +86,11 @@ def dataset_name(record: dict, run_dir: Path) -> str:
     "(not the official file)" when it is not the data of the published numbers, so that
     none are looked up for it."""
     name = Path(run_dir).resolve().parent.name
-    for getter in (lambda r: r["data"]["dataset"], lambda r: r["dataset"],
-                   lambda r: r["options"]["dataset"]):
+    for getter in (
+        lambda r: r["data"]["dataset"],
+        lambda r: r["dataset"],
+        lambda r: r["options"]["dataset"],
+    ):
         try:
             name = str(getter(record))
             break
@@ -102,23 +109,36 @@ def tuning_texts(record: dict) -> dict[str, str]:
     the ``tuning`` key have none: their rows show no tuning column). An algorithm without
     hyperparameters (POP) says so rather than "not recorded"."""
     config = record.get("config") or {}
-    return {label: ("no hyperparameters" if entry["tuning"] is None and entry.get("params") == {}
-                    else tuning_text(entry["tuning"]))
-            for label, entry in config.items() if isinstance(entry, dict) and "tuning" in entry}
+    return {
+        label: (
+            "no hyperparameters"
+            if entry["tuning"] is None and entry.get("params") == {}
+            else tuning_text(entry["tuning"])
+        )
+        for label, entry in config.items()
+        if isinstance(entry, dict) and "tuning" in entry
+    }
 
 
 def algorithm_names(record: dict) -> dict[str, str]:
     """Run label -> registry algorithm name, from ``run.json``'s ``config``."""
     config = record.get("config") or {}
-    return {label: entry.get("algorithm", label) for label, entry in config.items()
-            if isinstance(entry, dict)}
+    return {
+        label: entry.get("algorithm", label)
+        for label, entry in config.items()
+        if isinstance(entry, dict)
+    }
 
 
 # ---------------------------------------------------------------------------- the run
 
 
 def finalize_run(
-    run_dir: Path, *, n_boot: int = 1000, seed: int = 0, reference: str = DEFAULT_REFERENCE,
+    run_dir: Path,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    reference: str = DEFAULT_REFERENCE,
     n_resamples: int = N_RESAMPLES,
 ) -> None:
     """Add confidence intervals and significance to a finished run, then render it.
@@ -141,22 +161,39 @@ def finalize_run(
     ranks = read_ranks(run_dir, labels, len(predictions))
     analysis.check_metric_values(metrics, ranks)
     cutoff = tables.headline_cutoff(metrics["cutoff"].unique())
-    log.info("%s: bootstrap intervals (%d resamples of %d sessions)", run_dir, n_boot,
-             len(np.unique(sessions)))
+    log.info(
+        "%s: bootstrap intervals (%d resamples of %d sessions)",
+        run_dir,
+        n_boot,
+        len(np.unique(sessions)),
+    )
     metrics = analysis.confidence_intervals(metrics, ranks, sessions, n_boot=n_boot, seed=seed)
     io.write_csv(run_dir / "metrics.csv", metrics)
-    sig = analysis.significance(ranks, sessions, reference=reference, cutoff=cutoff,
-                                n_resamples=n_resamples, n_boot=n_boot, seed=seed)
+    sig = analysis.significance(
+        ranks,
+        sessions,
+        reference=reference,
+        cutoff=cutoff,
+        n_resamples=n_resamples,
+        n_boot=n_boot,
+        seed=seed,
+    )
     io.write_csv(run_dir / "significance.csv", sig)
     curves = analysis.cutoff_curves(ranks, analysis.MAX_CURVE_K)  # K = 1..20, whatever --cutoffs
     io.write_csv(run_dir / "curves.csv", curves)
     io.write_csv(run_dir / "breakdown.csv", analysis.breakdown(predictions, ranks, cutoff))
-    io.write_json(run_dir / "report.json", {
-        "n_boot": n_boot, "alpha": analysis.ALPHA, "seed": seed, "reference": reference,
-        "n_resamples": n_resamples,
-        "interval": "percentile bootstrap over test sessions (clusters)",
-        "test": "two-sided paired sign-flip permutation test over test sessions",
-    })
+    io.write_json(
+        run_dir / "report.json",
+        {
+            "n_boot": n_boot,
+            "alpha": analysis.ALPHA,
+            "seed": seed,
+            "reference": reference,
+            "n_resamples": n_resamples,
+            "interval": "percentile bootstrap over test sessions (clusters)",
+            "test": "two-sided paired sign-flip permutation test over test sessions",
+        },
+    )
     render_run(run_dir)
 
 
@@ -181,23 +218,26 @@ def render_run(run_dir: Path) -> None:
     """Write ``table.md``, ``table.csv`` and ``plots/*.png`` from the run's saved files."""
     run_dir = Path(run_dir)
     record, metrics = read_run(run_dir)
-    settings = (io.read_json(run_dir / "report.json") if (run_dir / "report.json").is_file()
-                else {})
+    settings = io.read_json(run_dir / "report.json") if (run_dir / "report.json").is_file() else {}
     dataset = dataset_name(record, run_dir)
     table = tables.run_table(
-        metrics, timings=read_optional_csv(run_dir / "timings.csv"),
+        metrics,
+        timings=read_optional_csv(run_dir / "timings.csv"),
         significance=read_optional_csv(run_dir / "significance.csv"),
-        seeds=read_optional_csv(run_dir / "seeds.csv"), algorithms=algorithm_names(record),
-        dataset=dataset, reference=settings.get("reference", DEFAULT_REFERENCE),
+        seeds=read_optional_csv(run_dir / "seeds.csv"),
+        algorithms=algorithm_names(record),
+        dataset=dataset,
+        reference=settings.get("reference", DEFAULT_REFERENCE),
         tuning=tuning_texts(record),
     )
     io.write_csv(run_dir / "table.csv", table.reset_index())
-    predictions = pd.read_parquet(run_dir / "predictions.parquet",
-                                  columns=["session", "target"])
-    io.write_text(run_dir / "table.md",
-                  run_markdown(table, metrics, record, settings, predictions, run_dir))
-    plots.draw_run(run_dir, title=dataset, published=_published_pairs(table),
-                   losses=_losses(record))
+    predictions = pd.read_parquet(run_dir / "predictions.parquet", columns=["session", "target"])
+    io.write_text(
+        run_dir / "table.md", run_markdown(table, metrics, record, settings, predictions, run_dir)
+    )
+    plots.draw_run(
+        run_dir, title=dataset, published=_published_pairs(table), losses=_losses(record)
+    )
 
 
 def _published_pairs(table: pd.DataFrame) -> dict[str, tuple[float, float]]:
@@ -205,31 +245,54 @@ def _published_pairs(table: pd.DataFrame) -> dict[str, tuple[float, float]]:
     if "published_recall@20" not in table:
         return {}
     rows = table[table["published_recall@20"].notna()]
-    return {label: (r, m) for label, r, m in
-            zip(rows.index, rows["published_recall@20"], rows["published_mrr@20"])}
+    return {
+        label: (r, m)
+        for label, r, m in zip(rows.index, rows["published_recall@20"], rows["published_mrr@20"])
+    }
 
 
 def _losses(record: dict) -> dict[str, str]:
     """Label -> ``params.loss`` from ``run.json``'s config, for the algorithms that have one."""
     config = record.get("config") or {}
-    return {label: str(entry["params"]["loss"]) for label, entry in config.items()
-            if isinstance(entry, dict) and "loss" in (entry.get("params") or {})}
+    return {
+        label: str(entry["params"]["loss"])
+        for label, entry in config.items()
+        if isinstance(entry, dict) and "loss" in (entry.get("params") or {})
+    }
 
 
-def run_markdown(table: pd.DataFrame, metrics: pd.DataFrame, record: dict, settings: dict,
-                 predictions: pd.DataFrame, run_dir: Path) -> str:
+def run_markdown(
+    table: pd.DataFrame,
+    metrics: pd.DataFrame,
+    record: dict,
+    settings: dict,
+    predictions: pd.DataFrame,
+    run_dir: Path,
+) -> str:
     """The whole ``table.md``: protocol line, the two tables, notes on sources and the run."""
     dataset = dataset_name(record, run_dir)
     cutoffs = sorted(int(k) for k in metrics["cutoff"].unique())
     cutoff = tables.headline_cutoff(cutoffs)
     notes = tables.published_notes(table, dataset)
-    parts = [f"# {dataset}: run {Path(run_dir).name}", "",
-             protocol_line(record, predictions, dataset), "",
-             uncertainty_line(settings, table), "",
-             f"## Recall@{cutoff} and MRR@{cutoff}", "", tables.headline_markdown(table, cutoff),
-             "", *([*notes, ""] if notes else []),
-             "## Every cutoff, time and memory", "", tables.detail_markdown(table, cutoffs), "",
-             run_line(record), ""]
+    parts = [
+        f"# {dataset}: run {Path(run_dir).name}",
+        "",
+        protocol_line(record, predictions, dataset),
+        "",
+        uncertainty_line(settings, table),
+        "",
+        f"## Recall@{cutoff} and MRR@{cutoff}",
+        "",
+        tables.headline_markdown(table, cutoff),
+        "",
+        *([*notes, ""] if notes else []),
+        "## Every cutoff, time and memory",
+        "",
+        tables.detail_markdown(table, cutoffs),
+        "",
+        run_line(record),
+        "",
+    ]
     return "\n".join(parts)
 
 
@@ -240,21 +303,27 @@ def protocol_line(record: dict, predictions: pd.DataFrame, dataset: str) -> str:
     tie_mode = protocol.get("tie_mode") or record.get("tie_mode") or options.get("tie_mode", "?")
     n = len(predictions)
     unseen = int((predictions["target"] < 0).sum())
-    text = (f"**Protocol** (`{PROTOCOL_PAGE}` in the sessionbench repository): dataset "
-            f"**{dataset}**; "
-            "next-click prediction, "
-            f"{protocol.get('ranking', 'full ranking against all training items')}; "
-            f"tie mode **{tie_mode}**"
-            + (f" (rank = {protocol['rank']})" if "rank" in protocol else "")
-            + f". Test: {n:,} predictions in {predictions['session'].nunique():,} sessions; "
-            + _unseen_text(unseen, n) + ".")
+    text = (
+        f"**Protocol** (`{PROTOCOL_PAGE}` in the sessionbench repository): dataset "
+        f"**{dataset}**; "
+        "next-click prediction, "
+        f"{protocol.get('ranking', 'full ranking against all training items')}; "
+        f"tie mode **{tie_mode}**"
+        + (f" (rank = {protocol['rank']})" if "rank" in protocol else "")
+        + f". Test: {n:,} predictions in {predictions['session'].nunique():,} sessions; "
+        + _unseen_text(unseen, n)
+        + "."
+    )
     counts = (record.get("data") or {}).get("counts") or {}
     if counts:
         text += " Data: " + "; ".join(_count_text(k, v) for k, v in counts.items()) + "."
     policy = (record.get("data") or {}).get("policy") or {}
     if policy:
-        text += " Policy: " + "; ".join(
-            f"{k.replace('_', ' ')}: {_cite(v)}" for k, v in policy.items()) + "."
+        text += (
+            " Policy: "
+            + "; ".join(f"{k.replace('_', ' ')}: {_cite(v)}" for k, v in policy.items())
+            + "."
+        )
     return text
 
 
@@ -267,8 +336,10 @@ def _cite(text: object) -> str:
 def _unseen_text(unseen: int, n: int) -> str:
     if unseen == 0:
         return "every target item occurs in training"
-    return (f"{unseen:,} target{'s' if unseen != 1 else ''} ({100.0 * unseen / max(n, 1):.2f}%) "
-            "not in training, counted as misses for every algorithm")
+    return (
+        f"{unseen:,} target{'s' if unseen != 1 else ''} ({100.0 * unseen / max(n, 1):.2f}%) "
+        "not in training, counted as misses for every algorithm"
+    )
 
 
 def _count_text(split: str, counts: object) -> str:
@@ -282,16 +353,20 @@ def uncertainty_line(settings: dict, table: pd.DataFrame) -> str:
     """How the intervals and p-values were computed (or that they were not)."""
     if not settings:
         return "**Uncertainty**: not computed (run `python -m benchmark.report RUN_DIR`)."
-    text = (f"**Uncertainty**: {100 * (1 - settings['alpha']):.0f}% intervals are percentile "
-            f"bootstraps over test sessions ({settings['n_boot']:,} resamples, seed "
-            f"{settings['seed']}); they cover test-set sampling only, not training randomness "
-            "(see the seeds column where present).")
+    text = (
+        f"**Uncertainty**: {100 * (1 - settings['alpha']):.0f}% intervals are percentile "
+        f"bootstraps over test sessions ({settings['n_boot']:,} resamples, seed "
+        f"{settings['seed']}); they cover test-set sampling only, not training randomness "
+        "(see the seeds column where present)."
+    )
     reference = table["reference"].iloc[0]
     if reference:
-        text += (f" p-values: two-sided paired sign-flip permutation test over test sessions "
-                 f"({settings['n_resamples']:,} resamples) of **{reference}** against each row, "
-                 "not adjusted for multiple comparisons. Δ is the relative change against the "
-                 "best baseline by Recall.")
+        text += (
+            f" p-values: two-sided paired sign-flip permutation test over test sessions "
+            f"({settings['n_resamples']:,} resamples) of **{reference}** against each row, "
+            "not adjusted for multiple comparisons. Δ is the relative change against the "
+            "best baseline by Recall."
+        )
     return text
 
 
@@ -302,8 +377,10 @@ def run_line(record: dict) -> str:
     versions = record.get("versions") or {}
     hardware = record.get("hardware") or {}
     hw = ", ".join(f"{k} {v}" for k, v in hardware.items())
-    return (f"Run: `{record.get('command', '')}`; {record.get('started', '?')} → "
-            f"{record.get('finished') or record.get('ended', '?')}; code {versions.get('code', '?')}; {hw}.")
+    return (
+        f"Run: `{record.get('command', '')}`; {record.get('started', '?')} → "
+        f"{record.get('finished') or record.get('ended', '?')}; code {versions.get('code', '?')}; {hw}."
+    )
 
 
 # ------------------------------------------------------------------------- several runs
@@ -322,10 +399,14 @@ def summarize(run_dirs: Sequence[Path], out_dir: Path) -> None:
     out_dir = Path(out_dir)
     io.write_csv(out_dir / "summary.csv", summary)
     sources = "\n".join(f"- {name}: `{d}`" for (name, _, _), d in zip(runs, run_dirs))
-    io.write_text(out_dir / "summary.md",
-                  "# Summary across datasets\n\n" + tables.summary_markdown(summary)
-                  + "\n\nIntervals: 95% percentile bootstrap over test sessions. Runs:\n\n"
-                  + sources + "\n")
+    io.write_text(
+        out_dir / "summary.md",
+        "# Summary across datasets\n\n"
+        + tables.summary_markdown(summary)
+        + "\n\nIntervals: 95% percentile bootstrap over test sessions. Runs:\n\n"
+        + sources
+        + "\n",
+    )
     plots.draw_summary(summary, out_dir / "summary.png")
 
 
@@ -333,30 +414,47 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m benchmark.report",
         description="Recompute intervals and significance of finished runs and re-render their "
-                    "tables and plots; with several runs, also write a cross-dataset summary.")
+        "tables and plots; with several runs, also write a cross-dataset summary.",
+    )
     parser.add_argument("run_dirs", nargs="+", type=Path, help="run directories")
-    parser.add_argument("--summary-dir", type=Path, default=None,
-                        help="where summary.* go (default: <common parent of the runs>/summary)")
+    parser.add_argument(
+        "--summary-dir",
+        type=Path,
+        default=None,
+        help="where summary.* go (default: <common parent of the runs>/summary)",
+    )
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
-    parser.add_argument("--n-resamples", type=int, default=N_RESAMPLES,
-                        help="sign flips of the paired test")
+    parser.add_argument(
+        "--n-resamples", type=int, default=N_RESAMPLES, help="sign flips of the paired test"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--reference", default=DEFAULT_REFERENCE,
-                        help="label prefix of the reference method")
-    parser.add_argument("--render-only", action="store_true",
-                        help="only redraw tables and plots from the saved CSV files")
+    parser.add_argument(
+        "--reference", default=DEFAULT_REFERENCE, help="label prefix of the reference method"
+    )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="only redraw tables and plots from the saved CSV files",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for run_dir in args.run_dirs:
         if args.render_only:
             render_run(run_dir)
         else:
-            finalize_run(run_dir, n_boot=args.n_boot, seed=args.seed, reference=args.reference,
-                         n_resamples=args.n_resamples)
+            finalize_run(
+                run_dir,
+                n_boot=args.n_boot,
+                seed=args.seed,
+                reference=args.reference,
+                n_resamples=args.n_resamples,
+            )
         print(f"rendered {run_dir / 'table.md'}")
     if len(args.run_dirs) > 1:
-        out = args.summary_dir or Path(os.path.commonpath(
-            [str(Path(d).resolve()) for d in args.run_dirs])) / "summary"
+        out = (
+            args.summary_dir
+            or Path(os.path.commonpath([str(Path(d).resolve()) for d in args.run_dirs])) / "summary"
+        )
         summarize(args.run_dirs, out)
         print(f"summary in {out}")
 

@@ -53,8 +53,10 @@ def session_totals(values: np.ndarray, sessions: np.ndarray) -> tuple[np.ndarray
     if len(values) == 0:
         raise ValueError("no predictions")
     if not np.all(np.isfinite(values)):
-        raise ValueError("values must be finite (turn ranks into per-prediction metric values "
-                         "first: a miss is 0, not inf)")
+        raise ValueError(
+            "values must be finite (turn ranks into per-prediction metric values "
+            "first: a miss is 0, not inf)"
+        )
     _, inverse = np.unique(sessions, return_inverse=True)
     inverse = inverse.ravel()
     n_sessions = int(inverse.max()) + 1
@@ -63,8 +65,10 @@ def session_totals(values: np.ndarray, sessions: np.ndarray) -> tuple[np.ndarray
         sums = np.bincount(inverse, weights=values, minlength=n_sessions)
     else:
         sums = np.stack(
-            [np.bincount(inverse, weights=values[:, j], minlength=n_sessions)
-             for j in range(values.shape[1])],
+            [
+                np.bincount(inverse, weights=values[:, j], minlength=n_sessions)
+                for j in range(values.shape[1])
+            ],
             axis=1,
         )
     return sums, counts
@@ -226,8 +230,9 @@ def paired_test(
             f"values_a and values_b must be 1-D of equal length (paired predictions), got "
             f"{values_a.shape} and {values_b.shape}"
         )
-    return float(paired_tests(values_a[:, None], values_b[:, None], sessions, n_resamples,
-                              rng=rng)[0])
+    return float(
+        paired_tests(values_a[:, None], values_b[:, None], sessions, n_resamples, rng=rng)[0]
+    )
 
 
 def paired_tests(

@@ -54,8 +54,9 @@ def timing_table(timings: pd.DataFrame | None, labels: list[str]) -> pd.DataFram
     out = pd.DataFrame(index=pd.Index(labels, name="algorithm"))
     if timings is None or timings.empty:
         return out
-    by_stage = timings.pivot_table(index="algorithm", columns="stage", values="seconds",
-                                   aggfunc="sum")
+    by_stage = timings.pivot_table(
+        index="algorithm", columns="stage", values="seconds", aggfunc="sum"
+    )
     for stage in ("fit", "evaluate"):
         out[f"{stage}_s"] = by_stage[stage] if stage in by_stage else np.nan
     for memory in ("peak_rss_mb", "peak_gpu_mb"):
@@ -81,8 +82,9 @@ def seed_table(seeds: pd.DataFrame | None, labels: list[str], cutoff: int) -> pd
     return out
 
 
-def significance_table(significance: pd.DataFrame | None, labels: list[str], primary: str | None,
-                       cutoff: int) -> pd.DataFrame:
+def significance_table(
+    significance: pd.DataFrame | None, labels: list[str], primary: str | None, cutoff: int
+) -> pd.DataFrame:
     """p-values of the primary reference against each label, one column per headline metric."""
     out = pd.DataFrame(index=pd.Index(labels, name="algorithm"))
     if significance is None or significance.empty or primary is None:
@@ -169,8 +171,9 @@ def _role(label: str, reference: str, primary: str | None, baseline: str | None)
     return "best baseline" if label == baseline else "baseline"
 
 
-def _published_columns(labels: list[str], algorithms: dict[str, str], dataset: str,
-                       cutoff: int) -> pd.DataFrame:
+def _published_columns(
+    labels: list[str], algorithms: dict[str, str], dataset: str, cutoff: int
+) -> pd.DataFrame:
     out = pd.DataFrame(index=pd.Index(labels, name="algorithm"))
     if cutoff != 20 or dataset not in PUBLISHED:
         return out
@@ -241,35 +244,55 @@ def headline_markdown(table: pd.DataFrame, cutoff: int) -> str:
     published = "published_recall@20" in table and table["published_recall@20"].notna().any()
     if published:
         header += ["published Recall@20 / MRR@20"]
-    rows = [_headline_row(table, label, cutoff, baseline, reference, seeded, published)
-            for label in table.index]
+    rows = [
+        _headline_row(table, label, cutoff, baseline, reference, seeded, published)
+        for label in table.index
+    ]
     return tabulate(rows, headers=header, tablefmt="github", disable_numparse=True)
 
 
-def _headline_row(table: pd.DataFrame, label: str, cutoff: int, baseline: str | None,
-                  reference: str | None, seeded: bool, published: bool) -> list[str]:
+def _headline_row(
+    table: pd.DataFrame,
+    label: str,
+    cutoff: int,
+    baseline: str | None,
+    reference: str | None,
+    seeded: bool,
+    published: bool,
+) -> list[str]:
     r, m = col("recall", cutoff), col("mrr", cutoff)
     role = table.loc[label, "role"]
     name = f"**{label}**" if role == "reference" else label
-    row = [name, fmt_ci(*(_get(table, label, c) for c in (r, f"{r}_ci_low", f"{r}_ci_high"))),
-           fmt_ci(*(_get(table, label, c) for c in (m, f"{m}_ci_low", f"{m}_ci_high")))]
+    row = [
+        name,
+        fmt_ci(*(_get(table, label, c) for c in (r, f"{r}_ci_low", f"{r}_ci_high"))),
+        fmt_ci(*(_get(table, label, c) for c in (m, f"{m}_ci_low", f"{m}_ci_high"))),
+    ]
     if "tuning" in table:
         row.insert(1, table.loc[label, "tuning"])
     if baseline:
         if label == baseline:
             row += ["(best baseline)", "(best baseline)"]
         else:
-            row += [fmt_change(_get(table, label, f"{r}_change_pct")),
-                    fmt_change(_get(table, label, f"{m}_change_pct"))]
+            row += [
+                fmt_change(_get(table, label, f"{r}_change_pct")),
+                fmt_change(_get(table, label, f"{m}_change_pct")),
+            ]
     if reference and f"p_{r}" in table:
-        row += ["(reference)" if label == reference else
-                f"{fmt_p(_get(table, label, f'p_{r}'))} / {fmt_p(_get(table, label, f'p_{m}'))}"]
+        row += [
+            "(reference)"
+            if label == reference
+            else f"{fmt_p(_get(table, label, f'p_{r}'))} / {fmt_p(_get(table, label, f'p_{m}'))}"
+        ]
     if seeded:
         n = _get(table, label, "seeds_n")
-        row += ["–" if not np.isfinite(n) or n < 2 else
-                f"{_get(table, label, f'{r}_seed_mean'):.4f} ± {_get(table, label, f'{r}_seed_std'):.4f}"
-                f" / {_get(table, label, f'{m}_seed_mean'):.4f} ± "
-                f"{_get(table, label, f'{m}_seed_std'):.4f} ({int(n)} seeds)"]
+        row += [
+            "–"
+            if not np.isfinite(n) or n < 2
+            else f"{_get(table, label, f'{r}_seed_mean'):.4f} ± {_get(table, label, f'{r}_seed_std'):.4f}"
+            f" / {_get(table, label, f'{m}_seed_mean'):.4f} ± "
+            f"{_get(table, label, f'{m}_seed_std'):.4f} ({int(n)} seeds)"
+        ]
     if published:
         pr, pm = _get(table, label, "published_recall@20"), _get(table, label, "published_mrr@20")
         row += ["–" if not np.isfinite(pr) else f"{pr:.4f} / {pm:.4f}"]
@@ -279,16 +302,20 @@ def _headline_row(table: pd.DataFrame, label: str, cutoff: int, baseline: str | 
 def detail_markdown(table: pd.DataFrame, cutoffs: Sequence[int]) -> str:
     """Every metric at every cutoff, plus fit/evaluation time and peak memory."""
     header = ["algorithm"] + [f"{METRIC_NAMES[m]}@{k}" for m in METRIC_NAMES for k in cutoffs]
-    cost = [("fit_s", "fit (s)", fmt_seconds), ("evaluate_s", "evaluate (s)", fmt_seconds),
-            ("peak_rss_mb", "peak RSS (MB)", fmt_mb)]
+    cost = [
+        ("fit_s", "fit (s)", fmt_seconds),
+        ("evaluate_s", "evaluate (s)", fmt_seconds),
+        ("peak_rss_mb", "peak RSS (MB)", fmt_mb),
+    ]
     if "peak_gpu_mb" in table and (table["peak_gpu_mb"].fillna(0) > 0).any():
         cost.append(("peak_gpu_mb", "peak GPU (MB)", fmt_mb))
     cost = [c for c in cost if c[0] in table]
     header += [title for _, title, _ in cost]
     rows = []
     for label in table.index:
-        row = [label] + [fmt_value(_get(table, label, col(m, k))) for m in METRIC_NAMES
-                         for k in cutoffs]
+        row = [label] + [
+            fmt_value(_get(table, label, col(m, k))) for m in METRIC_NAMES for k in cutoffs
+        ]
         rows.append(row + [fmt(_get(table, label, name)) for name, _, fmt in cost])
     return tabulate(rows, headers=header, tablefmt="github", disable_numparse=True)
 
@@ -298,19 +325,25 @@ def published_notes(table: pd.DataFrame, dataset: str) -> list[str]:
     lines = []
     if "published_source" in table:
         for source in dict.fromkeys(s for s in table["published_source"] if s):
-            users = [label for label in table.index if table.loc[label, "published_source"] == source]
+            users = [
+                label for label in table.index if table.loc[label, "published_source"] == source
+            ]
             lines.append(f"- Published numbers for {', '.join(users)}: {source}.")
     others = list(REFERENCE_POINTS.get(dataset, {}).values())
     for source in dict.fromkeys(p.source for p in others):
-        listed = "; ".join(f"{p.method} {p.recall20:.4f} / {p.mrr20:.4f}"
-                           for p in others if p.source == source)
-        lines.append(f"- Other published results on this split (Recall@20 / MRR@20), from "
-                     f"{source}: {listed}.")
+        listed = "; ".join(
+            f"{p.method} {p.recall20:.4f} / {p.mrr20:.4f}" for p in others if p.source == source
+        )
+        lines.append(
+            f"- Other published results on this split (Recall@20 / MRR@20), from "
+            f"{source}: {listed}."
+        )
     return lines
 
 
-def summary_frame(runs: list[tuple[str, pd.DataFrame, dict[str, str]]], cutoff: int = 20
-                  ) -> pd.DataFrame:
+def summary_frame(
+    runs: list[tuple[str, pd.DataFrame, dict[str, str]]], cutoff: int = 20
+) -> pd.DataFrame:
     """Tidy ``dataset, algorithm, metric, cutoff, value, ci_low, ci_high, published`` rows.
 
     Args:
@@ -324,10 +357,25 @@ def summary_frame(runs: list[tuple[str, pd.DataFrame, dict[str, str]]], cutoff: 
             if bound not in rows:
                 rows[bound] = np.nan
         rows.insert(0, "dataset", dataset)
-        rows["published"] = [_published_value(dataset, algorithms.get(a, a), m, cutoff)
-                             for a, m in zip(rows["algorithm"], rows["metric"])]
-        parts.append(rows[["dataset", "algorithm", "metric", "cutoff", "value", "ci_low",
-                           "ci_high", "n_predictions", "published"]])
+        rows["published"] = [
+            _published_value(dataset, algorithms.get(a, a), m, cutoff)
+            for a, m in zip(rows["algorithm"], rows["metric"])
+        ]
+        parts.append(
+            rows[
+                [
+                    "dataset",
+                    "algorithm",
+                    "metric",
+                    "cutoff",
+                    "value",
+                    "ci_low",
+                    "ci_high",
+                    "n_predictions",
+                    "published",
+                ]
+            ]
+        )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -358,10 +406,16 @@ def summary_markdown(summary: pd.DataFrame) -> str:
                     row.append("–")
                     continue
                 text = fmt_ci(r.value, r.ci_low, r.ci_high)
-                row.append(text + (f" (published {r.published:.4f})"
-                                   if np.isfinite(r.published) else ""))
+                row.append(
+                    text + (f" (published {r.published:.4f})" if np.isfinite(r.published) else "")
+                )
             rows.append(row)
         title = f"### {METRIC_NAMES[metric]}@{cutoff} [95% CI]"
-        blocks.append(title + "\n\n" + tabulate(rows, headers=["algorithm", *datasets],
-                                                tablefmt="github", disable_numparse=True))
+        blocks.append(
+            title
+            + "\n\n"
+            + tabulate(
+                rows, headers=["algorithm", *datasets], tablefmt="github", disable_numparse=True
+            )
+        )
     return "\n\n".join(blocks)

@@ -23,17 +23,25 @@ from typing import Any
 
 import optuna
 
+from algorithms.params import format_value
 from benchmark.cli_options import add_data_options
 from benchmark.config import ConfigError, load_preset
 from benchmark.evaluator import DEFAULT_TIE_MODE, TIE_MODES
-from algorithms.params import format_value
 from benchmark.registry import ALGORITHMS, get_algorithm
 from benchmark.tuning import grid as grid_mod
 from benchmark.tuning.picture import draw_study
 from benchmark.tuning.space import load_space
 from benchmark.tuning.study import (
-    OBJECTIVES, StudyInfo, best_config, counts, fail_dead_trials, is_url, open_storage,
-    open_study, run_trials, trial_objective,
+    OBJECTIVES,
+    StudyInfo,
+    best_config,
+    counts,
+    fail_dead_trials,
+    is_url,
+    open_storage,
+    open_study,
+    run_trials,
+    trial_objective,
 )
 
 log = logging.getLogger(__name__)
@@ -42,43 +50,77 @@ log = logging.getLogger(__name__)
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmark.tune",
-        description="A seeded Optuna search (or a grid) of one algorithm on the validation split.")
-    p.add_argument("--dataset", required=True,
-                   help="dataset name (rsc15, rsc15-100k, rsc15-64, ...) or the PATH of your own "
-                        "data, as run_benchmark.py --dataset PATH takes it")
+        description="A seeded Optuna search (or a grid) of one algorithm on the validation split.",
+    )
+    p.add_argument(
+        "--dataset",
+        required=True,
+        help="dataset name (rsc15, rsc15-100k, rsc15-64, ...) or the PATH of your own "
+        "data, as run_benchmark.py --dataset PATH takes it",
+    )
     p.add_argument("--algorithm", required=True, choices=sorted(ALGORITHMS))
     add_data_options(p)
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--trials", type=int, help="the study's total of finished trials")
     mode.add_argument("--grid", help="try every combination, e.g. 'reg_lambda=0,20 n_sims=50,100'")
-    mode.add_argument("--plot-only", action="store_true",
-                      help="redraw the study's picture (and print its best) without any trial")
-    mode.add_argument("--fail-running", action="store_true",
-                      help="mark every RUNNING trial of the study FAIL (each is queued again "
-                           "once), then redraw: for a journal moved from another machine, "
-                           "whose workers this one cannot see; only when no worker is left")
-    p.add_argument("--storage", default=None,
-                   help="journal file path or RDB URL (default results/tune/<dataset>/<algorithm>.journal)")
+    mode.add_argument(
+        "--plot-only",
+        action="store_true",
+        help="redraw the study's picture (and print its best) without any trial",
+    )
+    mode.add_argument(
+        "--fail-running",
+        action="store_true",
+        help="mark every RUNNING trial of the study FAIL (each is queued again "
+        "once), then redraw: for a journal moved from another machine, "
+        "whose workers this one cannot see; only when no worker is left",
+    )
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="journal file path or RDB URL (default results/tune/<dataset>/<algorithm>.journal)",
+    )
     p.add_argument("--study", default=None, help="study name (default <dataset>/<algorithm>)")
-    p.add_argument("--objective", choices=sorted(OBJECTIVES), default="mrr",
-                   help="validation metric @20 to maximise (default: mrr)")
-    p.add_argument("--space", type=Path, default=None,
-                   help="search space file (default configs/search/<algorithm>.toml)")
+    p.add_argument(
+        "--objective",
+        choices=sorted(OBJECTIVES),
+        default="mrr",
+        help="validation metric @20 to maximise (default: mrr)",
+    )
+    p.add_argument(
+        "--space",
+        type=Path,
+        default=None,
+        help="search space file (default configs/search/<algorithm>.toml)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler")
     p.add_argument("--no-prune", action="store_true", help="never stop a trial early")
-    p.add_argument("--heartbeat", type=int, default=60,
-                   help="RDB storages: seconds between a worker's heartbeats; a trial silent "
-                        "for twice that is failed and retried (default 60)")
-    p.add_argument("--preset", default=None,
-                   help="start from this preset of configs/presets/<algorithm>.toml")
-    p.add_argument("--set", dest="fixed", default="",
-                   help="fixed hyperparameters, 'name=value ...' (over the preset's and the "
-                        "search space's; a fixed parameter is not searched)")
-    p.add_argument("--epoch-curve", action="store_true",
-                   help="--grid: also record validation Recall@20 after every epoch")
+    p.add_argument(
+        "--heartbeat",
+        type=int,
+        default=60,
+        help="RDB storages: seconds between a worker's heartbeats; a trial silent "
+        "for twice that is failed and retried (default 60)",
+    )
+    p.add_argument(
+        "--preset", default=None, help="start from this preset of configs/presets/<algorithm>.toml"
+    )
+    p.add_argument(
+        "--set",
+        dest="fixed",
+        default="",
+        help="fixed hyperparameters, 'name=value ...' (over the preset's and the "
+        "search space's; a fixed parameter is not searched)",
+    )
+    p.add_argument(
+        "--epoch-curve",
+        action="store_true",
+        help="--grid: also record validation Recall@20 after every epoch",
+    )
     p.add_argument("--tie-mode", choices=TIE_MODES, default=DEFAULT_TIE_MODE)
-    p.add_argument("--out", type=Path, default=None,
-                   help="--grid: write the table here (.csv or .json)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="--grid: write the table here (.csv or .json)"
+    )
     return p
 
 
@@ -96,27 +138,32 @@ def check_values(algorithm: str, grid: dict[str, list[Any]], fixed: dict[str, An
     specs = get_algorithm(algorithm).param_specs()
     for name, values in {**{k: [v] for k, v in fixed.items()}, **grid}.items():
         if name not in specs:
-            raise ConfigError(f"{algorithm} has no hyperparameter {name!r}; valid: "
-                              f"{', '.join(specs)}")
+            raise ConfigError(
+                f"{algorithm} has no hyperparameter {name!r}; valid: {', '.join(specs)}"
+            )
         for value in values:
             problem = specs[name].problem(value)
             if problem is not None:
                 raise ConfigError(f"{name} = {format_value(value)}: {problem}")
 
 
-def toml_table(label: str, params: dict[str, Any],
-               tuning: dict[str, Any] | str | None = None) -> str:
+def toml_table(
+    label: str, params: dict[str, Any], tuning: dict[str, Any] | str | None = None
+) -> str:
     """``[label]`` (quoted where it is not a bare TOML key, e.g. ``gru4rec@preset``) followed by
     ``name = value`` lines (TOML literals), and the ``tuning`` record the run's tables show
     (``"published"`` or a table; see :func:`benchmark.config.check_tuning`)."""
     bare = all((ch.isascii() and ch.isalnum()) or ch in "-_" for ch in label)
-    lines = [f"[{label}]" if bare else f"[{json.dumps(label)}]",
-             *(f"{k} = {json.dumps(v)}" for k, v in params.items())]
+    lines = [
+        f"[{label}]" if bare else f"[{json.dumps(label)}]",
+        *(f"{k} = {json.dumps(v)}" for k, v in params.items()),
+    ]
     if isinstance(tuning, str):
         lines.append(f"tuning = {json.dumps(tuning)}")
     elif tuning is not None:
-        lines.append("tuning = { " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in tuning.items())
-                     + " }")
+        lines.append(
+            "tuning = { " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in tuning.items()) + " }"
+        )
     return "\n".join(lines)
 
 
@@ -142,8 +189,13 @@ def _load(args: argparse.Namespace):
     from datasets import DATASETS, load_dataset  # imported late: loading data is the slow part
 
     path = None if args.dataset in DATASETS else Path(args.dataset)
-    dataset = load_dataset(args.dataset, data_dir=args.data_dir, clicks=args.clicks,
-                           cache_dir=args.cache_dir, path=path)
+    dataset = load_dataset(
+        args.dataset,
+        data_dir=args.data_dir,
+        clicks=args.clicks,
+        cache_dir=args.cache_dir,
+        path=path,
+    )
     if dataset.valid_train is None or dataset.valid_test is None:
         raise ValueError(f"dataset {dataset.name!r} has no validation split to tune on")
     return dataset
@@ -152,9 +204,15 @@ def _load(args: argparse.Namespace):
 def run_grid(args: argparse.Namespace, fixed: dict[str, Any]) -> int:
     grid = grid_mod.parse_grid(args.grid)
     check_values(args.algorithm, grid, fixed)  # before the (slow) data loading
-    result = grid_mod.grid_search(args.algorithm, _load(args), grid, fixed=fixed,
-                                  objective=args.objective, tie_mode=args.tie_mode,
-                                  epoch_curve=args.epoch_curve)
+    result = grid_mod.grid_search(
+        args.algorithm,
+        _load(args),
+        grid,
+        fixed=fixed,
+        objective=args.objective,
+        tie_mode=args.tie_mode,
+        epoch_curve=args.epoch_curve,
+    )
     print(grid_mod.format_table(result.table))
     print(f"\nbest by {OBJECTIVES[args.objective]} on the validation split of {args.dataset}:")
     tuning = {"method": "grid", "trials": len(result.table), "objective": args.objective}
@@ -185,30 +243,44 @@ def run_study(args: argparse.Namespace, fixed: dict[str, Any]) -> int:
     # An RDB is reached before the (slow) data loading; a journal file is only created after it.
     opened = open_storage(storage, args.heartbeat) if is_url(storage) else None
     dataset = None if no_trials else _load(args)
-    study = open_study(opened or open_storage(storage, args.heartbeat), name, info,
-                       seed=args.seed, prune=not args.no_prune)
+    study = open_study(
+        opened or open_storage(storage, args.heartbeat),
+        name,
+        info,
+        seed=args.seed,
+        prune=not args.no_prune,
+    )
     if args.fail_running:
         failed = fail_dead_trials(study, every_running=True)
         print(f"# marked FAIL: {', '.join(map(str, failed)) or 'no running trial'}")
     if dataset is not None:
-        objective = trial_objective(cls, space, dataset, objective=args.objective,
-                                    tie_mode=args.tie_mode)
+        objective = trial_objective(
+            cls, space, dataset, objective=args.objective, tie_mode=args.tie_mode
+        )
         run_trials(study, objective, args.trials, poll_s=min(5.0, args.heartbeat))
-    picture = draw_study(study, picture_path(storage, args.dataset, args.algorithm),
-                         OBJECTIVES[args.objective])
+    picture = draw_study(
+        study, picture_path(storage, args.dataset, args.algorithm), OBJECTIVES[args.objective]
+    )
     c = counts(study)
-    print(f"# study {name!r} in {storage}: {c['complete']} complete, {c['pruned']} pruned, "
-          f"{c['fail']} failed trials; picture {picture}")
+    print(
+        f"# study {name!r} in {storage}: {c['complete']} complete, {c['pruned']} pruned, "
+        f"{c['fail']} failed trials; picture {picture}"
+    )
     if not c["complete"]:
         print("# no complete trial yet")
         return 0
     best, config = best_config(study)
-    print(f"# best: trial {best.number}, validation {OBJECTIVES[args.objective]} = "
-          f"{best.value:.4f} (recall@20 {best.user_attrs.get('recall@20', float('nan')):.4f}, "
-          f"mrr@20 {best.user_attrs.get('mrr@20', float('nan')):.4f})")
+    print(
+        f"# best: trial {best.number}, validation {OBJECTIVES[args.objective]} = "
+        f"{best.value:.4f} (recall@20 {best.user_attrs.get('recall@20', float('nan')):.4f}, "
+        f"mrr@20 {best.user_attrs.get('mrr@20', float('nan')):.4f})"
+    )
     # A URL may hold a password: the record names the study only.
-    tuning = {"trials": c["complete"] + c["pruned"], "objective": args.objective,
-              "study": name if is_url(storage) else storage}
+    tuning = {
+        "trials": c["complete"] + c["pruned"],
+        "objective": args.objective,
+        "study": name if is_url(storage) else storage,
+    }
     print(toml_table(args.algorithm, config, tuning))
     return 0
 

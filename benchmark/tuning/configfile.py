@@ -25,8 +25,13 @@ from benchmark.tuning.cli import toml_table
 from benchmark.tuning.space import SEARCH_DIR
 from benchmark.tuning.study import OBJECTIVES, best_config, counts, journal_studies
 
-PUBLISHED_ITEM_KNN = {"n_sims": 100, "reg_lambda": 20.0, "alpha": 0.5, "counting": "session",
-                      "include_self": False}
+PUBLISHED_ITEM_KNN = {
+    "n_sims": 100,
+    "reg_lambda": 20.0,
+    "alpha": 0.5,
+    "counting": "session",
+    "include_self": False,
+}
 """Item-KNN as the GRU4Rec papers report it (docs/PROTOCOL.md)."""
 
 PUBLISHED_GRU4REC = {"diginetica": "diginetica-bprmax-paramfile"}
@@ -72,23 +77,33 @@ def study_table(path: Path, dataset: str, trials: int) -> tuple[str, str, str]:
     c = counts(study)
     finished = c["complete"] + c["pruned"]
     if finished != trials:
-        fix = (f"python -m benchmark.tune --dataset {dataset} --algorithm {algorithm} --trials "
-               f"{trials} completes it" if finished < trials else "more than the others had")
-        raise BudgetError(f"{path}: study {study.study_name!r} holds {finished} finished trials, "
-                          f"not the budget of {trials} ({fix})")
+        fix = (
+            f"python -m benchmark.tune --dataset {dataset} --algorithm {algorithm} --trials "
+            f"{trials} completes it"
+            if finished < trials
+            else "more than the others had"
+        )
+        raise BudgetError(
+            f"{path}: study {study.study_name!r} holds {finished} finished trials, "
+            f"not the budget of {trials} ({fix})"
+        )
     objective = {v: k for k, v in OBJECTIVES.items()}.get(study.user_attrs.get("objective"))
     if objective is None:
-        raise ValueError(f"{path}: study {study.study_name!r} records no known objective "
-                         f"({study.user_attrs.get('objective')!r})")
+        raise ValueError(
+            f"{path}: study {study.study_name!r} records no known objective "
+            f"({study.user_attrs.get('objective')!r})"
+        )
     best, config = best_config(study)
     row = f"{algorithm}-tuned" if algorithm == "item-knn" else algorithm
     params = {"algorithm": algorithm, **config} if row != algorithm else config
     tuning = {"trials": finished, "objective": objective, "study": str(path)}
-    comment = (f"# {row}: python -m benchmark.tune --dataset {dataset} --data-dir ../shared/data "
-               f"--algorithm {algorithm} --trials {trials}\n"
-               f"# ({c['complete']} complete, {c['pruned']} pruned; best: trial {best.number}, "
-               f"validation MRR@20 {best.user_attrs['mrr@20']:.4f}, "
-               f"Recall@20 {best.user_attrs['recall@20']:.4f}).\n")
+    comment = (
+        f"# {row}: python -m benchmark.tune --dataset {dataset} --data-dir ../shared/data "
+        f"--algorithm {algorithm} --trials {trials}\n"
+        f"# ({c['complete']} complete, {c['pruned']} pruned; best: trial {best.number}, "
+        f"validation MRR@20 {best.user_attrs['mrr@20']:.4f}, "
+        f"Recall@20 {best.user_attrs['recall@20']:.4f}).\n"
+    )
     return algorithm, objective, comment + toml_table(row, params, tuning)
 
 
@@ -102,26 +117,35 @@ def config_text(folder: Path, dataset: str, trials: int, search_dir: Path = SEAR
     tables = {algorithm: text for algorithm, _, text in studies}
     missing = sorted({p.stem for p in search_dir.glob("*.toml")} - set(tables))
     if missing:
-        raise BudgetError(f"no study in {folder / dataset} for {', '.join(missing)} (every "
-                          f"algorithm with a search space in {search_dir} is tuned)")
+        raise BudgetError(
+            f"no study in {folder / dataset} for {', '.join(missing)} (every "
+            f"algorithm with a search space in {search_dir} is tuned)"
+        )
     metric = " / ".join(sorted({OBJECTIVE_NAMES[objective] for _, objective, _ in studies}))
     order = sorted(tables, key=lambda a: (ORDER.index(a) if a in ORDER else len(ORDER), a))
     paramfile = PUBLISHED_GRU4REC.get(dataset, DEFAULT_GRU4REC)
-    parts = [HEADER.format(dataset=dataset, trials=trials, metric=metric)
-             + toml_table("item-knn", PUBLISHED_ITEM_KNN, "published"),
-             *(tables[a] for a in order),
-             "# GRU4Rec with the authors' published paramfile for this data "
-             "(configs/presets/gru4rec.toml).\n"
-             + toml_table(f"gru4rec@{paramfile}", {}, "published")]
+    parts = [
+        HEADER.format(dataset=dataset, trials=trials, metric=metric)
+        + toml_table("item-knn", PUBLISHED_ITEM_KNN, "published"),
+        *(tables[a] for a in order),
+        "# GRU4Rec with the authors' published paramfile for this data "
+        "(configs/presets/gru4rec.toml).\n" + toml_table(f"gru4rec@{paramfile}", {}, "published"),
+    ]
     return "\n\n".join(parts) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmark.tuning.configfile",
-                                description="Print a dataset's config from its studies.")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmark.tuning.configfile",
+        description="Print a dataset's config from its studies.",
+    )
     p.add_argument("--dataset", required=True, help="the folder name under --folder")
-    p.add_argument("--trials", type=int, required=True,
-                   help="the dataset's budget: every study must hold this many finished trials")
+    p.add_argument(
+        "--trials",
+        type=int,
+        required=True,
+        help="the dataset's budget: every study must hold this many finished trials",
+    )
     p.add_argument("--folder", type=Path, default=Path("results") / "tune")
     args = p.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -18,9 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.evaluator import DEFAULT_TIE_MODE
 from algorithms.base import SessionRecommender
 from benchmark.config import renamed_hint
+from benchmark.evaluator import DEFAULT_TIE_MODE
 from benchmark.registry import get_algorithm
 from benchmark.tuning.study import OBJECTIVES, epoch_reporter, validation_scores
 from datasets.sessions import Dataset
@@ -67,12 +67,19 @@ def expand(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
 def check_params(cls: type[SessionRecommender], names: list[str], algorithm: str) -> None:
     unknown = sorted(set(names) - set(cls.param_names()))
     if unknown:
-        raise ValueError(f"unknown hyperparameter(s) {', '.join(unknown)} for {algorithm}; "
-                         f"{renamed_hint(cls, unknown)}valid: {', '.join(cls.param_names())}")
+        raise ValueError(
+            f"unknown hyperparameter(s) {', '.join(unknown)} for {algorithm}; "
+            f"{renamed_hint(cls, unknown)}valid: {', '.join(cls.param_names())}"
+        )
 
 
-def score_setting(cls: type[SessionRecommender], params: dict[str, Any], dataset: Dataset,
-                  tie_mode: str, epoch_curve: bool = False) -> dict[str, Any]:
+def score_setting(
+    cls: type[SessionRecommender],
+    params: dict[str, Any],
+    dataset: Dataset,
+    tie_mode: str,
+    epoch_curve: bool = False,
+) -> dict[str, Any]:
     """Fit on valid_train, score valid_test; the row of the results table. With
     ``epoch_curve`` the row adds the validation Recall@20 after every epoch."""
     model = cls(**params)
@@ -82,17 +89,28 @@ def score_setting(cls: type[SessionRecommender], params: dict[str, Any], dataset
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
     scores = validation_scores(model, dataset.valid_test, tie_mode)
-    row = {**params, **scores, "fit_s": round(fit_s, 2),
-           "eval_s": round(time.perf_counter() - start, 2)}
+    row = {
+        **params,
+        **scores,
+        "fit_s": round(fit_s, 2),
+        "eval_s": round(time.perf_counter() - start, 2),
+    }
     if epoch_curve:
         curve = [h.get("valid_recall20") for h in getattr(model, "history_", [])]
         row["recall@20_by_epoch"] = " ".join(f"{r:.4f}" for r in curve if r is not None)
     return row
 
 
-def grid_search(algorithm: str, dataset: Dataset, grid: dict[str, list[Any]], *,
-                fixed: dict[str, Any] | None = None, objective: str = "mrr",
-                tie_mode: str = DEFAULT_TIE_MODE, epoch_curve: bool = False) -> GridResult:
+def grid_search(
+    algorithm: str,
+    dataset: Dataset,
+    grid: dict[str, list[Any]],
+    *,
+    fixed: dict[str, Any] | None = None,
+    objective: str = "mrr",
+    tie_mode: str = DEFAULT_TIE_MODE,
+    epoch_curve: bool = False,
+) -> GridResult:
     """Try every grid setting (on top of ``fixed``) on the validation split; pick the best
     by ``objective`` (ties broken by the other metric, then by grid order)."""
     if dataset.valid_train is None or dataset.valid_test is None:

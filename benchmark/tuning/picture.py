@@ -17,12 +17,24 @@ def draw_study(study: optuna.Study, path: Path, objective: str) -> Path:
     pruned = [t for t in trials if t.state == TrialState.PRUNED and t.intermediate_values]
     fig = Figure(figsize=(7, 4), dpi=120)
     ax = fig.subplots()
-    ax.scatter([t.number for t in complete], [t.value for t in complete], s=18, color="C0",
-               label="trial", zorder=3)
+    ax.scatter(
+        [t.number for t in complete],
+        [t.value for t in complete],
+        s=18,
+        color="C0",
+        label="trial",
+        zorder=3,
+    )
     if pruned:
-        ax.scatter([t.number for t in pruned],
-                   [t.intermediate_values[max(t.intermediate_values)] for t in pruned],
-                   marker="x", s=18, color="0.55", label="pruned (last report)", zorder=2)
+        ax.scatter(
+            [t.number for t in pruned],
+            [t.intermediate_values[max(t.intermediate_values)] for t in pruned],
+            marker="x",
+            s=18,
+            color="0.55",
+            label="pruned (last report)",
+            zorder=2,
+        )
     best, xs, ys = float("-inf"), [], []
     for t in complete:
         best = max(best, t.value)
@@ -33,8 +45,11 @@ def draw_study(study: optuna.Study, path: Path, objective: str) -> Path:
         ys.append(best)
         ax.step(xs, ys, where="post", color="C3", label=f"best so far ({best:.4f})")
     n_failed = sum(t.state == TrialState.FAIL for t in trials)
-    ax.set_title(f"{study.study_name}: {len(complete)} complete, {len(pruned)} pruned"
-                 + (f", {n_failed} failed" if n_failed else ""), fontsize=10)
+    ax.set_title(
+        f"{study.study_name}: {len(complete)} complete, {len(pruned)} pruned"
+        + (f", {n_failed} failed" if n_failed else ""),
+        fontsize=10,
+    )
     ax.set_xlabel("trial")
     ax.set_ylabel(f"validation {objective}")
     ax.grid(alpha=0.3)

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmark.config import ConfigError, read_toml
 from algorithms.params import Spec, format_value
+from benchmark.config import ConfigError, read_toml
 
 SEARCH_DIR = Path(__file__).resolve().parents[2] / "configs" / "search"
 KINDS = ("float", "int", "choice")
@@ -66,8 +66,9 @@ class Dimension:
         if self.kind == "float":
             return trial.suggest_float(self.name, self.low, self.high, log=self.log, step=self.step)
         if self.kind == "int":
-            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log,
-                                     step=int(self.step or 1))
+            return trial.suggest_int(
+                self.name, int(self.low), int(self.high), log=self.log, step=int(self.step or 1)
+            )
         if all(isinstance(c, _SCALARS) for c in self.choices):
             return trial.suggest_categorical(self.name, list(self.choices))
         # Optuna stores scalars only: lists (layer sizes) are drawn by their TOML text.
@@ -97,18 +98,32 @@ class SearchSpace:
 
     def with_fixed(self, fixed: dict[str, Any]) -> SearchSpace:
         """The space with these values fixed too (a fixed parameter is no longer searched)."""
-        return SearchSpace(self.algorithm, {**self.fixed, **fixed},
-                           tuple(d for d in self.dimensions if d.name not in fixed),
-                           self.report_every, self.source)
+        return SearchSpace(
+            self.algorithm,
+            {**self.fixed, **fixed},
+            tuple(d for d in self.dimensions if d.name not in fixed),
+            self.report_every,
+            self.source,
+        )
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able summary, recorded with the study so a resumed study can be compared."""
-        return {"fixed": self.fixed,
-                "params": {d.name: {"kind": d.kind, "low": d.low, "high": d.high, "log": d.log,
-                                    "step": d.step, "choices": list(d.choices),
-                                    "when": {k: list(v) for k, v in d.when.items()},
-                                    "otherwise": d.otherwise if d.has_otherwise else None}
-                           for d in self.dimensions}}
+        return {
+            "fixed": self.fixed,
+            "params": {
+                d.name: {
+                    "kind": d.kind,
+                    "low": d.low,
+                    "high": d.high,
+                    "log": d.log,
+                    "step": d.step,
+                    "choices": list(d.choices),
+                    "when": {k: list(v) for k, v in d.when.items()},
+                    "otherwise": d.otherwise if d.has_otherwise else None,
+                }
+                for d in self.dimensions
+            },
+        }
 
 
 def space_path(algorithm: str, search_dir: Path = SEARCH_DIR) -> Path:
@@ -120,17 +135,21 @@ def load_space(algorithm: str, specs: dict[str, Spec], path: Path | None = None)
     checked against the algorithm's hyperparameter ``specs``; ConfigError naming file and key."""
     path = path or space_path(algorithm)
     if not path.is_file():
-        raise ConfigError(f"no search space for {algorithm}: {path} does not exist "
-                          f"(write one, see benchmark/tuning/space.py, or use --grid)")
+        raise ConfigError(
+            f"no search space for {algorithm}: {path} does not exist "
+            f"(write one, see benchmark/tuning/space.py, or use --grid)"
+        )
     return parse_space(algorithm, read_toml(path), specs, str(path))
 
 
-def parse_space(algorithm: str, raw: dict[str, Any], specs: dict[str, Spec],
-                source: str) -> SearchSpace:
+def parse_space(
+    algorithm: str, raw: dict[str, Any], specs: dict[str, Spec], source: str
+) -> SearchSpace:
     unknown = sorted(set(raw) - {"fixed", "params", "tuning"})
     if unknown:
-        raise ConfigError(f"{source}: unknown table(s) {', '.join(unknown)}; "
-                          "valid: [fixed], [params], [tuning]")
+        raise ConfigError(
+            f"{source}: unknown table(s) {', '.join(unknown)}; valid: [fixed], [params], [tuning]"
+        )
     fixed = dict(raw.get("fixed", {}))
     for name, value in fixed.items():
         _check_value(source, f"[fixed] {name}", specs, name, value)
@@ -145,16 +164,21 @@ def parse_space(algorithm: str, raw: dict[str, Any], specs: dict[str, Spec],
     tuning = dict(raw.get("tuning", {}))
     report_every = tuning.pop("report_every", 1)
     if tuning:
-        raise ConfigError(f"{source}: [tuning] has unknown key(s) {', '.join(sorted(tuning))}; "
-                          "valid: report_every")
+        raise ConfigError(
+            f"{source}: [tuning] has unknown key(s) {', '.join(sorted(tuning))}; "
+            "valid: report_every"
+        )
     if isinstance(report_every, bool) or not isinstance(report_every, int) or report_every < 0:
-        raise ConfigError(f"{source}: [tuning] report_every = {format_value(report_every)}: "
-                          "must be an integer >= 0")
+        raise ConfigError(
+            f"{source}: [tuning] report_every = {format_value(report_every)}: "
+            "must be an integer >= 0"
+        )
     return SearchSpace(algorithm, fixed, tuple(dims), report_every, source)
 
 
-def _dimension(source: str, name: str, entry: Any, specs: dict[str, Spec],
-               known: set[str]) -> Dimension:
+def _dimension(
+    source: str, name: str, entry: Any, specs: dict[str, Spec], known: set[str]
+) -> Dimension:
     where = f"{source}: [params] {name}"
     if name not in specs:
         raise ConfigError(f"{where}: no such hyperparameter; valid: {', '.join(specs)}")
@@ -170,11 +194,15 @@ def _dimension(source: str, name: str, entry: Any, specs: dict[str, Spec],
     has_otherwise = "otherwise" in entry
     otherwise = entry.pop("otherwise", None)
     if entry:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(entry))}; "
-                          "valid: float/int/choice, log, step, when, otherwise")
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(sorted(entry))}; "
+            "valid: float/int/choice, log, step, when, otherwise"
+        )
     if not isinstance(when, dict) or any(k not in known for k in when):
-        raise ConfigError(f"{where}: when = {when!r} must name earlier searched or fixed "
-                          f"parameters ({', '.join(sorted(known)) or 'none yet'})")
+        raise ConfigError(
+            f"{where}: when = {when!r} must name earlier searched or fixed "
+            f"parameters ({', '.join(sorted(known)) or 'none yet'})"
+        )
     conditions = {k: tuple(v) if isinstance(v, list) else (v,) for k, v in when.items()}
     if has_otherwise:
         if not conditions:
@@ -189,8 +217,11 @@ def _dimension(source: str, name: str, entry: Any, specs: dict[str, Spec],
         if log or step is not None:
             raise ConfigError(f"{where}: log and step apply to float and int ranges only")
         return Dimension(name, kind, choices=tuple(spread), **extra)
-    numbers_ok = (isinstance(spread, list) and len(spread) == 2
-                  and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in spread))
+    numbers_ok = (
+        isinstance(spread, list)
+        and len(spread) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in spread)
+    )
     if not numbers_ok or not spread[0] < spread[1]:
         raise ConfigError(f"{where}: {kind} = {spread!r} must be [low, high] with low < high")
     low, high = spread
@@ -198,15 +229,19 @@ def _dimension(source: str, name: str, entry: Any, specs: dict[str, Spec],
         raise ConfigError(f"{where}: int bounds must be integers, got {spread!r}")
     if log and (low <= 0 or step is not None):
         raise ConfigError(f"{where}: a log range needs low > 0 and no step")
-    if step is not None and (not isinstance(step, (int, float)) or not step > 0
-                             or (kind == "int" and not isinstance(step, int))):
+    if step is not None and (
+        not isinstance(step, (int, float))
+        or not step > 0
+        or (kind == "int" and not isinstance(step, int))
+    ):
         raise ConfigError(f"{where}: step = {step!r} must be a positive number (integer for int)")
     for value in (low, high) if kind == "int" else (float(low), float(high)):
         if kind == "float" and not math.isfinite(value):
             raise ConfigError(f"{where}: bounds must be finite")
         _check_value(source, f"[params] {name} bound", specs, name, value)
-    return Dimension(name, kind, float(low), float(high), bool(log),
-                     None if step is None else step, **extra)
+    return Dimension(
+        name, kind, float(low), float(high), bool(log), None if step is None else step, **extra
+    )
 
 
 def _check_value(source: str, where: str, specs: dict[str, Spec], name: str, value: Any) -> None:

@@ -35,8 +35,8 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from benchmark.evaluator import DEFAULT_TIE_MODE, evaluate
 from algorithms.base import SessionRecommender
+from benchmark.evaluator import DEFAULT_TIE_MODE, evaluate
 from benchmark.metrics import mrr_at, recall_at
 from benchmark.registry import ALGORITHMS, get_algorithm
 from benchmark.tuning.space import SearchSpace
@@ -77,8 +77,9 @@ def open_storage(storage: str, heartbeat: int = 60) -> optuna.storages.BaseStora
     else a journal file at that path (created with its folder)."""
     if is_url(storage):
         with _quiet():
-            return RDBStorage(storage, heartbeat_interval=heartbeat,
-                              heartbeat_stale_trial_callback=_retry())
+            return RDBStorage(
+                storage, heartbeat_interval=heartbeat, heartbeat_stale_trial_callback=_retry()
+            )
     path = Path(storage)
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
@@ -107,8 +108,9 @@ class TrialSeededTPE(optuna.samplers.TPESampler):
 def make_sampler(seed: int) -> optuna.samplers.BaseSampler:
     # constant_liar: running trials count as bad, so parallel workers spread out.
     with _quiet():  # multivariate and group: conditional parameters are sampled jointly
-        return TrialSeededTPE(seed, n_startup_trials=10, constant_liar=True, multivariate=True,
-                              group=True)
+        return TrialSeededTPE(
+            seed, n_startup_trials=10, constant_liar=True, multivariate=True, group=True
+        )
 
 
 def make_pruner(enabled: bool) -> optuna.pruners.BasePruner:
@@ -127,43 +129,70 @@ class StudyInfo:
     space: dict[str, Any]
 
     def attrs(self) -> dict[str, Any]:
-        return {"algorithm": self.algorithm, "dataset": self.dataset,
-                "objective": self.objective, "space": json.dumps(self.space, sort_keys=True)}
+        return {
+            "algorithm": self.algorithm,
+            "dataset": self.dataset,
+            "objective": self.objective,
+            "space": json.dumps(self.space, sort_keys=True),
+        }
 
 
-def open_study(storage: optuna.storages.BaseStorage, name: str, info: StudyInfo, *, seed: int,
-               prune: bool = True) -> optuna.Study:
+def open_study(
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    info: StudyInfo,
+    *,
+    seed: int,
+    prune: bool = True,
+) -> optuna.Study:
     """Create the study, or load it and refuse it if it searches something else. An existing
     study is loaded, not created again: on a journal file a create writes a record even when the
     study exists, and drawing a committed study must leave its journal as it was."""
     try:
-        study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(seed),
-                                  pruner=make_pruner(prune))
+        study = optuna.load_study(
+            study_name=name, storage=storage, sampler=make_sampler(seed), pruner=make_pruner(prune)
+        )
     except KeyError:  # not there yet (another worker may create it meanwhile: load_if_exists)
-        study = optuna.create_study(storage=storage, study_name=name, direction="maximize",
-                                    sampler=make_sampler(seed), pruner=make_pruner(prune),
-                                    load_if_exists=True)
+        study = optuna.create_study(
+            storage=storage,
+            study_name=name,
+            direction="maximize",
+            sampler=make_sampler(seed),
+            pruner=make_pruner(prune),
+            load_if_exists=True,
+        )
     held = study.user_attrs
     for key, value in info.attrs().items():
         if key not in held:
             study.set_user_attr(key, value)
-        elif held[key] != value and not (key == "space" and
-                                         migrated_space(held[key], info.algorithm) == value):
+        elif held[key] != value and not (
+            key == "space" and migrated_space(held[key], info.algorithm) == value
+        ):
             shown = "the search space" if key == "space" else f"{key} {held[key]!r}"
-            raise ValueError(f"study {name!r} holds trials for {shown}, not {value!r}: "
-                             "use another --study name or --storage")
+            raise ValueError(
+                f"study {name!r} holds trials for {shown}, not {value!r}: "
+                "use another --study name or --storage"
+            )
     return study
 
 
-def validation_scores(model: SessionRecommender, valid: Sessions,
-                      tie_mode: str = DEFAULT_TIE_MODE) -> dict[str, float]:
+def validation_scores(
+    model: SessionRecommender, valid: Sessions, tie_mode: str = DEFAULT_TIE_MODE
+) -> dict[str, float]:
     ranks = evaluate(model, valid, tie_mode=tie_mode, progress=False).rank
-    return {OBJECTIVES["mrr"]: mrr_at(ranks, CUTOFF), OBJECTIVES["recall"]: recall_at(ranks, CUTOFF)}
+    return {
+        OBJECTIVES["mrr"]: mrr_at(ranks, CUTOFF),
+        OBJECTIVES["recall"]: recall_at(ranks, CUTOFF),
+    }
 
 
-def epoch_reporter(valid: Sessions, every: int, tie_mode: str,
-                   trial: optuna.Trial | None = None,
-                   objective: str = "mrr") -> Callable[[SessionRecommender, int], dict[str, float]]:
+def epoch_reporter(
+    valid: Sessions,
+    every: int,
+    tie_mode: str,
+    trial: optuna.Trial | None = None,
+    objective: str = "mrr",
+) -> Callable[[SessionRecommender, int], dict[str, float]]:
     """An ``on_epoch`` callback scoring the validation split every ``every`` epochs; with a trial,
     it reports the objective and raises ``optuna.TrialPruned`` when the pruner says so."""
 
@@ -225,11 +254,19 @@ def fail_dead_trials(study: optuna.Study, *, every_running: bool = False) -> lis
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker got there first
         retries = len(trial.system_attrs.get("retry_history", []))
-        who = "its worker was declared gone" if worker is None or every_running else \
-            f"its worker (pid {worker['pid']}) is gone"
-        log.warning("trial %d: %s; marked FAIL and %s", trial.number, who,
-                    "queued again" if retries < MAX_RETRY
-                    else f"given up (already retried {retries} time(s))")
+        who = (
+            "its worker was declared gone"
+            if worker is None or every_running
+            else f"its worker (pid {worker['pid']}) is gone"
+        )
+        log.warning(
+            "trial %d: %s; marked FAIL and %s",
+            trial.number,
+            who,
+            "queued again"
+            if retries < MAX_RETRY
+            else f"given up (already retried {retries} time(s))",
+        )
         _retry()(study, storage.get_trial(trial._trial_id))
         failed.append(trial.number)
     return failed
@@ -238,8 +275,10 @@ def fail_dead_trials(study: optuna.Study, *, every_running: bool = False) -> lis
 def journal_studies(path: Path) -> list[optuna.Study]:
     """Every study held in the journal file ``path`` (read, never written)."""
     storage = open_storage(str(path))
-    return [optuna.load_study(study_name=summary.study_name, storage=storage)
-            for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    return [
+        optuna.load_study(study_name=summary.study_name, storage=storage)
+        for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)
+    ]
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
@@ -247,8 +286,13 @@ def counts(study: optuna.Study) -> dict[str, int]:
     return {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState}
 
 
-def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int,
-               *, poll_s: float = 5.0) -> None:
+def run_trials(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], float],
+    n_trials: int,
+    *,
+    poll_s: float = 5.0,
+) -> None:
     """Run trials until the study holds ``n_trials`` finished ones (all workers together).
 
     While the remaining budget is taken by other workers' running trials, wait: one of them may
@@ -260,8 +304,9 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
         c = counts(study)
         done = c["complete"] + c["pruned"]
         if done >= n_trials:
-            log.info("study %r holds %d finished trials (budget %d)", study.study_name, done,
-                     n_trials)
+            log.info(
+                "study %r holds %d finished trials (budget %d)", study.study_name, done, n_trials
+            )
             return
         if done + c["running"] >= n_trials:
             if not waiting_logged:
@@ -282,9 +327,15 @@ def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
         study.optimize(claimed, n_trials=1, catch=(SurplusTrial,), gc_after_trial=True)
 
 
-def trial_objective(cls: type[SessionRecommender], space: SearchSpace, dataset: Dataset, *,
-                    objective: str = "mrr", tie_mode: str = DEFAULT_TIE_MODE,
-                    fixed: dict[str, Any] | None = None) -> Callable[[optuna.Trial], float]:
+def trial_objective(
+    cls: type[SessionRecommender],
+    space: SearchSpace,
+    dataset: Dataset,
+    *,
+    objective: str = "mrr",
+    tie_mode: str = DEFAULT_TIE_MODE,
+    fixed: dict[str, Any] | None = None,
+) -> Callable[[optuna.Trial], float]:
     """The objective of one trial: draw a setting, fit on valid_train, score valid_test."""
 
     def run(trial: optuna.Trial) -> float:
@@ -292,8 +343,9 @@ def trial_objective(cls: type[SessionRecommender], space: SearchSpace, dataset: 
         trial.set_user_attr("config", params)
         log.info("trial %d: %s", trial.number, params)
         model = cls(**params)
-        on_epoch = epoch_reporter(dataset.valid_test, space.report_every, tie_mode, trial,
-                                  objective)
+        on_epoch = epoch_reporter(
+            dataset.valid_test, space.report_every, tie_mode, trial, objective
+        )
         start = time.perf_counter()
         model.fit(dataset.valid_train, valid=dataset.valid_test, on_epoch=on_epoch)
         trial.set_user_attr("fit_s", round(time.perf_counter() - start, 2))

@@ -46,14 +46,27 @@ def read_journal(path: Path) -> list[StudyLine]:
         c = counts(study)
         try:
             best, _ = best_config(study)
-            number, mrr, recall = (best.number, best.user_attrs.get("mrr@20"),
-                                   best.user_attrs.get("recall@20"))
+            number, mrr, recall = (
+                best.number,
+                best.user_attrs.get("mrr@20"),
+                best.user_attrs.get("recall@20"),
+            )
         except ValueError:  # no complete trial yet
             number = mrr = recall = None
-        lines.append(StudyLine(attrs.get("dataset", path.parent.name),
-                               attrs.get("algorithm", path.stem), study.study_name,
-                               c["complete"], c["pruned"], c["fail"], c["running"], number, mrr,
-                               recall))
+        lines.append(
+            StudyLine(
+                attrs.get("dataset", path.parent.name),
+                attrs.get("algorithm", path.stem),
+                study.study_name,
+                c["complete"],
+                c["pruned"],
+                c["fail"],
+                c["running"],
+                number,
+                mrr,
+                recall,
+            )
+        )
     return lines
 
 
@@ -68,13 +81,33 @@ def table(lines: list[StudyLine], budget: dict[str, int] | None = None) -> str:
     def num(x: float | None) -> str:
         return "–" if x is None else f"{x:.4f}"
 
-    rows = [[s.dataset, s.algorithm,
-             f"{s.finished} / {budget[s.dataset]}" if s.dataset in budget else str(s.finished),
-             s.complete, s.pruned, s.failed, s.running,
-             "–" if s.best_trial is None else s.best_trial, num(s.mrr), num(s.recall)]
-            for s in lines]
-    headers = ["dataset", "algorithm", "finished trials", "complete", "pruned", "failed",
-               "running", "best trial", "valid MRR@20", "valid Recall@20"]
+    rows = [
+        [
+            s.dataset,
+            s.algorithm,
+            f"{s.finished} / {budget[s.dataset]}" if s.dataset in budget else str(s.finished),
+            s.complete,
+            s.pruned,
+            s.failed,
+            s.running,
+            "–" if s.best_trial is None else s.best_trial,
+            num(s.mrr),
+            num(s.recall),
+        ]
+        for s in lines
+    ]
+    headers = [
+        "dataset",
+        "algorithm",
+        "finished trials",
+        "complete",
+        "pruned",
+        "failed",
+        "running",
+        "best trial",
+        "valid MRR@20",
+        "valid Recall@20",
+    ]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
@@ -83,18 +116,24 @@ def _budget(items: list[str]) -> dict[str, int]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not value.isdigit() or int(value) < 1:
-            raise ValueError(f"--budget {item!r}: expected DATASET=N with N >= 1, e.g. "
-                             "rsc15-64=30")
+            raise ValueError(f"--budget {item!r}: expected DATASET=N with N >= 1, e.g. rsc15-64=30")
         budget[name] = int(value)
     return budget
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmark.tuning.summary",
-                                description="One line per study journal under a folder.")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmark.tuning.summary",
+        description="One line per study journal under a folder.",
+    )
     p.add_argument("folder", nargs="?", type=Path, default=Path("results") / "tune")
-    p.add_argument("--budget", nargs="*", default=[], metavar="DATASET=N",
-                   help="show finished trials against each dataset's budget")
+    p.add_argument(
+        "--budget",
+        nargs="*",
+        default=[],
+        metavar="DATASET=N",
+        help="show finished trials against each dataset's budget",
+    )
     args = p.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
