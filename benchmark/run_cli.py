@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                 )
                 # every dataset is checked before the first runs
                 plans.append(dataclasses.replace(plan(options), cutoffs_given=cutoffs_given))
-        run_dirs = [run(p.options, command=command_line(), prepared=p) for p in plans]
+        run_dirs = [run(p, command=command_line()) for p in plans]
         summary_dir = None
         if len(run_dirs) > 1:  # one folder per invocation: concurrent runs never share one
             from benchmark.report.render import summarize

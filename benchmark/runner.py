@@ -37,7 +37,7 @@ import pandas as pd
 from benchmark.config import PROJECT_ROOT, AlgorithmSpec, ConfigError
 from benchmark.evaluator import Predictions, evaluate
 from benchmark.metrics import compute_metrics
-from benchmark.options import Plan, RunOptions, plan, show_option
+from benchmark.options import Plan, RunOptions, show_option
 from benchmark.resources import measure
 from datasets import io, load_dataset
 from datasets.errors import DataError
@@ -47,18 +47,16 @@ log = logging.getLogger(__name__)
 
 
 def run(
-    options: RunOptions,
+    prepared: Plan,
     *,
-    resume: Path | None = None,
     command: str = "",
-    prepared: Plan | None = None,
 ) -> Path:
-    """Run (or resume) one dataset and return its run directory.
+    """Carry out one plan, a new run or a resumed one, and return its run directory.
 
-    Everything that needs no data is checked first (:func:`plan`); a run directory is created
+    Everything that needs no data was checked when the plan was made (:func:`plan`, which the
+    command line calls for every dataset before the first runs); a run directory is created
     only once the data is loaded and checked too.
     """
-    prepared = prepared or plan(options, resume=resume)
     options, specs, record = prepared.options, prepared.specs, prepared.record
     run_dir = prepared.resume
     if run_dir is not None:

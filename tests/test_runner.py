@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 import benchmark.runner as runner
+from benchmark.options import plan
 from benchmark.runner import RunOptions, prediction_frame, run
 from datasets import io
 from datasets.sessions import UNKNOWN, Dataset, from_lists
@@ -51,7 +52,7 @@ def test_prediction_frame_lists_every_target_once(tiny):
 
 
 def test_run_writes_a_complete_run_directory(tiny, tmp_path):
-    run_dir = run(options(tmp_path), command="test")
+    run_dir = run(plan(options(tmp_path)), command="test")
     assert run_dir.parent == tmp_path / "out" / "tiny"
     for name in (
         "run.json",
@@ -81,7 +82,7 @@ def test_run_writes_a_complete_run_directory(tiny, tmp_path):
 
 
 def test_killed_run_resumes_to_the_same_metrics(tiny, tmp_path, monkeypatch):
-    reference = pd.read_csv(run(options(tmp_path / "a"), command="test") / "metrics.csv")
+    reference = pd.read_csv(run(plan(options(tmp_path / "a")), command="test") / "metrics.csv")
 
     fits = []
     real_evaluate = runner.evaluate
@@ -94,7 +95,7 @@ def test_killed_run_resumes_to_the_same_metrics(tiny, tmp_path, monkeypatch):
 
     monkeypatch.setattr(runner, "evaluate", dying_evaluate)
     with pytest.raises(KeyboardInterrupt):
-        run(options(tmp_path / "b"), command="test")
+        run(plan(options(tmp_path / "b")), command="test")
     (run_dir,) = (tmp_path / "b" / "out" / "tiny").iterdir()
     assert (run_dir / "done" / "pop.json").is_file()
     assert not (run_dir / "done" / "spop.json").exists()
@@ -104,7 +105,7 @@ def test_killed_run_resumes_to_the_same_metrics(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(
         runner, "evaluate", lambda m, *a, **k: (fits.append(m.name), real_evaluate(m, *a, **k))[1]
     )
-    run(RunOptions(dataset=""), resume=run_dir, command="test --resume")
+    run(plan(RunOptions(dataset=""), resume=run_dir), command="test --resume")
     assert fits == ["spop", "item-knn"]  # pop was reused, not redone
     [resumed_by] = io.read_json(run_dir / "run.json")["resumed"]
     assert resumed_by["command"] == "test --resume" and resumed_by["at"] and resumed_by["code"]
@@ -133,7 +134,7 @@ def test_a_run_killed_inside_a_gru4rec_fit_resumes_after_its_last_epoch(
             config=config,
         )
 
-    reference = pd.read_csv(run(gru_options("a"), command="test") / "metrics.csv")
+    reference = pd.read_csv(run(plan(gru_options("a")), command="test") / "metrics.csv")
     real_epoch_values = recommender.epoch_values
     epochs = []
 
@@ -145,7 +146,7 @@ def test_a_run_killed_inside_a_gru4rec_fit_resumes_after_its_last_epoch(
 
     monkeypatch.setattr(recommender, "epoch_values", dying_epoch_values)
     with pytest.raises(KeyboardInterrupt):
-        run(gru_options("b"), command="test")
+        run(plan(gru_options("b")), command="test")
     (run_dir,) = (tmp_path / "b" / "tiny").iterdir()
     assert [p.name for p in (run_dir / "training").iterdir()] == ["gru4rec.seed0.pt"]
 
@@ -158,7 +159,7 @@ def test_a_run_killed_inside_a_gru4rec_fit_resumes_after_its_last_epoch(
             real_epoch_values(on_epoch, model, epoch),
         )[1],
     )
-    run(RunOptions(dataset=""), resume=run_dir, command="test --resume")
+    run(plan(RunOptions(dataset=""), resume=run_dir), command="test --resume")
     assert epochs == [3, 4]  # epochs 1 and 2 came from the training state
     assert not (run_dir / "training").exists()  # removed once the algorithm was done
     resumed = pd.read_csv(run_dir / "metrics.csv")
@@ -168,7 +169,7 @@ def test_a_run_killed_inside_a_gru4rec_fit_resumes_after_its_last_epoch(
 
 
 def test_resume_refuses_changed_data(tiny, tmp_path, monkeypatch):
-    run_dir = run(options(tmp_path, ["pop"]), command="test")
+    run_dir = run(plan(options(tmp_path, ["pop"])), command="test")
     other = tiny_dataset()
     other = Dataset(
         name="tiny",
@@ -178,16 +179,13 @@ def test_resume_refuses_changed_data(tiny, tmp_path, monkeypatch):
     )
     monkeypatch.setattr(runner, "load_dataset", lambda name, **kw: other)
     with pytest.raises(runner.ConfigError, match="data changed"):
-        run(RunOptions(dataset=""), resume=run_dir)
+        run(plan(RunOptions(dataset=""), resume=run_dir))
 
 
 def test_seeds_repeat_only_stochastic_algorithms(tiny, tmp_path):
     opts = options(tmp_path, ["pop", "bpr-mf"])
     opts.seeds = 2
-    run_dir = run(
-        opts,
-        command="test",
-    )
+    run_dir = run(plan(opts), command="test")
     seeds = pd.read_csv(run_dir / "seeds.csv")
     assert sorted(seeds.query("algorithm == 'bpr-mf'")["seed"].unique()) == [0, 1]
     assert seeds.query("algorithm == 'pop'")["seed"].unique().tolist() == [0]
@@ -207,7 +205,7 @@ def test_bootstrap_intervals_do_not_depend_on_test_session_order(tmp_path, monke
             name="tiny", train=base.train, test=test.subset(order), item_ids=base.item_ids
         )
         monkeypatch.setattr(runner, "load_dataset", lambda name, data=data, **kw: data)
-        run_dir = run(options(tmp_path / str(len(cis)), ["pop", "spop"]), command="test")
+        run_dir = run(plan(options(tmp_path / str(len(cis)), ["pop", "spop"])), command="test")
         metrics = pd.read_csv(run_dir / "metrics.csv")
         cis.append(metrics[["ci_low", "ci_high"]].to_numpy())
     np.testing.assert_allclose(cis[0], cis[1], rtol=1e-12)
@@ -226,7 +224,7 @@ def test_cutoff_curves_stay_at_k_1_to_20_for_a_large_cutoff(tmp_path, monkeypatc
     monkeypatch.setattr(runner, "load_dataset", lambda name, **kw: data)
     opts = options(tmp_path, ["pop"])
     opts.cutoffs = [5, 40]
-    run_dir = run(opts, command="test")
+    run_dir = run(plan(opts), command="test")
     curves = pd.read_csv(run_dir / "curves.csv")
     assert sorted(curves["cutoff"].unique()) == list(range(1, 21))
     recall40 = pd.read_csv(run_dir / "metrics.csv").query("metric == 'recall' and cutoff == 40")
@@ -237,4 +235,4 @@ def test_cutoff_curves_stay_at_k_1_to_20_for_a_large_cutoff(tmp_path, monkeypatc
         match=r"--cutoffs 41: larger than the number of "
         r"training items \(40\)",
     ):
-        run(opts, command="test")
+        run(plan(opts), command="test")
