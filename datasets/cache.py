@@ -96,14 +96,36 @@ def _write_split(
     pq.write_table(pa.table(columns), directory / f"{split}_sessions.parquet", **_PARQUET)
 
 
+class DamagedCache(DataError):
+    """A cache entry that cannot be read back (truncated, missing or inconsistent files)."""
+
+
 def read(
     directory: Path, *, name: str, source: dict[str, object], policy: dict[str, str]
 ) -> Dataset:
     """The cached ``Dataset`` in ``directory``.
 
     Raises:
-        DataError: the cache is inconsistent (the message says to delete it).
+        DamagedCache: a file of the entry is missing, unreadable or inconsistent with
+            ``meta.json``; the message names the file. The caller rebuilds the entry.
     """
+    try:
+        return _read(directory, name=name, source=source, policy=policy)
+    except DamagedCache:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as e:
+        culprit = getattr(e, "filename", None) or directory
+        raise DamagedCache(f"{culprit}: damaged cache entry ({type(e).__name__}: {e})") from None
+
+
+def discard(directory: Path) -> None:
+    """Remove a damaged entry, so that the rebuilt one can take its place."""
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _read(
+    directory: Path, *, name: str, source: dict[str, object], policy: dict[str, str]
+) -> Dataset:
     meta = json.loads((directory / "meta.json").read_text())
     item_ids = pq.read_table(directory / "items.parquet").column("item_id").to_numpy()
     parts: dict[str, Sessions] = {}
@@ -111,7 +133,11 @@ def read(
     for split, (n_events, n_sessions) in meta["counts"].items():
         parts[split], flags = _read_split(directory, split, len(item_ids))
         if (parts[split].n_events, parts[split].n_sessions) != (n_events, n_sessions):
-            raise DataError(f"{directory}: cached {split} split is inconsistent; delete the folder")
+            raise DamagedCache(
+                f"{directory / (split + '.parquet')}: cached {split} split holds "
+                f"{parts[split].n_events} clicks in {parts[split].n_sessions} sessions, "
+                f"meta.json says {n_events} in {n_sessions}"
+            )
         if flags is not None:
             train_tr = flags
     has_valid = "valid" in parts and train_tr is not None

@@ -398,10 +398,17 @@ def load_rsc15(
     directory = None if cache_dir is None else Path(cache_dir) / "rsc15" / key
     if directory is not None and cache.exists(directory):
         log.info("reading prepared RSC15 splits from %s", directory)
-        dataset = cache.read(directory, name=name, source=source | {"cache": "hit"}, policy=POLICY)
-        if sha == OFFICIAL_SHA256:
-            check_official_counts(dataset, str(directory))
-        return dataset
+        try:
+            dataset = cache.read(
+                directory, name=name, source=source | {"cache": "hit"}, policy=POLICY
+            )
+        except cache.DamagedCache as e:
+            log.warning("%s; preparing the splits again and replacing the entry", e)
+            cache.discard(directory)
+        else:
+            if sha == OFFICIAL_SHA256:
+                check_official_counts(dataset, str(directory))
+            return dataset
     splits = preprocess(read_clicks(clicks_path), source=str(clicks_path))
     dataset = splits_to_dataset(splits, name=name, source=source | {"cache": "miss"})
     if sha == OFFICIAL_SHA256:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -285,6 +286,41 @@ def test_second_load_reads_the_cache(tmp_path, monkeypatch):
     np.testing.assert_array_equal(second.valid_train.session_ids, first.valid_train.session_ids)
     meta = json.loads(next((tmp_path / "cache" / "rsc15").glob("*/meta.json")).read_text())
     assert meta["rules_version"] == rsc15.RULES_VERSION
+
+
+@pytest.mark.parametrize(
+    ("damage", "culprit"),
+    [
+        (
+            lambda d: (d / "train.parquet").write_bytes((d / "train.parquet").read_bytes()[:40]),
+            "train.parquet",
+        ),
+        (lambda d: (d / "test_sessions.parquet").unlink(), "test_sessions.parquet"),
+        (lambda d: (d / "items.parquet").write_bytes(b"garbage"), "items.parquet"),
+        (lambda d: _miscount(d / "meta.json"), "train.parquet: cached train split holds"),
+    ],
+    ids=["truncated", "missing", "garbage", "inconsistent"],
+)
+def test_a_damaged_cache_entry_is_reported_and_rebuilt(tmp_path, caplog, damage, culprit):
+    path = write_sample_like(tmp_path / "clicks.dat")
+    first = rsc15.load_rsc15(path, cache_dir=tmp_path / "cache")
+    (entry,) = (tmp_path / "cache" / "rsc15").iterdir()
+    damage(entry)
+    with caplog.at_level(logging.WARNING, logger="datasets.rsc15"):
+        again = rsc15.load_rsc15(path, cache_dir=tmp_path / "cache")
+    assert again.source["cache"] == "miss"  # prepared anew ...
+    assert again.fingerprint() == first.fingerprint()
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert culprit in warning and str(entry) in warning
+    third = rsc15.load_rsc15(path, cache_dir=tmp_path / "cache")  # ... and cached again
+    assert third.source["cache"] == "hit" and third.fingerprint() == first.fingerprint()
+
+
+def _miscount(meta: Path) -> None:
+    """meta.json claims one training click: the entry no longer matches its own files."""
+    record = json.loads(meta.read_text())
+    record["counts"]["train"][0] = 1
+    meta.write_text(json.dumps(record))
 
 
 def test_cache_key_follows_the_file_content(tmp_path):
