@@ -78,8 +78,9 @@ def loss_per_row(y: torch.Tensor, loss: str, bpreg: float) -> torch.Tensor:
     if loss in ("bpr-max", "top1-max"):
         s = torch.softmax(y.masked_fill(eye, float("-inf")), 1)  # softmax over the negatives
         if loss == "bpr-max":
-            return (-torch.log((s * torch.sigmoid(pos - y)).sum(1) + 1e-24)
-                    + bpreg * (s * y**2).sum(1))
+            return -torch.log((s * torch.sigmoid(pos - y)).sum(1) + 1e-24) + bpreg * (s * y**2).sum(
+                1
+            )
         return (s * (torch.sigmoid(y - pos) + torch.sigmoid(y**2))).sum(1)
     if loss == "bpr":  # the mean over all K columns (the positive's own term is log 2)
         return -F.logsigmoid(pos - y).sum(1) / k
@@ -90,8 +91,13 @@ def loss_per_row(y: torch.Tensor, loss: str, bpreg: float) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- the network
-def gru_cell(x_proj: torch.Tensor, h: torch.Tensor, w_rz: torch.Tensor, w_c: torch.Tensor,
-             b_h: torch.Tensor | None) -> torch.Tensor:
+def gru_cell(
+    x_proj: torch.Tensor,
+    h: torch.Tensor,
+    w_rz: torch.Tensor,
+    w_c: torch.Tensor,
+    b_h: torch.Tensor | None,
+) -> torch.Tensor:
     """``x_proj`` = x Wx + bx, columns [reset, update, candidate]; ``b_h`` None: reset-before."""
     size = h.shape[1]
     if b_h is None:
@@ -105,9 +111,14 @@ def gru_cell(x_proj: torch.Tensor, h: torch.Tensor, w_rz: torch.Tensor, w_c: tor
     return (1 - z) * h + z * c
 
 
-def forward(p: dict[str, torch.Tensor], hidden: list[torch.Tensor], inp: torch.Tensor,
-            embedding: int | str, embed_mask: torch.Tensor | None,
-            layer_masks: list[torch.Tensor | None]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def forward(
+    p: dict[str, torch.Tensor],
+    hidden: list[torch.Tensor],
+    inp: torch.Tensor,
+    embedding: int | str,
+    embed_mask: torch.Tensor | None,
+    layer_masks: list[torch.Tensor | None],
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The last layer's output and the new (dropped-out) hidden states."""
     n_layers = len(hidden)
     if embedding == "shared":
@@ -119,22 +130,34 @@ def forward(p: dict[str, torch.Tensor], hidden: list[torch.Tensor], inp: torch.T
     if x is not None and embed_mask is not None:
         x = x * embed_mask
     new_hidden = []
-    for l in range(n_layers):
+    for layer in range(n_layers):
         if x is None:
             x_proj = p["layer0.wx"][inp] + p["layer0.bx"]
         else:
-            x_proj = x @ p[f"layer{l}.wx"] + p[f"layer{l}.bx"]
-        x = gru_cell(x_proj, hidden[l], p[f"layer{l}.w_rz"], p[f"layer{l}.w_c"],
-                     p.get(f"layer{l}.bh"))
-        if layer_masks[l] is not None:
-            x = x * layer_masks[l]
+            x_proj = x @ p[f"layer{layer}.wx"] + p[f"layer{layer}.bx"]
+        x = gru_cell(
+            x_proj,
+            hidden[layer],
+            p[f"layer{layer}.w_rz"],
+            p[f"layer{layer}.w_c"],
+            p.get(f"layer{layer}.bh"),
+        )
+        if layer_masks[layer] is not None:
+            x = x * layer_masks[layer]
         new_hidden.append(x)
     return x, new_hidden
 
 
 # ----------------------------------------------------------------------------- the optimizer
-def adagrad_momentum(p: torch.Tensor, g: torch.Tensor, acc: torch.Tensor, vel: torch.Tensor,
-                     rows: torch.Tensor | None, lr: float, momentum: float) -> None:
+def adagrad_momentum(
+    p: torch.Tensor,
+    g: torch.Tensor,
+    acc: torch.Tensor,
+    vel: torch.Tensor,
+    rows: torch.Tensor | None,
+    lr: float,
+    momentum: float,
+) -> None:
     """Update ``p`` in place: every entry (``rows`` None) or only the given rows."""
     idx = slice(None) if rows is None else rows
     acc[idx] += g[idx] ** 2
@@ -156,21 +179,32 @@ class ReferenceGRU4Rec:
         config: the hyperparameters of the step.
     """
 
-    def __init__(self, params: dict[str, torch.Tensor], counts: torch.Tensor,
-                 config: StepConfig) -> None:
+    def __init__(
+        self, params: dict[str, torch.Tensor], counts: torch.Tensor, config: StepConfig
+    ) -> None:
         self.p = {k: v.detach().double().clone() for k, v in params.items()}
         self.acc = {k: torch.zeros_like(v) for k, v in self.p.items()}
         self.vel = {k: torch.zeros_like(v) for k, v in self.p.items()}
         self.log_count = torch.log(counts.double())
         self.cfg = config
         n_layers = sum(1 for k in self.p if k.endswith(".w_c"))
-        self.hidden = [torch.zeros(config.batch_size, self.p[f"layer{l}.w_c"].shape[0],
-                                   dtype=torch.float64) for l in range(n_layers)]
+        self.hidden = [
+            torch.zeros(
+                config.batch_size, self.p[f"layer{layer}.w_c"].shape[0], dtype=torch.float64
+            )
+            for layer in range(n_layers)
+        ]
 
-    def step(self, inp: torch.Tensor, tgt: torch.Tensor, reset: torch.Tensor,
-             sample: torch.Tensor | None, embed_mask: torch.Tensor | None,
-             layer_masks: list[torch.Tensor | None],
-             keep: torch.Tensor | None = None) -> float | None:
+    def step(
+        self,
+        inp: torch.Tensor,
+        tgt: torch.Tensor,
+        reset: torch.Tensor,
+        sample: torch.Tensor | None,
+        embed_mask: torch.Tensor | None,
+        layer_masks: list[torch.Tensor | None],
+        keep: torch.Tensor | None = None,
+    ) -> float | None:
         """Train on one mini-batch; returns the loss (None if there was nothing to learn).
 
         Args:
@@ -193,33 +227,50 @@ class ReferenceGRU4Rec:
         scores = out @ p["output.weight"][cols].T + p["output.bias"][cols]
         if cfg.loss == "cross-entropy" and cfg.logq > 0:
             log_q = self.log_count[cols].clone()
-            log_q[len(tgt):] *= cfg.sample_alpha  # log(count ** alpha) for the samples
+            log_q[len(tgt) :] *= cfg.sample_alpha  # log(count ** alpha) for the samples
             scores = scores - cfg.logq * log_q
         y = final_activation(scores, cfg.final_act)
         loss = loss_per_row(y, cfg.loss, cfg.bpreg).sum() / cfg.batch_size
 
         names = list(p)
-        grads = dict(zip(names, torch.autograd.grad(loss, [p[k] for k in names],
-                                                    allow_unused=True)))
+        grads = dict(
+            zip(names, torch.autograd.grad(loss, [p[k] for k in names], allow_unused=True))
+        )
         weight_rows = torch.unique(torch.cat([cols, inp]) if cfg.embedding == "shared" else cols)
-        sparse_rows = {"output.weight": weight_rows, "output.bias": torch.unique(cols),
-                       "embedding.weight": torch.unique(inp)}
+        sparse_rows = {
+            "output.weight": weight_rows,
+            "output.bias": torch.unique(cols),
+            "embedding.weight": torch.unique(inp),
+        }
         if not cfg.embedding:
             sparse_rows["layer0.wx"] = torch.unique(inp)
         with torch.no_grad():
             for k in names:
                 g = grads[k] if grads[k] is not None else torch.zeros_like(self.p[k])
-                adagrad_momentum(self.p[k], g, self.acc[k], self.vel[k], sparse_rows.get(k),
-                                 cfg.learning_rate, cfg.momentum)
+                adagrad_momentum(
+                    self.p[k],
+                    g,
+                    self.acc[k],
+                    self.vel[k],
+                    sparse_rows.get(k),
+                    cfg.learning_rate,
+                    cfg.momentum,
+                )
         self.hidden = [h.detach() for h in new_hidden]
         return float(loss.detach())
 
 
-def init_params(n_items: int, layers: list[int], embedding: int | str,
-                generator: torch.Generator, cell: str = "reset-after") -> dict[str, torch.Tensor]:
+def init_params(
+    n_items: int,
+    layers: list[int],
+    embedding: int | str,
+    generator: torch.Generator,
+    cell: str = "reset-after",
+) -> dict[str, torch.Tensor]:
     """Initial parameters as the official code draws them: every weight *block* uniform in
     ``±sqrt(6 / (rows + cols))`` of that block (the GRU input matrix is three (n_in, H) blocks,
     one per gate, the recurrent ones two and one (H, H) blocks), biases zero."""
+
     def block(rows: int, cols: int) -> torch.Tensor:
         bound = math.sqrt(6.0 / (rows + cols))
         return (torch.rand(rows, cols, generator=generator, dtype=torch.float64) * 2 - 1) * bound
@@ -233,12 +284,12 @@ def init_params(n_items: int, layers: list[int], embedding: int | str,
         n_in = int(embedding)
     else:
         n_in = n_items
-    for l, size in enumerate(layers):
-        p[f"layer{l}.wx"] = torch.cat([block(n_in, size) for _ in range(3)], 1)
-        p[f"layer{l}.bx"] = torch.zeros(3 * size)
-        p[f"layer{l}.w_rz"] = torch.cat([block(size, size) for _ in range(2)], 1)
-        p[f"layer{l}.w_c"] = block(size, size)
+    for layer, size in enumerate(layers):
+        p[f"layer{layer}.wx"] = torch.cat([block(n_in, size) for _ in range(3)], 1)
+        p[f"layer{layer}.bx"] = torch.zeros(3 * size)
+        p[f"layer{layer}.w_rz"] = torch.cat([block(size, size) for _ in range(2)], 1)
+        p[f"layer{layer}.w_c"] = block(size, size)
         if cell == "reset-after":
-            p[f"layer{l}.bh"] = torch.zeros(3 * size)
+            p[f"layer{layer}.bh"] = torch.zeros(3 * size)
         n_in = size
     return {k: v.double() for k, v in p.items()}

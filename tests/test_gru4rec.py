@@ -21,25 +21,44 @@ SMALL_CACHE = 4096  # the default pre-draws 10M samples: seconds per fit, too sl
 
 
 def _config(**overrides) -> TrainConfig:
-    base = dict(loss="cross-entropy", final_act="softmax", n_sample=0, sample_alpha=0.5,
-                sample_cache_size=1000, logq=0.0, bpreg=0.5, learning_rate=0.1, momentum=0.0,
-                dropout_embed=0.0, dropout_hidden=0.0)
+    base = dict(
+        loss="cross-entropy",
+        final_act="softmax",
+        n_sample=0,
+        sample_alpha=0.5,
+        sample_cache_size=1000,
+        logq=0.0,
+        bpreg=0.5,
+        learning_rate=0.1,
+        momentum=0.0,
+        dropout_embed=0.0,
+        dropout_hidden=0.0,
+    )
     return TrainConfig(**{**base, **overrides})
 
 
 def _disjoint_sessions(lengths: list[int]) -> Sessions:
     """Session s holds items 10*s, 10*s+1, ...: an input item names its session and position."""
-    return from_lists([[10 * s + k for k in range(n)] for s, n in enumerate(lengths)],
-                      n_items=10 * len(lengths))
+    return from_lists(
+        [[10 * s + k for k in range(n)] for s, n in enumerate(lengths)], n_items=10 * len(lengths)
+    )
 
 
-def _trainer(train: Sessions, layers: list[int], embedding, config: TrainConfig,
-             batch_size: int, seed: int = 0, layout: str = "unique") -> Trainer:
+def _trainer(
+    train: Sessions,
+    layers: list[int],
+    embedding,
+    config: TrainConfig,
+    batch_size: int,
+    seed: int = 0,
+    layout: str = "unique",
+) -> Trainer:
     gen = torch.Generator().manual_seed(seed)
     params = init_params(train.n_items, layers, embedding, gen, CPU)
     support = np.bincount(train.items, minlength=train.n_items).astype(np.float64)
-    return Trainer(params, embedding, config, support, plan_epoch(train, batch_size), CPU, gen,
-                   layout=layout)
+    return Trainer(
+        params, embedding, config, support, plan_epoch(train, batch_size), CPU, gen, layout=layout
+    )
 
 
 # ------------------------------------------------------------------ session-parallel resets
@@ -48,8 +67,9 @@ def _trainer(train: Sessions, layers: list[int], embedding, config: TrainConfig,
 def test_session_parallel_hidden_states_equal_each_session_alone(embedding, layout) -> None:
     lengths = [3, 2, 5, 2, 4, 6, 2, 3, 7, 2]
     train = _disjoint_sessions(lengths)
-    trainer = _trainer(train, [8, 5], embedding, _config(learning_rate=0.0), batch_size=3,
-                       layout=layout)
+    trainer = _trainer(
+        train, [8, 5], embedding, _config(learning_rate=0.0), batch_size=3, layout=layout
+    )
     net = trainer.net
     # Each session alone: the last layer's state after each of its clicks (batch of one).
     alone = {}
@@ -82,8 +102,10 @@ def test_logq_subtracts_log_counts_of_targets_and_alpha_log_counts_of_samples() 
     trainer.reset_hidden()
     seen = {}
     real = trainer.loss_fn
-    trainer.loss_fn = lambda y, bpreg, norm: (seen.setdefault("y", y.clone()),
-                                              real(y, bpreg, norm))[1]
+    trainer.loss_fn = lambda y, bpreg, norm: (
+        seen.setdefault("y", y.clone()),
+        real(y, bpreg, norm),
+    )[1]
     captured = {}
     next_samples = trainer.samples.next
     trainer.samples.next = lambda: captured.setdefault("sample", next_samples())
@@ -95,8 +117,9 @@ def test_logq_subtracts_log_counts_of_targets_and_alpha_log_counts_of_samples() 
     o = trainer.hidden[-1]
     raw = o @ params["output.weight"][cols].T + params["output.bias"][cols]
     counts = torch.tensor([1.0, 2, 3, 2, 1, 1, 1, 1])
-    shift = 0.8 * torch.cat([torch.log(torch.tensor([2.0, 1.0, 3.0])),
-                             0.5 * torch.log(counts[sample])])
+    shift = 0.8 * torch.cat(
+        [torch.log(torch.tensor([2.0, 1.0, 3.0])), 0.5 * torch.log(counts[sample])]
+    )
     torch.testing.assert_close(seen["y"], raw - shift, atol=1e-5, rtol=1e-5)
 
 
@@ -114,9 +137,21 @@ def _chain(n_items: int = 30, n_sessions: int = 300, seed: int = 0) -> Sessions:
 @pytest.mark.parametrize("loss", ["cross-entropy", "bpr-max"])
 def test_learns_a_deterministic_chain(loss: str) -> None:
     chain = _chain()
-    model = GRU4Rec(layers=24, loss=loss, n_sample=8, logq=0.0, bpreg=0.5, learning_rate=0.1,
-                    momentum=0.2, dropout_hidden=0.0, batch_size=8, n_epochs=3, device="cpu",
-                    seed=0, sample_cache_size=SMALL_CACHE)
+    model = GRU4Rec(
+        layers=24,
+        loss=loss,
+        n_sample=8,
+        logq=0.0,
+        bpreg=0.5,
+        learning_rate=0.1,
+        momentum=0.2,
+        dropout_hidden=0.0,
+        batch_size=8,
+        n_epochs=3,
+        device="cpu",
+        seed=0,
+        sample_cache_size=SMALL_CACHE,
+    )
     model.fit(chain)
     ranks = evaluate(model, chain, progress=False).rank
     assert recall_at(ranks, 1) > 0.95
@@ -126,8 +161,15 @@ def test_learns_a_deterministic_chain(loss: str) -> None:
 
 def test_fit_is_seeded_and_forgets_earlier_fits() -> None:
     chain = _chain(seed=1)
-    kw = dict(layers=8, n_sample=4, batch_size=4, n_epochs=1, device="cpu", dropout_hidden=0.3,
-              sample_cache_size=SMALL_CACHE)
+    kw = dict(
+        layers=8,
+        n_sample=4,
+        batch_size=4,
+        n_epochs=1,
+        device="cpu",
+        dropout_hidden=0.3,
+        sample_cache_size=SMALL_CACHE,
+    )
     a = GRU4Rec(seed=5, **kw).fit(chain)
     b = GRU4Rec(seed=5, **kw).fit(chain)
     for k, v in a.network_.params.items():
@@ -138,8 +180,14 @@ def test_fit_is_seeded_and_forgets_earlier_fits() -> None:
 
 # ------------------------------------------------------------------ inference contract
 def test_unknown_input_keeps_the_hidden_state() -> None:
-    model = GRU4Rec(layers=[6, 5], n_sample=4, batch_size=4, n_epochs=1, device="cpu",
-                    sample_cache_size=SMALL_CACHE)
+    model = GRU4Rec(
+        layers=[6, 5],
+        n_sample=4,
+        batch_size=4,
+        n_epochs=1,
+        device="cpu",
+        sample_cache_size=SMALL_CACHE,
+    )
     model.fit(_chain())
     state = model.init_state(2)
     model.step(state, np.array([3, 3]), np.array([True, True]))
@@ -155,9 +203,18 @@ def test_unknown_input_keeps_the_hidden_state() -> None:
 
 def test_checkpoint_round_trip_scores_identically(tmp_path) -> None:
     chain = _chain()
-    model = GRU4Rec(layers=[7], embedding=5, loss="top1-max", final_act="elu-0.5", logq=0.0,
-                    n_sample=4, batch_size=4, n_epochs=1, device="cpu",
-                    sample_cache_size=SMALL_CACHE).fit(chain)
+    model = GRU4Rec(
+        layers=[7],
+        embedding=5,
+        loss="top1-max",
+        final_act="elu-0.5",
+        logq=0.0,
+        n_sample=4,
+        batch_size=4,
+        n_epochs=1,
+        device="cpu",
+        sample_cache_size=SMALL_CACHE,
+    ).fit(chain)
     path = tmp_path / "gru4rec.pt"
     model.save(path)
     raw = torch.load(path, weights_only=True)  # plain dicts, tensors and numbers only
@@ -165,8 +222,9 @@ def test_checkpoint_round_trip_scores_identically(tmp_path) -> None:
     loaded = GRU4Rec.load(path)
     assert loaded.get_params() == model.get_params()
     assert loaded.history_ == model.history_
-    np.testing.assert_array_equal(evaluate(loaded, chain, progress=False).rank,
-                                  evaluate(model, chain, progress=False).rank)
+    np.testing.assert_array_equal(
+        evaluate(loaded, chain, progress=False).rank, evaluate(model, chain, progress=False).rank
+    )
     s1, s2 = model.init_state(3), loaded.init_state(3)
     for items in ([1, 2, 3], [2, UNKNOWN, 4]):
         a = model.step(s1, np.array(items), np.array([True] * 3))
@@ -181,19 +239,34 @@ def test_nan_loss_raises(monkeypatch) -> None:
 
     monkeypatch.setitem(LOSSES, "cross-entropy", nan_loss)
     with pytest.raises(FloatingPointError, match="NaN"):
-        GRU4Rec(layers=4, n_sample=2, batch_size=2, n_epochs=1, device="cpu",
-                sample_cache_size=SMALL_CACHE).fit(_chain())
+        GRU4Rec(
+            layers=4,
+            n_sample=2,
+            batch_size=2,
+            n_epochs=1,
+            device="cpu",
+            sample_cache_size=SMALL_CACHE,
+        ).fit(_chain())
 
 
-@pytest.mark.parametrize("kwargs,name", [
-    (dict(loss="hinge"), "loss"), (dict(layers=[0]), "layers"), (dict(embedding=-3), "embedding"),
-    (dict(final_act="softmax", loss="bpr-max", logq=0.0), "final_act"),
-    (dict(logq=1.0, loss="bpr"), "logq"), (dict(dropout_hidden=1.0), "dropout_hidden"),
-    (dict(momentum=1.5), "momentum"), (dict(learning_rate=0.0), "learning_rate"),
-    (dict(batch_size=0), "batch_size"), (dict(device="tpu"), "device"),
-    (dict(learning_rate=float("nan")), "learning_rate = nan"), (dict(cell="lstm"), "cell"),
-    (dict(n_sample=4, sample_cache_size=2), "sample_cache_size"),
-])
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        (dict(loss="hinge"), "loss"),
+        (dict(layers=[0]), "layers"),
+        (dict(embedding=-3), "embedding"),
+        (dict(final_act="softmax", loss="bpr-max", logq=0.0), "final_act"),
+        (dict(logq=1.0, loss="bpr"), "logq"),
+        (dict(dropout_hidden=1.0), "dropout_hidden"),
+        (dict(momentum=1.5), "momentum"),
+        (dict(learning_rate=0.0), "learning_rate"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(device="tpu"), "device"),
+        (dict(learning_rate=float("nan")), "learning_rate = nan"),
+        (dict(cell="lstm"), "cell"),
+        (dict(n_sample=4, sample_cache_size=2), "sample_cache_size"),
+    ],
+)
 def test_bad_hyperparameters_name_the_parameter(kwargs, name) -> None:
     with pytest.raises(ValueError, match=name):
         GRU4Rec(**kwargs).fit(_chain())
@@ -211,9 +284,17 @@ def test_registered_and_constructor_only_stores_arguments() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_training_learns_the_chain_and_scores_on_the_gpu() -> None:
     chain = _chain()
-    model = GRU4Rec(layers=24, n_sample=8, logq=1.0, learning_rate=0.1, dropout_hidden=0.0,
-                    batch_size=8, n_epochs=3, device="cuda",
-                    sample_cache_size=SMALL_CACHE).fit(chain)
+    model = GRU4Rec(
+        layers=24,
+        n_sample=8,
+        logq=1.0,
+        learning_rate=0.1,
+        dropout_hidden=0.0,
+        batch_size=8,
+        n_epochs=3,
+        device="cuda",
+        sample_cache_size=SMALL_CACHE,
+    ).fit(chain)
     scores = model.step(model.init_state(2), np.array([1, UNKNOWN]), np.array([True, True]))
     assert scores.device.type == "cuda"
     assert recall_at(evaluate(model, chain, progress=False).rank, 1) > 0.95
@@ -263,8 +344,14 @@ def test_every_preset_builds_a_valid_model() -> None:
         model = GRU4Rec(**load_preset("gru4rec", name))
         model.validate()
     best = load_preset("gru4rec", "rsc15-best")
-    assert (best["loss"], best["embedding"], best["layers"], best["batch_size"],
-            best["n_sample"], best["logq"]) == ("cross-entropy", "shared", [100], 32, 2048, 1.0)
+    assert (
+        best["loss"],
+        best["embedding"],
+        best["layers"],
+        best["batch_size"],
+        best["n_sample"],
+        best["logq"],
+    ) == ("cross-entropy", "shared", [100], 32, 2048, 1.0)
 
 
 def test_without_a_terminal_training_logs_progress_lines(monkeypatch, caplog) -> None:
@@ -272,14 +359,20 @@ def test_without_a_terminal_training_logs_progress_lines(monkeypatch, caplog) ->
     # running loss, so a long epoch in a log file is never silent.
     import logging
 
-    from algorithms.gru4rec import trainer as trainer_module
+    from algorithms.gru4rec import epochs as epochs_module
 
-    monkeypatch.setattr(trainer_module, "LOG_EVERY_S", 0.0)
-    monkeypatch.setattr(trainer_module, "bars_enabled", lambda: False)
-    with caplog.at_level(logging.INFO, logger="algorithms.gru4rec.trainer"):
-        GRU4Rec(layers=8, n_sample=4, batch_size=4, n_epochs=1, device="cpu",
-                sample_cache_size=SMALL_CACHE).fit(_chain(n_sessions=400))
-    lines = [r.getMessage() for r in caplog.records if r.name == "algorithms.gru4rec.trainer"]
+    monkeypatch.setattr(epochs_module, "LOG_EVERY_S", 0.0)
+    monkeypatch.setattr(epochs_module, "bars_enabled", lambda: False)
+    with caplog.at_level(logging.INFO, logger="algorithms.gru4rec.epochs"):
+        GRU4Rec(
+            layers=8,
+            n_sample=4,
+            batch_size=4,
+            n_epochs=1,
+            device="cpu",
+            sample_cache_size=SMALL_CACHE,
+        ).fit(_chain(n_sessions=400))
+    lines = [r.getMessage() for r in caplog.records if r.name == "algorithms.gru4rec.epochs"]
     assert lines and all("events/s, running loss" in line for line in lines)
     assert lines[0].startswith("epoch 1: 256/")  # the first check: 64 steps of 4 slots
 
@@ -294,8 +387,17 @@ def test_on_epoch_scores_the_current_weights_and_its_values_enter_the_history() 
         seen.append(epoch)
         return {"valid_recall1": recall_at(evaluate(model, chain, progress=False).rank, 1)}
 
-    model = GRU4Rec(layers=24, n_sample=8, logq=0.0, learning_rate=0.1, batch_size=8,
-                    n_epochs=3, device="cpu", seed=0, sample_cache_size=SMALL_CACHE)
+    model = GRU4Rec(
+        layers=24,
+        n_sample=8,
+        logq=0.0,
+        learning_rate=0.1,
+        batch_size=8,
+        n_epochs=3,
+        device="cpu",
+        seed=0,
+        sample_cache_size=SMALL_CACHE,
+    )
     model.fit(chain, on_epoch=on_epoch)
     assert seen == [1, 2, 3]
     curve = [row["valid_recall1"] for row in model.history_]
@@ -310,7 +412,14 @@ def test_an_exception_in_on_epoch_stops_training() -> None:
     def stop_after_one(model: GRU4Rec, epoch: int) -> None:
         raise Stop(epoch)
 
-    model = GRU4Rec(layers=8, n_sample=0, logq=0.0, batch_size=8, n_epochs=5, device="cpu",
-                    sample_cache_size=SMALL_CACHE)
+    model = GRU4Rec(
+        layers=8,
+        n_sample=0,
+        logq=0.0,
+        batch_size=8,
+        n_epochs=5,
+        device="cpu",
+        sample_cache_size=SMALL_CACHE,
+    )
     with pytest.raises(Stop, match="1"):
         model.fit(_chain(), on_epoch=stop_after_one)

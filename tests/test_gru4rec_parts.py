@@ -17,9 +17,7 @@ from datasets.sessions import from_lists
 
 # ----------------------------------------------------------------------------- losses
 # Row i's positive is column i; columns 3 and 4 are the extra samples.
-Y = [[1.0, 0.0, -1.0, 0.5, 0.0],
-     [0.0, 2.0, 0.0, -0.5, 1.0],
-     [-1.0, 0.5, 0.5, 0.0, 0.0]]
+Y = [[1.0, 0.0, -1.0, 0.5, 0.0], [0.0, 2.0, 0.0, -0.5, 1.0], [-1.0, 0.5, 0.5, 0.0, 0.0]]
 
 
 def _sig(x: float) -> float:
@@ -103,9 +101,12 @@ def test_loss_gradient_matches_autograd(loss: str, bpreg: float) -> None:
 def test_final_activation_derivative_matches_autograd(name: str) -> None:
     s = torch.linspace(-3, 3, 13, dtype=torch.float64, requires_grad=True)
     act = FinalActivation(name)
-    ref = {"tanh": torch.tanh, "linear": lambda v: v * 1.0,
-           "elu": torch.nn.functional.elu,
-           "elu-0.5": lambda v: torch.nn.functional.elu(v, 0.5)}[name](s)
+    ref = {
+        "tanh": torch.tanh,
+        "linear": lambda v: v * 1.0,
+        "elu": torch.nn.functional.elu,
+        "elu-0.5": lambda v: torch.nn.functional.elu(v, 0.5),
+    }[name](s)
     dy = torch.linspace(1, 2, 13, dtype=torch.float64)
     (expected,) = torch.autograd.grad(ref, s, dy)
     raw = s.detach().clone()
@@ -124,8 +125,9 @@ def test_final_activation_rejects_unknown_name() -> None:
 def test_extra_samples_follow_support_power_alpha(alpha: float) -> None:
     support = np.array([1.0, 4.0, 9.0, 16.0, 0.0, 25.0])
     gen = torch.Generator().manual_seed(3)
-    cache = SampleCache(support, alpha, n_sample=1000, cache_size=50_000,
-                        device=torch.device("cpu"), generator=gen)
+    cache = SampleCache(
+        support, alpha, n_sample=1000, cache_size=50_000, device=torch.device("cpu"), generator=gen
+    )
     draws = torch.cat([cache.next()[0] for _ in range(200)]).numpy()  # 200k draws, 4 refills
     counts = np.bincount(draws, minlength=6)
     assert counts[4] == 0  # an item without support is never drawn
@@ -137,8 +139,14 @@ def test_extra_samples_follow_support_power_alpha(alpha: float) -> None:
 
 def test_sample_cache_log_weights_are_alpha_log_popularity() -> None:
     support = np.array([1.0, 3.0])
-    cache = SampleCache(support, 0.5, n_sample=4, cache_size=8, device=torch.device("cpu"),
-                        generator=torch.Generator().manual_seed(0))
+    cache = SampleCache(
+        support,
+        0.5,
+        n_sample=4,
+        cache_size=8,
+        device=torch.device("cpu"),
+        generator=torch.Generator().manual_seed(0),
+    )
     items, logw = cache.next()
     expected = 0.5 * np.log(support)[items.numpy()]  # log(count ** alpha): raw counts
     np.testing.assert_allclose(logw.numpy(), expected, rtol=1e-6)
@@ -162,8 +170,9 @@ def _dense_reference(p, acc, vel, rows, grads, lr, mu):
 
 @pytest.mark.parametrize("layout", ["unique", "static"])
 @pytest.mark.parametrize("momentum", [0.0, 0.3])
-def test_sparse_optimizer_matches_dense_adagrad_on_touched_rows(layout: str,
-                                                                momentum: float) -> None:
+def test_sparse_optimizer_matches_dense_adagrad_on_touched_rows(
+    layout: str, momentum: float
+) -> None:
     rng = np.random.default_rng(0)
     init = rng.normal(size=(7, 3))
     opt = SparseAdagradM(torch.tensor(init), lr=0.1, momentum=momentum, layout=layout)
@@ -184,8 +193,7 @@ def test_dense_optimizer_is_adagrad_with_classic_momentum() -> None:
     # lr = mu = 0.5; entry 0 starts at 1 and gets g = 1, then 0.5:
     #   step 1: acc = 1,    v = -0.5 / sqrt(1 + 1e-6)           = -0.49999975, p = 0.50000025
     #   step 2: acc = 1.25, v = 0.5 v - 0.5 * 0.5 / sqrt(1.25 + 1e-6) = -0.47360658, p = 0.02639367
-    opt = DenseAdagradM({"a": (2,), "b": (1, 2)}, lr=0.5, momentum=0.5,
-                        device=torch.device("cpu"))
+    opt = DenseAdagradM({"a": (2,), "b": (1, 2)}, lr=0.5, momentum=0.5, device=torch.device("cpu"))
     opt.views["a"].copy_(torch.tensor([1.0, -1.0]))
     p, acc, vel = np.array([1.0, -1.0, 0.0, 0.0]), np.zeros(4), np.zeros(4)
     for g in ([1.0, 2.0, 0.0, -1.0], [0.5, 0.5, 0.5, 0.5]):
@@ -212,7 +220,10 @@ def test_sparse_optimizer_leaves_an_unused_last_column_alone() -> None:
         assert float(opt.param[1, 1]) == pytest.approx(1.0 + 0.5 * 0.2 - 0.1 * u, abs=1e-6)
         assert float(opt.param[2, 0]) == pytest.approx(1.0 + 0.5 * 0.2 - 0.1 * u, abs=1e-6)
         assert (float(opt.param[2, 1]), float(opt.vel[2, 1]), float(opt.acc[2, 1])) == (
-            1.0, pytest.approx(0.2), pytest.approx(EPS))
+            1.0,
+            pytest.approx(0.2),
+            pytest.approx(EPS),
+        )
 
 
 # ----------------------------------------------------------------------------- batching

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import reference_gru4rec as reference  # tests/reference_gru4rec.py, the autograd twin
 import torch
 
 from algorithms.gru4rec.batching import plan_epoch
+from algorithms.gru4rec.epochs import train_epoch
 from algorithms.gru4rec.model import init_params
 from algorithms.gru4rec.trainer import TrainConfig, Trainer
 from datasets.sessions import Sessions, from_lists
-
-import reference_gru4rec as reference  # tests/reference_gru4rec.py, the autograd twin
 
 CPU = torch.device("cpu")
 
@@ -24,8 +24,10 @@ CPU = torch.device("cpu")
 def _sessions() -> Sessions:
     """14 sessions over 9 items: repeats inside sessions, popular and rare items, lengths 2-6."""
     rng = np.random.default_rng(3)
-    sessions = [list(rng.choice(9, size=n, p=np.arange(9, 0, -1) / 45.0))
-                for n in (2, 5, 3, 2, 6, 4, 2, 3, 5, 2, 4, 3, 6, 2)]
+    sessions = [
+        list(rng.choice(9, size=n, p=np.arange(9, 0, -1) / 45.0))
+        for n in (2, 5, 3, 2, 6, 4, 2, 3, 5, 2, 4, 3, 6, 2)
+    ]
     return from_lists(sessions, n_items=9)
 
 
@@ -45,18 +47,48 @@ def _pair(case: str, layout: str, batch_size: int = 3, cell: str = "reset-after"
     embedding, layers, loss, act, n_sample, logq, mom, p_emb, p_hid = CASES[case]
     train = _sessions()
     counts = np.bincount(train.items, minlength=train.n_items).astype(np.float64)
-    config = TrainConfig(loss=loss, final_act=act, n_sample=n_sample, sample_alpha=0.5,
-                         sample_cache_size=1000, logq=logq, bpreg=0.7, learning_rate=0.2,
-                         momentum=mom, dropout_embed=p_emb, dropout_hidden=p_hid)
+    config = TrainConfig(
+        loss=loss,
+        final_act=act,
+        n_sample=n_sample,
+        sample_alpha=0.5,
+        sample_cache_size=1000,
+        logq=logq,
+        bpreg=0.7,
+        learning_rate=0.2,
+        momentum=mom,
+        dropout_embed=p_emb,
+        dropout_hidden=p_hid,
+    )
     gen = torch.Generator().manual_seed(7)
     params = init_params(train.n_items, layers, embedding, gen, CPU, cell=cell)
     assert ("layer0.bh" in params) == (cell == "reset-after")
     plan = plan_epoch(train, batch_size)
-    fast = Trainer({k: v.clone() for k, v in params.items()}, embedding, config, counts, plan,
-                   CPU, gen, layout=layout)
-    ref = reference.ReferenceGRU4Rec(params, torch.tensor(counts), reference.StepConfig(
-        loss=loss, final_act=act, embedding=embedding, batch_size=batch_size,
-        learning_rate=0.2, momentum=mom, logq=logq, sample_alpha=0.5, bpreg=0.7))
+    fast = Trainer(
+        {k: v.clone() for k, v in params.items()},
+        embedding,
+        config,
+        counts,
+        plan,
+        CPU,
+        gen,
+        layout=layout,
+    )
+    ref = reference.ReferenceGRU4Rec(
+        params,
+        torch.tensor(counts),
+        reference.StepConfig(
+            loss=loss,
+            final_act=act,
+            embedding=embedding,
+            batch_size=batch_size,
+            learning_rate=0.2,
+            momentum=mom,
+            logq=logq,
+            sample_alpha=0.5,
+            bpreg=0.7,
+        ),
+    )
     return fast, ref, plan
 
 
@@ -65,25 +97,31 @@ def _record_draws(fast: Trainer) -> dict[str, list]:
     drawn: dict[str, list] = {"masks": [], "sample": []}
     draw_mask = fast._dropout_mask
     fast._dropout_mask = lambda n, width, p: (
-        drawn["masks"].append(draw_mask(n, width, p).clone()) or drawn["masks"][-1])
+        drawn["masks"].append(draw_mask(n, width, p).clone()) or drawn["masks"][-1]
+    )
     if fast.samples is not None:
         next_sample = fast.samples.next
-        fast.samples.next = lambda: (drawn["sample"].append(next_sample()) or drawn["sample"][-1])
+        fast.samples.next = lambda: drawn["sample"].append(next_sample()) or drawn["sample"][-1]
     return drawn
 
 
 def _reference_step(ref, fast: Trainer, plan, t: int, drawn: dict[str, list]) -> float | None:
     n = int(plan.n_active[t])
     masks = drawn["masks"]
-    embed_mask = masks.pop(0) if fast.p_input > 0 else None
-    layer_masks = [masks.pop(0) if p > 0 else None for p in fast.p_layer]
+    embed_mask = masks.pop(0) if fast.input_dropout > 0 else None
+    layer_masks = [masks.pop(0) if p > 0 else None for p in fast.layer_dropout]
     assert not masks
     sample = drawn["sample"].pop()[0] if drawn["sample"] else None
     keep = None if plan.keep[t] is None else torch.as_tensor(plan.keep[t])
-    return ref.step(torch.as_tensor(plan.inputs[t, :n]), torch.as_tensor(plan.targets[t, :n]),
-             torch.as_tensor(plan.reset[t, :n]), sample,
-             None if embed_mask is None else embed_mask.double(),
-             [None if m is None else m.double() for m in layer_masks], keep)
+    return ref.step(
+        torch.as_tensor(plan.inputs[t, :n]),
+        torch.as_tensor(plan.targets[t, :n]),
+        torch.as_tensor(plan.reset[t, :n]),
+        sample,
+        None if embed_mask is None else embed_mask.double(),
+        [None if m is None else m.double() for m in layer_masks],
+        keep,
+    )
 
 
 @pytest.mark.parametrize("cell", ["reset-after", "reset-before"])
@@ -98,8 +136,13 @@ def test_fast_trainer_matches_the_reference_step_by_step(case: str, layout: str,
         fast.train_step(t)
         trained = _reference_step(ref, fast, plan, t, drawn) is not None
         for name, value in fast.export_params().items():
-            torch.testing.assert_close(value.double(), ref.p[name], atol=2e-5, rtol=1e-4,
-                                       msg=lambda m: f"step {t}, {name}: {m}")
+            torch.testing.assert_close(
+                value.double(),
+                ref.p[name],
+                atol=2e-5,
+                rtol=1e-4,
+                msg=lambda m, t=t, name=name: f"step {t}, {name}: {m}",
+            )
         for h_fast, h_ref in zip(fast.hidden, ref.hidden):  # the dropped-out states
             if trained:  # (after the official loop's stop the reference keeps its states)
                 torch.testing.assert_close(h_fast.double(), h_ref, atol=2e-5, rtol=1e-4)
@@ -111,7 +154,7 @@ def test_both_row_layouts_train_the_same_epoch(case: str) -> None:
     results = []
     for layout in ("unique", "static"):
         fast, _, _ = _pair(case, layout, batch_size=4)
-        fast.train_epoch(1, progress=False)
+        train_epoch(fast, 1, progress=False)
         results.append(fast.export_params())
     for name in results[0]:
         torch.testing.assert_close(results[1][name], results[0][name], atol=1e-6, rtol=1e-5)
@@ -123,8 +166,12 @@ def test_initialisation_bounds_are_per_gate_block() -> None:
     gen = torch.Generator().manual_seed(0)
     fast = init_params(500, [100], "shared", gen, CPU)
     ref = reference.init_params(500, [100], "shared", gen)
-    expected = {"layer0.wx": 0.17321, "layer0.w_rz": 0.17321, "layer0.w_c": 0.17321,
-                "output.weight": np.sqrt(6 / 600)}
+    expected = {
+        "layer0.wx": 0.17321,
+        "layer0.w_rz": 0.17321,
+        "layer0.w_c": 0.17321,
+        "output.weight": np.sqrt(6 / 600),
+    }
     for name, bound in expected.items():
         for params in (fast, ref):
             for block in params[name].split(100, dim=1):

@@ -21,26 +21,58 @@ from datasets.sessions import Sessions, from_lists
 # 300 sessions in batches of 8: 127 steps per epoch, so the 256-step dropout blocks and the
 # 50-row sample cache (400 // 8) both run across epoch boundaries.
 SETTINGS = [
-    dict(layers=12, embedding="shared", loss="cross-entropy", n_sample=8, logq=0.5,
-         dropout_embed=0.2, dropout_hidden=0.3, momentum=0.3),
-    dict(layers=[10, 6], embedding=5, loss="bpr-max", n_sample=8, bpreg=0.5, logq=0.0,
-         dropout_embed=0.1, dropout_hidden=0.25, momentum=0.1),
-    dict(layers=9, embedding=0, loss="top1-max", n_sample=8, logq=0.0, dropout_embed=0.2,
-         dropout_hidden=0.0, momentum=0.0),
+    dict(
+        layers=12,
+        embedding="shared",
+        loss="cross-entropy",
+        n_sample=8,
+        logq=0.5,
+        dropout_embed=0.2,
+        dropout_hidden=0.3,
+        momentum=0.3,
+    ),
+    dict(
+        layers=[10, 6],
+        embedding=5,
+        loss="bpr-max",
+        n_sample=8,
+        bpreg=0.5,
+        logq=0.0,
+        dropout_embed=0.1,
+        dropout_hidden=0.25,
+        momentum=0.1,
+    ),
+    dict(
+        layers=9,
+        embedding=0,
+        loss="top1-max",
+        n_sample=8,
+        logq=0.0,
+        dropout_embed=0.2,
+        dropout_hidden=0.0,
+        momentum=0.0,
+    ),
 ]
-COMMON = dict(batch_size=8, n_epochs=3, learning_rate=0.08, sample_cache_size=400,
-              device="cpu", n_threads=1, seed=3)
+COMMON = dict(
+    batch_size=8,
+    n_epochs=3,
+    learning_rate=0.08,
+    sample_cache_size=400,
+    device="cpu",
+    n_threads=1,
+    seed=3,
+)
 
 
 def _sessions(n_items: int = 25, n_sessions: int = 300, seed: int = 0) -> Sessions:
     rng = np.random.default_rng(seed)
-    return from_lists([rng.integers(0, n_items, rng.integers(2, 8)).tolist()
-                       for _ in range(n_sessions)], n_items)
+    return from_lists(
+        [rng.integers(0, n_items, rng.integers(2, 8)).tolist() for _ in range(n_sessions)], n_items
+    )
 
 
 def _fit(settings: dict, train: Sessions, resume_file=None, callback=None) -> GRU4Rec:
-    return GRU4Rec(**{**COMMON, **settings}).fit(train, on_epoch=callback,
-                                                   resume_file=resume_file)
+    return GRU4Rec(**{**COMMON, **settings}).fit(train, on_epoch=callback, resume_file=resume_file)
 
 
 def _killed_at(epoch: int):
@@ -48,6 +80,7 @@ def _killed_at(epoch: int):
         if e == epoch:
             raise KeyboardInterrupt
         return {"mark": np.float64(e)}  # a numpy value, as a validation metric often is
+
     return callback
 
 
@@ -55,6 +88,7 @@ def _recorder(seen: list):
     def callback(model, epoch):
         seen.append(epoch)
         return {"mark": np.float64(epoch)}
+
     return callback
 
 
@@ -79,8 +113,11 @@ def test_a_fit_killed_between_epochs_continues_to_the_same_model(tmp_path, setti
     resumed = _fit(settings, train, path, _recorder(seen))
     assert seen == [2, 3]
     _assert_same_model(whole, resumed)
-    assert [(row["epoch"], row["mark"]) for row in resumed.history_] == [(1, 1.0), (2, 2.0),
-                                                                          (3, 3.0)]
+    assert [(row["epoch"], row["mark"]) for row in resumed.history_] == [
+        (1, 1.0),
+        (2, 2.0),
+        (3, 3.0),
+    ]
     assert load_training_state(path)["epoch"] == 3
 
     # A kill after the last epoch (during evaluation, say): the next fit trains nothing.
@@ -90,15 +127,22 @@ def test_a_fit_killed_between_epochs_continues_to_the_same_model(tmp_path, setti
     _assert_same_model(whole, again)
 
 
-@pytest.mark.parametrize("change,epochs,reason", [
-    ({"learning_rate": 0.05}, [1, 2, 3], "written for other hyperparameters (learning_rate)"),
-    ({"dropout_hidden": 0.1, "momentum": 0.2}, [1, 2, 3],
-     "written for other hyperparameters (dropout_hidden, momentum)"),
-    ({"n_epochs": 2}, [1, 2], "holds epoch 3, more than n_epochs = 2"),
-    ({"n_epochs": 5, "n_threads": 2}, [4, 5], None),  # more epochs, other threads: continued
-])
-def test_a_state_of_other_hyperparameters_is_not_continued(tmp_path, caplog, change, epochs,
-                                                           reason):
+@pytest.mark.parametrize(
+    "change,epochs,reason",
+    [
+        ({"learning_rate": 0.05}, [1, 2, 3], "written for other hyperparameters (learning_rate)"),
+        (
+            {"dropout_hidden": 0.1, "momentum": 0.2},
+            [1, 2, 3],
+            "written for other hyperparameters (dropout_hidden, momentum)",
+        ),
+        ({"n_epochs": 2}, [1, 2], "holds epoch 3, more than n_epochs = 2"),
+        ({"n_epochs": 5, "n_threads": 2}, [4, 5], None),  # more epochs, other threads: continued
+    ],
+)
+def test_a_state_of_other_hyperparameters_is_not_continued(
+    tmp_path, caplog, change, epochs, reason
+):
     train = _sessions()
     path = tmp_path / "training.pt"
     _fit(SETTINGS[0], train, path)
@@ -163,8 +207,11 @@ def test_a_cuda_fit_killed_between_epochs_continues_to_the_same_model(tmp_path):
 def test_a_training_state_or_garbage_is_not_loaded_as_a_fitted_model(tmp_path):
     path = tmp_path / "training.pt"
     _fit({**SETTINGS[0], "n_epochs": 1}, _sessions(), path)
-    with pytest.raises(ValueError, match=r"not a GRU4Rec checkpoint of format 'gru4rec/1' "
-                                         r"\(found 'gru4rec-training/1'\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"not a GRU4Rec checkpoint of format 'gru4rec/1' "
+        r"\(found 'gru4rec-training/1'\)",
+    ):
         GRU4Rec.load(path)
     path.write_bytes(b"garbage")
     with pytest.raises(ValueError, match=r"training.pt: not readable as a GRU4Rec checkpoint"):

@@ -28,8 +28,15 @@ class FakeMachine:
 
 
 def _policy(machine: FakeMachine, calls: list[int]) -> ThreadPolicy:
-    return ThreadPolicy(2, adaptive=True, hold_s=10.0, others=OthersCpu(machine.read),
-                        clock=lambda: machine.now, set_threads=calls.append, cores=2)
+    return ThreadPolicy(
+        2,
+        adaptive=True,
+        hold_s=10.0,
+        others=OthersCpu(machine.read),
+        clock=lambda: machine.now,
+        set_threads=calls.append,
+        cores=2,
+    )
 
 
 def test_uses_the_cores_the_other_processes_leave_free() -> None:
@@ -76,13 +83,15 @@ def test_the_thread_count_holds_in_every_epoch_of_a_fit(monkeypatch) -> None:
 
     seen: list[int] = []
     step = Trainer.train_step
-    monkeypatch.setattr(Trainer, "train_step",
-                        lambda self, t: seen.append(torch.get_num_threads()) or step(self, t))
+    monkeypatch.setattr(
+        Trainer, "train_step", lambda self, t: seen.append(torch.get_num_threads()) or step(self, t)
+    )
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        GRU4Rec(layers=[8], batch_size=2, n_epochs=3, n_sample=0, n_threads=1,
-                device="cpu").fit(from_lists([[0, 1, 2, 3], [1, 2, 3], [2, 3, 0, 1]], 4))
+        GRU4Rec(layers=[8], batch_size=2, n_epochs=3, n_sample=0, n_threads=1, device="cpu").fit(
+            from_lists([[0, 1, 2, 3], [1, 2, 3], [2, 3, 0, 1]], 4)
+        )
         assert torch.get_num_threads() == 2  # the caller's count is back after the fit
     finally:
         torch.set_num_threads(before)
@@ -97,8 +106,9 @@ def test_others_cpu_is_busy_time_minus_our_own_over_wall_time() -> None:
 def test_a_span_too_short_to_measure_keeps_the_previous_answer() -> None:
     # /proc counts 10 ms ticks: one tick in 2 ms would read as 5 cores. Spans under half a
     # second are not measured; the counters keep running until one is long enough.
-    readings = iter([(0.0, 0.0, 0.0), (0.01, 0.0, 0.002), (1.0, 0.0, 1.0), (1.01, 0.0, 1.002),
-                     (2.5, 0.0, 2.0)])
+    readings = iter(
+        [(0.0, 0.0, 0.0), (0.01, 0.0, 0.002), (1.0, 0.0, 1.0), (1.01, 0.0, 1.002), (2.5, 0.0, 2.0)]
+    )
     others = OthersCpu(lambda: next(readings))
     assert others.cores() == 0.0  # 2 ms: the initial answer
     assert others.cores() == pytest.approx(1.0)  # 1 s, one core busy

@@ -15,7 +15,7 @@ The training state after an epoch (``GRU4Rec.fit(..., resume_file=...)``), from 
      "key": {"params": {...}, "data": str},        # what it was trained with (see recommender.py)
      "epoch": int,                                 # the last epoch it holds
      "history": [...],                             # history_ up to that epoch
-     "trainer": Trainer.state()}                   # parameters, optimizer, generator, caches
+     "trainer": epochs.trainer_state(...)}     # parameters, optimizer, generator, caches
 """
 
 from __future__ import annotations
@@ -32,8 +32,13 @@ FORMAT = "gru4rec/1"
 TRAINING_FORMAT = "gru4rec-training/1"
 
 
-def save_checkpoint(path: str | Path, params: dict[str, Any], n_items: int,
-                    network: dict[str, torch.Tensor], history: list[dict[str, Any]]) -> None:
+def save_checkpoint(
+    path: str | Path,
+    params: dict[str, Any],
+    n_items: int,
+    network: dict[str, torch.Tensor],
+    history: list[dict[str, Any]],
+) -> None:
     """Write a checkpoint file (tensors are moved to the CPU first)."""
     torch.save(
         {
@@ -56,11 +61,21 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return _load_plain(path, FORMAT, "checkpoint")
 
 
-def save_training_state(path: str | Path, key: dict[str, Any], epoch: int,
-                        history: list[dict[str, Any]], trainer_state: dict[str, Any]) -> None:
+def save_training_state(
+    path: str | Path,
+    key: dict[str, Any],
+    epoch: int,
+    history: list[dict[str, Any]],
+    trainer_state: dict[str, Any],
+) -> None:
     """Write the training state after ``epoch`` atomically (a kill leaves the previous one)."""
-    state = {"format": TRAINING_FORMAT, "key": key, "epoch": int(epoch),
-             "history": list(history), "trainer": trainer_state}
+    state = {
+        "format": TRAINING_FORMAT,
+        "key": key,
+        "epoch": int(epoch),
+        "history": list(history),
+        "trainer": trainer_state,
+    }
     atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
 
 

@@ -42,8 +42,13 @@ class GRUCache(NamedTuple):
     c: torch.Tensor  # candidate state (B, H)
 
 
-def gru_step(h: torch.Tensor, gx: torch.Tensor, w_rz: torch.Tensor, w_c: torch.Tensor,
-             b_h: torch.Tensor | None = None) -> tuple[torch.Tensor, GRUCache]:
+def gru_step(
+    h: torch.Tensor,
+    gx: torch.Tensor,
+    w_rz: torch.Tensor,
+    w_c: torch.Tensor,
+    b_h: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, GRUCache]:
     """The next hidden state from the previous one ``h`` and the input projection ``gx``.
 
     Args:
@@ -67,8 +72,9 @@ def gru_step(h: torch.Tensor, gx: torch.Tensor, w_rz: torch.Tensor, w_c: torch.T
     return torch.lerp(h, c, rz[:, n_hidden:]), GRUCache(h, rz, rh, gh_c, c)
 
 
-def gru_step_backward(cache: GRUCache, dh_new: torch.Tensor, w_c: torch.Tensor,
-                      dgx: torch.Tensor) -> torch.Tensor:
+def gru_step_backward(
+    cache: GRUCache, dh_new: torch.Tensor, w_c: torch.Tensor, dgx: torch.Tensor
+) -> torch.Tensor:
     """Gradient of the pre-activations ``gx`` given ``dL/dh'``; written into ``dgx`` (B, 3H).
 
     The weight gradients follow from ``dgx`` (``dWx = x^T dgx``, ``dbx = sum(dgx)``,
@@ -91,8 +97,9 @@ def gru_step_backward(cache: GRUCache, dh_new: torch.Tensor, w_c: torch.Tensor,
     return dgx
 
 
-def recurrent_candidate_grad(cache: GRUCache, dgx: torch.Tensor) -> tuple[torch.Tensor,
-                                                                          torch.Tensor]:
+def recurrent_candidate_grad(
+    cache: GRUCache, dgx: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(A, D) such that ``dWc = A^T D`` and, for the reset-after cell, ``dbh_c = sum(D)``."""
     n_hidden = cache.h.shape[1]
     d_c = dgx[:, 2 * n_hidden :]

@@ -25,7 +25,7 @@ leaves out the positive's sigma(y_ii^2)); so the negatives' terms are divided by
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -39,8 +39,9 @@ def _norm(y: torch.Tensor, norm: float | None) -> float:
     return float(y.shape[0] if norm is None else norm)
 
 
-def cross_entropy(y: torch.Tensor, bpreg: float = 0.0,
-                  norm: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def cross_entropy(
+    y: torch.Tensor, bpreg: float = 0.0, norm: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax cross-entropy with the diagonal as the class; ``dL/dy = (softmax(y) - I) / norm``."""
     n = _norm(y, norm)
     p = torch.softmax(y, 1)
@@ -60,8 +61,9 @@ def _positives(y: torch.Tensor) -> torch.Tensor:
     return y.diagonal().unsqueeze(1)
 
 
-def bpr_max(y: torch.Tensor, bpreg: float = 0.0,
-            norm: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def bpr_max(
+    y: torch.Tensor, bpreg: float = 0.0, norm: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """BPR-max with score regularisation ``bpreg`` (Hidasi & Karatzoglou, 2018)."""
     n = _norm(y, norm)
     s = _softmax_negatives(y)
@@ -78,8 +80,9 @@ def bpr_max(y: torch.Tensor, bpreg: float = 0.0,
     return loss, grad.div_(n)
 
 
-def top1_max(y: torch.Tensor, bpreg: float = 0.0,
-             norm: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def top1_max(
+    y: torch.Tensor, bpreg: float = 0.0, norm: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """TOP1-max (Hidasi & Karatzoglou, 2018)."""
     n = _norm(y, norm)
     s = _softmax_negatives(y)
@@ -100,8 +103,9 @@ def _off_diagonal(y: torch.Tensor) -> torch.Tensor:
     return mask
 
 
-def bpr(y: torch.Tensor, bpreg: float = 0.0,
-        norm: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def bpr(
+    y: torch.Tensor, bpreg: float = 0.0, norm: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """BPR over the sampled negatives (ICLR 2016), averaged over all K columns."""
     n, k = _norm(y, norm), y.shape[1]
     d = _positives(y) - y  # the diagonal is 0: its term is the constant -log sigma(0)
@@ -112,8 +116,9 @@ def bpr(y: torch.Tensor, bpreg: float = 0.0,
     return loss, grad.div_(k * n)
 
 
-def top1(y: torch.Tensor, bpreg: float = 0.0,
-         norm: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def top1(
+    y: torch.Tensor, bpreg: float = 0.0, norm: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """TOP1: relative-rank approximation plus score regularisation of the negatives (ICLR 2016),
     averaged over all K columns."""
     n, k = _norm(y, norm), y.shape[1]
@@ -153,7 +158,9 @@ class FinalActivation:
             try:
                 self.alpha = float(name[4:]) if name.startswith("elu-") else 1.0
             except ValueError:
-                raise ValueError(f"final_act {name!r}: expected elu-<alpha>, e.g. elu-0.5") from None
+                raise ValueError(
+                    f"final_act {name!r}: expected elu-<alpha>, e.g. elu-0.5"
+                ) from None
         else:
             raise ValueError(
                 f"final_act must be linear, tanh, elu-<alpha> or softmax, got {name!r}"

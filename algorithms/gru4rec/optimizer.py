@@ -35,8 +35,9 @@ class _AdagradM:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         self.lr, self.momentum, self.eps = lr, momentum, eps
 
-    def _apply(self, p: torch.Tensor, acc: torch.Tensor, vel: torch.Tensor | None,
-               g: torch.Tensor) -> None:
+    def _apply(
+        self, p: torch.Tensor, acc: torch.Tensor, vel: torch.Tensor | None, g: torch.Tensor
+    ) -> None:
         """In-place update of ``p``, ``acc`` and ``vel`` from ``g`` (``g`` is overwritten)."""
         acc.addcmul_(g, g)
         g.mul_(acc.rsqrt())
@@ -51,8 +52,11 @@ class _AdagradM:
 
     def state(self) -> dict[str, torch.Tensor]:
         """CPU copies of the parameters, accumulators and velocities, for a training checkpoint."""
-        return {k: getattr(self, k).detach().cpu().clone() for k in self._carried
-                if getattr(self, k) is not None}
+        return {
+            k: getattr(self, k).detach().cpu().clone()
+            for k in self._carried
+            if getattr(self, k) is not None
+        }
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
         """Copy a :meth:`state` back in place (views into the buffers stay valid).
@@ -82,8 +86,14 @@ class DenseAdagradM(_AdagradM):
         vel: momentum velocities, or None when momentum is 0.
     """
 
-    def __init__(self, shapes: dict[str, tuple[int, ...]], lr: float, momentum: float,
-                 device: torch.device, eps: float = EPS) -> None:
+    def __init__(
+        self,
+        shapes: dict[str, tuple[int, ...]],
+        lr: float,
+        momentum: float,
+        device: torch.device,
+        eps: float = EPS,
+    ) -> None:
         super().__init__(lr, momentum, eps)
         sizes = {name: int(torch.Size(shape).numel()) for name, shape in shapes.items()}
         total = sum(sizes.values())
@@ -147,8 +157,14 @@ class SparseAdagradM(_AdagradM):
         layout: ``"unique"`` or ``"static"``.
     """
 
-    def __init__(self, init: torch.Tensor, lr: float, momentum: float, eps: float = EPS,
-                 layout: str | None = None) -> None:
+    def __init__(
+        self,
+        init: torch.Tensor,
+        lr: float,
+        momentum: float,
+        eps: float = EPS,
+        layout: str | None = None,
+    ) -> None:
         super().__init__(lr, momentum, eps)
         layout = layout or default_layout(init.device)
         if layout not in LAYOUTS:
@@ -171,9 +187,14 @@ class SparseAdagradM(_AdagradM):
         """The [param, acc, (vel)] blocks of ``rows``: a (len(rows), slots, width) copy."""
         return self.table.index_select(0, rows)
 
-    def step(self, rows: torch.Tensor, grads: torch.Tensor, unique: bool = False,
-             gathered: torch.Tensor | None = None,
-             last_col: torch.Tensor | None = None) -> None:
+    def step(
+        self,
+        rows: torch.Tensor,
+        grads: torch.Tensor,
+        unique: bool = False,
+        gathered: torch.Tensor | None = None,
+        last_col: torch.Tensor | None = None,
+    ) -> None:
         """Update the rows ``rows`` (int64) with per-occurrence ``grads``.
 
         Args:
@@ -192,18 +213,25 @@ class SparseAdagradM(_AdagradM):
             return
         if not unique:
             rows, inverse = torch.unique(rows, return_inverse=True)
-            merged = torch.zeros((len(rows), grads.shape[1]), dtype=grads.dtype,
-                                 device=grads.device)
+            merged = torch.zeros(
+                (len(rows), grads.shape[1]), dtype=grads.dtype, device=grads.device
+            )
             grads, gathered = merged.index_add_(0, inverse, grads), None
             if last_col is not None:
-                last_col = torch.zeros(len(rows), dtype=grads.dtype,
-                                       device=grads.device).index_add_(0, inverse, last_col)
+                last_col = torch.zeros(
+                    len(rows), dtype=grads.dtype, device=grads.device
+                ).index_add_(0, inverse, last_col)
         if gathered is None:
             gathered = self.gather(rows)
         self._update_unique(rows, grads, gathered, last_col)
 
-    def _update_unique(self, rows: torch.Tensor, g: torch.Tensor, blocks: torch.Tensor,
-                       last_col: torch.Tensor | None) -> None:
+    def _update_unique(
+        self,
+        rows: torch.Tensor,
+        g: torch.Tensor,
+        blocks: torch.Tensor,
+        last_col: torch.Tensor | None,
+    ) -> None:
         # Written as increments so the table is only touched by one scatter:
         #   acc' - acc = g^2;  u = g / sqrt(acc')
         #   v' - v = (mu - 1) v - lr u;  p' - p = v' = mu v - lr u
@@ -220,8 +248,13 @@ class SparseAdagradM(_AdagradM):
             delta[:, :, -1].mul_((last_col > 0).to(delta.dtype).unsqueeze(1))
         self.table.index_add_(0, rows, delta)
 
-    def _step_static(self, rows: torch.Tensor, grads: torch.Tensor,
-                     gathered: torch.Tensor | None, last_col: torch.Tensor | None) -> None:
+    def _step_static(
+        self,
+        rows: torch.Tensor,
+        grads: torch.Tensor,
+        gathered: torch.Tensor | None,
+        last_col: torch.Tensor | None,
+    ) -> None:
         scratch = self._scratch
         scratch.index_add_(0, rows, grads)
         g = scratch.index_select(0, rows)  # the summed gradient of each occurrence's row

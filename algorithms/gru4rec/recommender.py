@@ -19,15 +19,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from algorithms.base import EpochCallback, SessionRecommender, epoch_values, resolve_device
 from algorithms.gru4rec.batching import plan_epoch
-from algorithms.gru4rec.checkpoint import (load_checkpoint, load_training_state, save_checkpoint,
-                                           save_training_state)
+from algorithms.gru4rec.checkpoint import (
+    load_checkpoint,
+    load_training_state,
+    save_checkpoint,
+    save_training_state,
+)
+from algorithms.gru4rec.epochs import load_trainer_state, train_epoch, trainer_state
 from algorithms.gru4rec.gru import CELLS
 from algorithms.gru4rec.losses import LOSSES, FinalActivation
 from algorithms.gru4rec.model import Network, init_params
 from algorithms.gru4rec.threads import ThreadPolicy
 from algorithms.gru4rec.trainer import TrainConfig, Trainer
-from algorithms.base import EpochCallback, SessionRecommender, epoch_values, resolve_device
 from algorithms.params import AnyOf, Choice, Float, Int, ListOf, Optional, Pattern
 from datasets.sessions import UNKNOWN, Sessions
 
@@ -37,8 +42,13 @@ _UNIT = Float(0, 1, high_open=True)
 # The official defaults: bpr-max takes the PyTorch code's ELU parameter (0.5); the losses only
 # the Theano code has (top1-max, bpr, top1) take its default final activation, linear (its
 # docstring says elu-1, its constructor says linear). The 2016 presets set tanh explicitly.
-DEFAULT_FINAL_ACT = {"cross-entropy": "softmax", "bpr-max": "elu-0.5", "top1-max": "linear",
-                     "bpr": "linear", "top1": "linear"}
+DEFAULT_FINAL_ACT = {
+    "cross-entropy": "softmax",
+    "bpr-max": "elu-0.5",
+    "top1-max": "linear",
+    "bpr": "linear",
+    "top1": "linear",
+}
 
 
 class GRU4Rec(SessionRecommender):
@@ -99,15 +109,26 @@ class GRU4Rec(SessionRecommender):
         "cell": Choice(CELLS),
         "embedding": AnyOf((Choice(("shared",)), Int(low=0))),
         "loss": Choice(tuple(LOSSES)),
-        "final_act": Optional(Pattern(r"softmax|linear|tanh|elu(-[0-9]*\.?[0-9]+)?",
-                                      "softmax, linear, tanh or elu-<alpha>")),
-        "n_sample": Int(low=0), "sample_alpha": Float(low=0), "sample_cache_size": Int(low=1),
-        "logq": Float(low=0), "bpreg": Float(low=0),
-        "learning_rate": Float(low=0, low_open=True), "momentum": _UNIT,
-        "dropout_embed": _UNIT, "dropout_hidden": _UNIT,
-        "batch_size": Int(low=1), "n_epochs": Int(low=1),
+        "final_act": Optional(
+            Pattern(
+                r"softmax|linear|tanh|elu(-[0-9]*\.?[0-9]+)?",
+                "softmax, linear, tanh or elu-<alpha>",
+            )
+        ),
+        "n_sample": Int(low=0),
+        "sample_alpha": Float(low=0),
+        "sample_cache_size": Int(low=1),
+        "logq": Float(low=0),
+        "bpreg": Float(low=0),
+        "learning_rate": Float(low=0, low_open=True),
+        "momentum": _UNIT,
+        "dropout_embed": _UNIT,
+        "dropout_hidden": _UNIT,
+        "batch_size": Int(low=1),
+        "n_epochs": Int(low=1),
         "device": Pattern(r"auto|cpu|cuda(:[0-9]+)?", "auto, cpu, cuda or cuda:N"),
-        "seed": Int(low=0), "n_threads": Optional(Int(low=1)),
+        "seed": Int(low=0),
+        "n_threads": Optional(Int(low=1)),
     }
 
     def __init__(
@@ -156,7 +177,9 @@ class GRU4Rec(SessionRecommender):
     def _layer_sizes(self) -> list[int]:
         sizes = [self.layers] if isinstance(self.layers, int) else list(self.layers)
         if not sizes or any(not isinstance(s, int) or s < 1 for s in sizes):
-            raise ValueError(f"layers must be a positive int or a list of them, got {self.layers!r}")
+            raise ValueError(
+                f"layers must be a positive int or a list of them, got {self.layers!r}"
+            )
         return sizes
 
     def _resolved_final_act(self) -> str:
@@ -175,16 +198,25 @@ class GRU4Rec(SessionRecommender):
         super().validate()
         self._resolved_final_act()  # final_act must fit the loss
         if self.n_sample and self.sample_cache_size < self.n_sample:
-            raise ValueError(f"sample_cache_size ({self.sample_cache_size}) must be >= n_sample "
-                             f"({self.n_sample})")
+            raise ValueError(
+                f"sample_cache_size ({self.sample_cache_size}) must be >= n_sample "
+                f"({self.n_sample})"
+            )
         if self.logq > 0 and self.loss != "cross-entropy":
-            raise ValueError(f"logq is only used with cross-entropy, got logq={self.logq} with "
-                             f"loss {self.loss!r}")
+            raise ValueError(
+                f"logq is only used with cross-entropy, got logq={self.logq} with "
+                f"loss {self.loss!r}"
+            )
 
     # ------------------------------------------------------------------ training
-    def fit(self, train: Sessions, *, valid: Sessions | None = None,
-            on_epoch: EpochCallback | None = None,
-            resume_file: Path | None = None) -> "GRU4Rec":
+    def fit(
+        self,
+        train: Sessions,
+        *,
+        valid: Sessions | None = None,
+        on_epoch: EpochCallback | None = None,
+        resume_file: Path | None = None,
+    ) -> GRU4Rec:
         """Train on ``train`` (continuing from ``resume_file`` where it holds this training's
         state), calling ``on_epoch`` after every epoch; ``valid`` is not used."""
         self.validate()
@@ -198,50 +230,94 @@ class GRU4Rec(SessionRecommender):
         known = train.items[train.items != UNKNOWN]
         support = np.bincount(known, minlength=train.n_items).astype(np.float64)
         plan = plan_epoch(train, self.batch_size)
-        params = init_params(train.n_items, self._layer_sizes(), self.embedding, init_gen,
-                             self.device_, cell=self.cell)
+        params = init_params(
+            train.n_items,
+            self._layer_sizes(),
+            self.embedding,
+            init_gen,
+            self.device_,
+            cell=self.cell,
+        )
         with self._restore_threads() as caller_threads:
-            self._train(train, plan, params, support, run_gen, caller_threads, on_epoch,
-                        resume_file)
+            self._train(
+                train, plan, params, support, run_gen, caller_threads, on_epoch, resume_file
+            )
         return self
 
-    def _train(self, train: Sessions, plan, params, support: np.ndarray,
-               run_gen: torch.Generator, caller_threads: int, on_epoch: EpochCallback | None,
-               resume_file: Path | None) -> None:
+    def _train(
+        self,
+        train: Sessions,
+        plan,
+        params,
+        support: np.ndarray,
+        run_gen: torch.Generator,
+        caller_threads: int,
+        on_epoch: EpochCallback | None,
+        resume_file: Path | None,
+    ) -> None:
         threads = None
         if self.device_.type == "cpu":
-            threads = (ThreadPolicy.fixed(self.n_threads) if self.n_threads
-                       else ThreadPolicy.adaptive_default())
-        trainer = Trainer(params, self.embedding, self._train_config(), support, plan,
-                          self.device_, run_gen, threads=threads)
-        log.info("GRU4Rec: %d items, %d training events/epoch in %d steps, device %s",
-                 train.n_items, plan.n_events, plan.n_steps, self.device_)
+            threads = (
+                ThreadPolicy.fixed(self.n_threads)
+                if self.n_threads
+                else ThreadPolicy.adaptive_default()
+            )
+        trainer = Trainer(
+            params,
+            self.embedding,
+            self._train_config(),
+            support,
+            plan,
+            self.device_,
+            run_gen,
+            threads=threads,
+        )
+        log.info(
+            "GRU4Rec: %d items, %d training events/epoch in %d steps, device %s",
+            train.n_items,
+            plan.n_events,
+            plan.n_steps,
+            self.device_,
+        )
         key = self._training_key(train) if resume_file is not None else None
         done = self._resume(trainer, key, Path(resume_file)) if key is not None else 0
         for epoch in range(done + 1, self.n_epochs + 1):
-            stats = trainer.train_epoch(epoch)  # sets the policy's thread count at its start
+            stats = train_epoch(trainer, epoch)  # sets the policy's thread count at its start
             if threads is not None:  # the epoch callback (validation) runs with the caller's
                 torch.set_num_threads(caller_threads)
             self.network_ = trainer.net  # live views: the callback scores the current weights
-            row = {"epoch": epoch, "loss": stats["loss"],
-                   "events_per_s": stats["events"] / max(stats["seconds"], 1e-9),
-                   "threads": None if threads is None else threads.current}
+            row = {
+                "epoch": epoch,
+                "loss": stats["loss"],
+                "events_per_s": stats["events"] / max(stats["seconds"], 1e-9),
+                "threads": None if threads is None else threads.current,
+            }
             row.update(epoch_values(on_epoch, self, epoch))
             self.history_.append(row)
-            log.info("epoch %d: loss %.4f, %.0f events/s%s", epoch, row["loss"],
-                     row["events_per_s"],
-                     "".join(f", {k} {v:.4f}" for k, v in row.items()
-                             if k not in ("epoch", "loss", "events_per_s", "threads")))
+            log.info(
+                "epoch %d: loss %.4f, %.0f events/s%s",
+                epoch,
+                row["loss"],
+                row["events_per_s"],
+                "".join(
+                    f", {k} {v:.4f}"
+                    for k, v in row.items()
+                    if k not in ("epoch", "loss", "events_per_s", "threads")
+                ),
+            )
             if key is not None:
-                save_training_state(resume_file, key, epoch, self.history_, trainer.state())
+                save_training_state(resume_file, key, epoch, self.history_, trainer_state(trainer))
         self.network_ = Network(trainer.export_params(), self.embedding)
 
     def _training_key(self, train: Sessions) -> dict[str, Any]:
         """What a training state must have been trained with to be continued: the training
         data's content and every hyperparameter but the device, the thread count and the number
         of epochs (an epoch does not depend on how many follow it)."""
-        params = {k: v for k, v in self.get_params().items()
-                  if k not in ("device", "n_threads", "n_epochs")}
+        params = {
+            k: v
+            for k, v in self.get_params().items()
+            if k not in ("device", "n_threads", "n_epochs")
+        }
         return {"params": params, "data": train.fingerprint()}
 
     def _resume(self, trainer: Trainer, key: dict[str, Any], path: Path) -> int:
@@ -260,12 +336,13 @@ class GRU4Rec(SessionRecommender):
             log.warning("%s: %s; training from epoch 1", path, why)
             return 0
         try:  # same settings and data, so a misfit is a bug or another code's file: stop
-            trainer.load_state(state["trainer"])
+            load_trainer_state(trainer, state["trainer"])
         except ValueError as e:
             raise ValueError(f"{path}: {e}; delete the file to train from epoch 1") from None
         self.history_ = list(state["history"])
-        log.info("GRU4Rec: continuing after epoch %d of %d from %s", state["epoch"],
-                 self.n_epochs, path)
+        log.info(
+            "GRU4Rec: continuing after epoch %d of %d from %s", state["epoch"], self.n_epochs, path
+        )
         return int(state["epoch"])
 
     def _not_continued(self, state: dict[str, Any], key: dict[str, Any]) -> str | None:
@@ -293,21 +370,27 @@ class GRU4Rec(SessionRecommender):
 
     def _train_config(self) -> TrainConfig:
         return TrainConfig(
-            loss=self.loss, final_act=self._resolved_final_act(), n_sample=self.n_sample,
-            sample_alpha=self.sample_alpha, sample_cache_size=self.sample_cache_size,
-            logq=self.logq, bpreg=self.bpreg, learning_rate=self.learning_rate,
-            momentum=self.momentum, dropout_embed=self.dropout_embed,
+            loss=self.loss,
+            final_act=self._resolved_final_act(),
+            n_sample=self.n_sample,
+            sample_alpha=self.sample_alpha,
+            sample_cache_size=self.sample_cache_size,
+            logq=self.logq,
+            bpreg=self.bpreg,
+            learning_rate=self.learning_rate,
+            momentum=self.momentum,
+            dropout_embed=self.dropout_embed,
             dropout_hidden=self.dropout_hidden,
         )
 
     # ------------------------------------------------------------------ inference
     def init_state(self, n_slots: int) -> list[torch.Tensor]:
         """Zero hidden states, one (n_slots, H) tensor per layer, on the model's device."""
-        return [torch.zeros(n_slots, size, device=self.device_)
-                for size in self.network_.layer_sizes]
+        return [
+            torch.zeros(n_slots, size, device=self.device_) for size in self.network_.layer_sizes
+        ]
 
-    def step(self, state: list[torch.Tensor], items: np.ndarray,
-             reset: np.ndarray) -> torch.Tensor:
+    def step(self, state: list[torch.Tensor], items: np.ndarray, reset: np.ndarray) -> torch.Tensor:
         """Feed one click per slot; return (n_slots, n_items) raw scores on the model's device."""
         items_t = torch.as_tensor(np.asarray(items, dtype=np.int64), device=self.device_)
         reset_t = torch.as_tensor(np.asarray(reset, dtype=bool), device=self.device_)
@@ -318,11 +401,10 @@ class GRU4Rec(SessionRecommender):
     # ------------------------------------------------------------------ checkpoints
     def save(self, path: str | Path) -> None:
         """Write the fitted model to ``path`` (see ``checkpoint.py`` for the layout)."""
-        save_checkpoint(path, self.get_params(), self.n_items_, self.network_.params,
-                        self.history_)
+        save_checkpoint(path, self.get_params(), self.n_items_, self.network_.params, self.history_)
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None) -> "GRU4Rec":
+    def load(cls, path: str | Path, device: str | None = None) -> GRU4Rec:
         """A fitted model from a checkpoint, on ``device`` (default: the saved ``device``)."""
         ckpt = load_checkpoint(path)
         params = dict(ckpt["params"])

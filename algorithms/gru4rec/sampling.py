@@ -66,8 +66,12 @@ class SampleCache:
         self._next = self.n_rows  # forces a draw on first use
 
     def _refill(self) -> None:
-        u = torch.rand(self.n_rows * self.n_sample, device=self.device, dtype=torch.float64,
-                       generator=self.generator)
+        u = torch.rand(
+            self.n_rows * self.n_sample,
+            device=self.device,
+            dtype=torch.float64,
+            generator=self.generator,
+        )
         # right=True: item i is drawn when cdf[i-1] <= u < cdf[i]; items of weight 0 never are.
         self.items = torch.searchsorted(self.cdf, u, right=True).view(self.n_rows, self.n_sample)
         self.items.clamp_(max=len(self.cdf) - 1)
@@ -92,8 +96,10 @@ class SampleCache:
             return
         items = state["items"]
         if tuple(items.shape) != (self.n_rows, self.n_sample):
-            raise ValueError(f"sample cache state of shape {tuple(items.shape)} does not fit "
-                             f"this cache ({self.n_rows}, {self.n_sample})")
+            raise ValueError(
+                f"sample cache state of shape {tuple(items.shape)} does not fit "
+                f"this cache ({self.n_rows}, {self.n_sample})"
+            )
         self.items = items.to(device=self.device, dtype=torch.int64)
         self.log_weight = self._log_weight[self.items]
         self._next = int(state["next"])

@@ -36,8 +36,11 @@ class OthersCpu:
     """Shorter spans are not measured: /proc counts in clock ticks (10 ms), so over a few
     milliseconds one tick more or less reads as dozens of cores."""
 
-    def __init__(self, read: Callable[[], tuple[float, float, float]] | None = None,
-                 max_cores: float | None = None) -> None:
+    def __init__(
+        self,
+        read: Callable[[], tuple[float, float, float]] | None = None,
+        max_cores: float | None = None,
+    ) -> None:
         self.read = read or _read_proc
         self.max_cores = float(max_cores or os.cpu_count() or 1)
         self.last = self.read()
@@ -86,10 +89,16 @@ class ThreadPolicy:
         history: (others' cores, chosen threads) of every look.
     """
 
-    def __init__(self, max_threads: int, adaptive: bool = False, hold_s: float = 10.0,
-                 others: OthersCpu | None = None, clock: Callable[[], float] = time.monotonic,
-                 set_threads: Callable[[int], None] = torch.set_num_threads,
-                 cores: int | None = None) -> None:
+    def __init__(
+        self,
+        max_threads: int,
+        adaptive: bool = False,
+        hold_s: float = 10.0,
+        others: OthersCpu | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        set_threads: Callable[[int], None] = torch.set_num_threads,
+        cores: int | None = None,
+    ) -> None:
         if max_threads < 1:
             raise ValueError(f"max_threads must be >= 1, got {max_threads}")
         self.max_threads, self.adaptive, self.hold_s = max_threads, adaptive, hold_s
@@ -107,11 +116,11 @@ class ThreadPolicy:
             self._use(max_threads)
 
     @classmethod
-    def fixed(cls, n: int) -> "ThreadPolicy":
+    def fixed(cls, n: int) -> ThreadPolicy:
         return cls(n)
 
     @classmethod
-    def adaptive_default(cls) -> "ThreadPolicy":
+    def adaptive_default(cls) -> ThreadPolicy:
         """Up to torch's current default (all cores), as many as the other processes leave."""
         return cls(torch.get_num_threads(), adaptive=True)
 
