@@ -53,7 +53,7 @@ from datasets.clicks import (
 )
 from datasets.errors import DataError, MissingDataError
 from datasets.sessions import Dataset
-from datasets.textfile import arrow_input, check_text, long_line_error
+from datasets.textfile import arrow_input, check_text, long_line_error, read_error
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,8 @@ def read_clicks(path: Path) -> Clicks:
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
         raise _bad_row_error(path, e) from None
+    except OSError as e:  # a gzip stream damaged past the first block, a failing disk
+        raise read_error(path, e, _WHAT) from None
     pa.default_memory_pool().release_unused()  # hand the parsed table's memory back now
     if len(clicks) == 0:
         raise DataError(f"{path}: no data rows (expected 'SessionId,Timestamp,ItemId,Category')")

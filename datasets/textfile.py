@@ -5,12 +5,16 @@
 - a binary file (NUL or other control bytes at the start) is refused with a message that says
   so instead of echoing its bytes (:func:`check_text`);
 - a line longer than the parser's block (:data:`BLOCK_BYTES`) is reported by its number and
-  length (:func:`long_line_error`), not with the parser's own words.
+  length (:func:`long_line_error`), not with the parser's own words;
+- a gzip file that is truncated or corrupt past its first block (the parser's bare ``OSError``)
+  is reported as damaged, with the line and the amount of text read before the damage
+  (:func:`read_error`).
 """
 
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 from typing import BinaryIO
 
@@ -93,4 +97,26 @@ def long_line_error(path: Path, what: str) -> DataError | None:
     return DataError(
         f"{path}, line {line}: a line of {length / 2**20:.1f} MiB, longer than the "
         f"{BLOCK_BYTES >> 20} MiB any line may have; expected {what}"
+    )
+
+
+def read_error(path: Path, error: OSError, what: str) -> DataError:
+    """The project's message for an ``OSError`` the parser raised while reading ``path``: for a
+    gzip file, where its damage starts (found by decompressing it again up to the failure)."""
+    if not is_gzip(path):
+        return DataError(f"{path}: cannot be read ({error}); expected {what}")
+    lines, text_bytes = 0, 0
+    try:
+        with gzip.open(path, "rb") as f:
+            while block := f.read(1 << 22):
+                lines += block.count(b"\n")
+                text_bytes += len(block)
+        # the gzip module read it whole: only the parser saw the damage, at an unknown place
+        where = f"somewhere in its {lines} lines"
+    except (OSError, EOFError, zlib.error) as e:
+        error = e if str(e) else error
+        where = f"after line {lines} ({text_bytes / 2**20:.1f} MiB of text)"
+    return DataError(
+        f"{path}: damaged gzip file, unreadable {where}: {error}; it was truncated or "
+        f"corrupted (download or compress it again); expected {what}"
     )

@@ -31,7 +31,14 @@ from datasets.clicks import (
 )
 from datasets.errors import DataError, MissingDataError
 from datasets.sessions import Dataset
-from datasets.textfile import BLOCK_BYTES, arrow_input, check_text, long_line_error, open_binary
+from datasets.textfile import (
+    BLOCK_BYTES,
+    arrow_input,
+    check_text,
+    long_line_error,
+    open_binary,
+    read_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +109,8 @@ def read_tsv(path: Path) -> Clicks:
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
         raise _bad_row_error(path, names, e) from None
+    except OSError as e:  # a gzip stream damaged past the first block, a failing disk
+        raise read_error(path, e, _WHAT) from None
     if table.num_rows == 0:
         raise DataError(f"{path}: no data rows after the header")
     return _to_clicks(path, table)

@@ -19,6 +19,7 @@ import pytest
 
 import benchmark.run_cli as run_benchmark
 import benchmark.runner as runner
+from datasets.errors import DataError
 from tests.conftest import REPO_ROOT
 
 # ------------------------------------------------------------------ config values
@@ -477,3 +478,34 @@ def test_exit_status_and_one_line_in_a_real_process(tmp_path):
     ]
     assert not (tmp_path / "out").exists()  # stderr holds nothing else: no data, no training
     json.dumps(res.stderr)  # plain text
+
+
+def _damaged_gzip(path, damage: str) -> None:
+    """A gzip click file damaged past its first block (the start reads fine, so only the full
+    parse meets the damage)."""
+    rows = "".join(
+        f"{i // 3},2014-04-0{1 + i % 7}T10:00:00.000Z,{i % 997},0\n" for i in range(3 * 10**5)
+    )
+    data = bytearray(gzip.compress(rows.encode(), compresslevel=1))
+    middle = len(data) // 2
+    if damage == "truncated":
+        del data[middle:]
+    else:
+        data[middle : middle + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupted"])
+def test_a_damaged_gzip_file_is_named_with_where_it_breaks(tmp_path, damage):
+    """Damage past the first block reached the CSV reader as a bare OSError traceback."""
+    from datasets.rsc15 import read_clicks
+
+    path = tmp_path / "clicks.dat.gz"
+    _damaged_gzip(path, damage)
+    with pytest.raises(DataError) as caught:
+        read_clicks(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: damaged gzip file, unreadable after line ")
+    line = int(message.split("unreadable after line ")[1].split()[0])
+    assert 1_000 < line < 300_000  # somewhere inside, not at the start
+    assert "download or compress it again" in message
