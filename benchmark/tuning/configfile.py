@@ -98,7 +98,7 @@ def study_table(path: Path, dataset: str, trials: int) -> tuple[str, str, str]:
     params = {"algorithm": algorithm, **config} if row != algorithm else config
     tuning = {"trials": finished, "objective": objective, "study": str(path)}
     comment = (
-        f"# {row}: python -m benchmark.tune --dataset {dataset} --data-dir ../shared/data "
+        f"# {row}: python -m benchmark.tune --dataset {dataset} --data-dir data "
         f"--algorithm {algorithm} --trials {trials}\n"
         f"# ({c['complete']} complete, {c['pruned']} pruned; best: trial {best.number}, "
         f"validation MRR@20 {best.user_attrs['mrr@20']:.4f}, "
