@@ -25,6 +25,7 @@ import logging
 import os
 import platform
 import secrets
+import shlex
 import subprocess
 import sys
 import time
@@ -470,4 +471,5 @@ def _now() -> str:
 
 
 def command_line() -> str:
-    return " ".join([Path(sys.executable).name, *sys.argv])
+    """This process's command, shell-quoted, so that a path with spaces can be pasted back."""
+    return shlex.join([Path(sys.executable).name, *sys.argv])

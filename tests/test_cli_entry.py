@@ -196,3 +196,13 @@ def test_synthetic_loads_through_the_registry():
 
     data = load_dataset("synthetic", seed=3)
     assert data.train.n_sessions > 0
+
+
+def test_the_data_page_has_a_section_and_the_folder_of_every_registered_dataset():
+    page = (Path(__file__).resolve().parents[1] / "docs" / "data.md").read_text()
+    headings = [line for line in page.splitlines() if line.startswith("## ")]
+    for entry in DATASET_REGISTRY.values():
+        assert any(h == f"## {entry.name}" or h.startswith(f"## {entry.name}:") for h in headings)
+        folders = {str(Path(f).parent) for f in entry.required_files}
+        for folder in folders:  # where its files go under the one --data-dir default
+            assert f"data/{folder}/" in page, (entry.name, folder)

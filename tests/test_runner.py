@@ -236,3 +236,13 @@ def test_cutoff_curves_stay_at_k_1_to_20_for_a_large_cutoff(tmp_path, monkeypatc
         r"training items \(40\)",
     ):
         run(plan(opts), command="test")
+
+
+def test_the_recorded_command_is_shell_quoted(monkeypatch):
+    """A path with spaces or quotes in the command of run.json / table.md could not be re-run."""
+    import shlex
+    import sys
+
+    argv = ["run_benchmark.py", "--dataset", "my data/it's here", "--algorithms", "pop"]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert shlex.split(runner.command_line())[1:] == argv

@@ -188,3 +188,37 @@ def test_unknown_preset_is_a_clear_error(tmp_path, capsys):
         == 2
     )
     assert "unknown preset 'no-such-preset'" in capsys.readouterr().err
+
+
+def _refuse_loading(monkeypatch):
+    import benchmark.tuning.cli as cli
+
+    def refuse(args):
+        raise AssertionError("data was loaded before the option was checked")
+
+    monkeypatch.setattr(cli, "_load", refuse)
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["--grid", "n_sims=5", "--out", "{tmp}/g.xlsx"], "the table is written as .csv or .json"),
+        (["--grid", "n_sims=5", "--out", "{tmp}"], "is a folder"),
+        (["--grid", "n_sims=5", "--out", "{tmp}/file.txt/g.csv"], "cannot make the folder"),
+        (["--grid", ""], "--grid '': give at least one term"),
+        (["--grid", "n_sims"], "--grid: term 'n_sims' must look like name=v1,v2,..."),
+        (["--grid", "n_sims=5", "--set", "alpha"], "--set: term 'alpha' must look like name=value"),
+    ],
+    ids=["extension", "folder", "parent-is-a-file", "empty-grid", "grid-term", "set-term"],
+)
+def test_tune_options_are_checked_before_the_data_loads(
+    tmp_path, capsys, monkeypatch, extra, fragment
+):
+    """--out used to fail only when the table was written, after the whole grid had trained."""
+    _refuse_loading(monkeypatch)
+    (tmp_path / "file.txt").write_text("x")
+    argv = ["--dataset", "synthetic", "--algorithm", "item-knn"]
+    argv += [a.replace("{tmp}", str(tmp_path)) for a in extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and fragment in err and "Traceback" not in err

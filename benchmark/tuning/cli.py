@@ -126,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def fixed_params(spec: str) -> dict[str, Any]:
     fixed = {}
-    for name, values in grid_mod.parse_grid(spec).items():
+    for name, values in grid_mod.parse_grid(spec, option="--set").items():
         if len(values) != 1:
             raise ValueError(f"--set {name} takes one value, got {len(values)}")
         fixed[name] = values[0]
@@ -203,7 +203,11 @@ def _load(args: argparse.Namespace):
 
 def run_grid(args: argparse.Namespace, fixed: dict[str, Any]) -> int:
     grid = grid_mod.parse_grid(args.grid)
+    if not grid:
+        raise ValueError(f"--grid {args.grid!r}: give at least one term name=v1,v2,...")
     check_values(args.algorithm, grid, fixed)  # before the (slow) data loading
+    if args.out is not None:
+        grid_mod.check_table_path(args.out)
     result = grid_mod.grid_search(
         args.algorithm,
         _load(args),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import shlex
 import time
 import tomllib
@@ -23,6 +24,7 @@ from benchmark.config import renamed_hint
 from benchmark.evaluator import DEFAULT_TIE_MODE
 from benchmark.registry import get_algorithm
 from benchmark.tuning.study import OBJECTIVES, epoch_reporter, validation_scores
+from datasets import io
 from datasets.sessions import Dataset
 
 log = logging.getLogger(__name__)
@@ -45,15 +47,17 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def parse_grid(spec: str) -> dict[str, list[Any]]:
-    """``'a=1,2 b=x'`` -> ``{'a': [1, 2], 'b': ['x']}``; ValueError naming a malformed term."""
+def parse_grid(spec: str, option: str = "--grid") -> dict[str, list[Any]]:
+    """``'a=1,2 b=x'`` -> ``{'a': [1, 2], 'b': ['x']}``; ValueError naming ``option`` and a
+    malformed term."""
     grid: dict[str, list[Any]] = {}
+    shape = "name=v1,v2,..." if option == "--grid" else "name=value"
     for term in shlex.split(spec):
         name, sep, values = term.partition("=")
         if not sep or not name or not values:
-            raise ValueError(f"grid term {term!r} must look like name=v1,v2,...")
+            raise ValueError(f"{option}: term {term!r} must look like {shape}")
         if name in grid:
-            raise ValueError(f"grid parameter {name!r} is given twice")
+            raise ValueError(f"{option}: {name!r} is given twice")
         grid[name] = [parse_value(v) for v in values.split(",")]
     return grid
 
@@ -142,9 +146,29 @@ def format_table(table: pd.DataFrame) -> str:
     return shown.to_markdown(index=False, disable_numparse=True)
 
 
+TABLE_SUFFIXES = (".csv", ".json")
+
+
+def check_table_path(path: Path) -> None:
+    """ValueError, before any work, unless the grid's table can be written to ``path``: a
+    ``.csv`` or ``.json`` name, not a folder, in a folder that exists (or can be made) and is
+    writable."""
+    if path.is_dir():
+        raise ValueError(f"--out {path}: is a folder; give a file name ending in .csv or .json")
+    if path.suffix not in TABLE_SUFFIXES:
+        raise ValueError(f"--out {path}: the table is written as .csv or .json; name it so")
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--out {path}: cannot make the folder {folder} ({e.strerror})") from None
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"--out {path}: not writable")
+
+
 def write_table(table: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """The grid's table as CSV or JSON (by ``path``'s suffix), written atomically."""
     if path.suffix == ".json":
-        path.write_text(table.to_json(orient="records", indent=1))
+        io.write_text(path, table.to_json(orient="records", indent=1))
     else:
-        table.to_csv(path, index=False)
+        io.write_csv(path, table)
