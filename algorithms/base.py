@@ -132,8 +132,9 @@ class SessionRecommender(abc.ABC):
         }
 
     def validate(self) -> None:
-        """Check the hyperparameters without touching any data; the runner and the tuner call it
-        for every algorithm before a dataset is read, and ``fit`` calls it first.
+        """Check the hyperparameters without touching any data; the runner calls it for every
+        row of a run before a dataset is read, and ``fit`` calls it first (so every tuning
+        trial's setting is checked too).
 
         The base check: every argument against its declaration (``param_specs``), then a
         ``device`` argument against the devices this machine has (:meth:`cuda_available`).
