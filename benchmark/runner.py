@@ -118,12 +118,12 @@ def _run_in(
     record.pop("finished", None)
     io.write_json(run_dir / "run.json", record)
     targets = prediction_frame(data)
-    if not (run_dir / "predictions.parquet").is_file():
+    if _parquet_rows(run_dir / "predictions.parquet") != len(targets):  # absent or damaged
         io.write_parquet(run_dir / "predictions.parquet", targets)
 
     for spec in specs:
         done_file = run_dir / "done" / f"{spec.label}.json"
-        if done_file.is_file():
+        if _reusable(run_dir, spec.label, len(targets)):
             log.info("%s: finished in an earlier attempt, reused", spec.label)
             continue
         result = run_algorithm(spec, data, options, targets, run_dir)
@@ -143,6 +143,54 @@ def _run_in(
     _finalize(run_dir)
     record["finished"] = _now()  # only now: every table and plot is written
     io.write_json(run_dir / "run.json", record)
+
+
+def _reusable(run_dir: Path, label: str, n_predictions: int) -> bool:
+    """Whether ``label`` finished in an earlier attempt and its files are sound. A damaged
+    record (unreadable or foreign ``done/<label>.json``, missing or truncated
+    ``ranks/<label>.parquet``) is named in a warning and removed, so the algorithm is fitted
+    again instead of the run failing on it."""
+    done_file = run_dir / "done" / f"{label}.json"
+    if not done_file.is_file():
+        return False
+    problem = _damage(run_dir, label, n_predictions)
+    if problem is None:
+        return True
+    log.warning("%s; fitting %s again", problem, label)
+    done_file.unlink()
+    return False
+
+
+_DONE_KEYS = {"label", "config", "metrics", "seed_metrics", "timings"}
+
+
+def _damage(run_dir: Path, label: str, n_predictions: int) -> str | None:
+    """What is wrong with the finished record of ``label``, or None."""
+    done_file = run_dir / "done" / f"{label}.json"
+    try:
+        record = io.read_json(done_file)
+    except (OSError, ValueError) as e:
+        return f"{done_file}: unreadable ({e})"
+    if not isinstance(record, dict) or not _DONE_KEYS <= record.keys() or record["label"] != label:
+        return f"{done_file}: not the finished record of {label}"
+    ranks = run_dir / "ranks" / f"{label}.parquet"
+    rows = _parquet_rows(ranks)
+    if rows is None:
+        return f"{ranks}: missing or unreadable"
+    if rows != n_predictions:
+        return f"{ranks}: {rows} ranks for {n_predictions} predictions"
+    return None
+
+
+def _parquet_rows(path: Path) -> int | None:
+    """The row count of a parquet file; None if it is absent or damaged."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_metadata(path).num_rows
+    except (OSError, pa.ArrowException):
+        return None
 
 
 def cap_default_cutoffs(options: RunOptions, n_items: int) -> RunOptions:

@@ -7,6 +7,7 @@ and S-POP only.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -313,3 +314,38 @@ def test_a_kill_at_every_write_of_the_report_phase_is_completed_by_resume(
         assert all((run_dir / f).is_file() for f in REPORT_FILES)
         assert not list(run_dir.rglob("*.tmp")), n
     capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("label", "damage", "named"),
+    [
+        ("spop", lambda run: (run / "done" / "spop.json").write_text("{garbage"), "done/spop.json"),
+        ("spop", lambda run: (run / "done" / "spop.json").write_text(""), "done/spop.json"),
+        ("pop", lambda run: (run / "done" / "pop.json").write_text("[]"), "done/pop.json"),
+        ("pop", lambda run: (run / "ranks" / "pop.parquet").unlink(), "ranks/pop.parquet"),
+        (
+            "pop",
+            lambda run: (run / "ranks" / "pop.parquet").write_bytes(
+                (run / "ranks" / "pop.parquet").read_bytes()[:30]
+            ),
+            "ranks/pop.parquet",
+        ),
+    ],
+    ids=["garbage-done", "empty-done", "foreign-done", "missing-ranks", "truncated-ranks"],
+)
+def test_resume_refits_only_a_damaged_algorithm(tmp_path, caplog, label, damage, named):
+    """--resume on a damaged run folder gave a traceback; now the damaged row is named and
+    fitted again, the sound ones are reused, and the results are those of the first attempt."""
+    out = tmp_path / "out"
+    argv = ["--dataset", "synthetic", "--algorithms", "pop,spop", "--out", str(out)]
+    assert run_benchmark.main([*argv, "-q", "--no-progress"]) == 0
+    run_dir = only_run_dir(out)
+    first = (run_dir / "metrics.csv").read_text()
+    damage(run_dir)
+    with caplog.at_level(logging.INFO, logger="benchmark.runner"):
+        assert run_benchmark.main(["--resume", str(run_dir), "--no-progress"]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and named in warnings[0] and f"fitting {label} again" in warnings[0]
+    other = {"pop": "spop", "spop": "pop"}[label]
+    assert f"{other}: finished in an earlier attempt, reused" in caplog.text
+    assert (run_dir / "metrics.csv").read_text() == first
