@@ -52,7 +52,6 @@ def _srgnn_loader(name: str) -> Loader:
 
         return load_srgnn(Path(data_dir) / name, name=name)
 
-    load.__name__ = f"_load_{name.replace('-', '_')}"
     return load
 
 

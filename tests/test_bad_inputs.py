@@ -88,6 +88,17 @@ def main(argv: list[str], capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
+def run_with_table(tmp_path, capsys, algorithm: str, toml: str):
+    """Run pop and ``algorithm`` on synthetic data with ``[algorithm]`` holding ``toml``:
+    (config path, out folder, exit code, stderr)."""
+    config = tmp_path / "table.toml"
+    config.write_text(f"[{algorithm}]\n{toml}\n")
+    out = tmp_path / "out"
+    argv = ["--dataset", "synthetic", "--algorithms", f"pop,{algorithm}", "--config", str(config)]
+    code, err = main([*argv, "--out", str(out), "-q"], capsys)
+    return config, out, code, err
+
+
 def error_line(err: str) -> str:
     lines = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(lines) == 1, err
@@ -103,23 +114,7 @@ def error_line(err: str) -> str:
 def test_bad_config_value_stops_before_any_work(
     tmp_path, capsys, no_data, algorithm, toml, fragment
 ):
-    config = tmp_path / "bad.toml"
-    config.write_text(f"[{algorithm}]\n{toml}\n")
-    out = tmp_path / "out"
-    code, err = main(
-        [
-            "--dataset",
-            "synthetic",
-            "--algorithms",
-            f"pop,{algorithm}",
-            "--config",
-            str(config),
-            "--out",
-            str(out),
-            "-q",
-        ],
-        capsys,
-    )
+    config, out, code, err = run_with_table(tmp_path, capsys, algorithm, toml)
     line = error_line(err)
     assert code == 2
     assert str(config) in line and f": [{algorithm}] " in line  # the file and the table ...
@@ -380,23 +375,7 @@ def test_device_cuda_in_a_config_table_without_a_gpu(tmp_path, capsys, no_data, 
 
     if get_algorithm(algorithm).cuda_available():
         pytest.skip("a GPU is usable here")
-    config = tmp_path / "gpu.toml"
-    config.write_text(f'[{algorithm}]\ndevice = "cuda"\n')
-    out = tmp_path / "out"
-    code, err = main(
-        [
-            "--dataset",
-            "synthetic",
-            "--algorithms",
-            f"pop,{algorithm}",
-            "--config",
-            str(config),
-            "--out",
-            str(out),
-            "-q",
-        ],
-        capsys,
-    )
+    config, out, code, err = run_with_table(tmp_path, capsys, algorithm, 'device = "cuda"')
     line = error_line(err)
     assert code == 2 and str(config) in line and f"[{algorithm}]" in line
     assert 'device = "cuda": no CUDA GPU is usable here' in line

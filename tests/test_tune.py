@@ -208,8 +208,19 @@ def _refuse_loading(monkeypatch):
         (["--grid", ""], "--grid '': give at least one term"),
         (["--grid", "n_sims"], "--grid: term 'n_sims' must look like name=v1,v2,..."),
         (["--grid", "n_sims=5", "--set", "alpha"], "--set: term 'alpha' must look like name=value"),
+        (["--trials", "2", "--out", "{tmp}/s.csv"], "--out: only with --grid"),
+        (["--trials", "2", "--epoch-curve"], "--epoch-curve: only with --grid"),
     ],
-    ids=["extension", "folder", "parent-is-a-file", "empty-grid", "grid-term", "set-term"],
+    ids=[
+        "extension",
+        "folder",
+        "parent-is-a-file",
+        "empty-grid",
+        "grid-term",
+        "set-term",
+        "out-without-grid",
+        "curve-without-grid",
+    ],
 )
 def test_tune_options_are_checked_before_the_data_loads(
     tmp_path, capsys, monkeypatch, extra, fragment

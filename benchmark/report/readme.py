@@ -9,7 +9,7 @@ Each dataset folder under ``results/`` with runs gives one column: its latest ru
 run id by name; run ids start with the run's start time, ``20261203-071611-7a80``) that has a
 ``table.csv``. Folders that hold no runs of one dataset (``tune``, ``perf``, ``full-scale``,
 ``gru4rec-fidelity``, ``summary``) are skipped. Rows are the algorithm labels in order of first
-appearance (datasets in :data:`DATASET_ORDER`, then by name); a cell is ``Recall@20 / MRR@20``
+appearance (the registered datasets in their order, then any other by name); a cell is ``Recall@20 / MRR@20``
 with four decimals, ``–`` where a dataset has no such row, and the best Recall@20 and the best
 MRR@20 of each column in bold (every cell that shows the best value, so a displayed tie is bold
 twice). Under the table one line links each source run's ``table.md``, then the headline picture
@@ -30,13 +30,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from datasets import DATASETS
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BEGIN = "<!-- results-table:begin -->"
 END = "<!-- results-table:end -->"
 NOT_DATASETS = frozenset({"tune", "perf", "full-scale", "gru4rec-fidelity", "summary"})
 """Folders of ``results/`` that are not one dataset's runs."""
-DATASET_ORDER = ("rsc15", "rsc15-100k", "rsc15-64", "diginetica")
-"""Column order of the known datasets; any other dataset follows, by name."""
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]+")
 MISSING = "–"
 
@@ -54,7 +54,7 @@ def latest_runs(results_root: Path) -> dict[str, Path]:
         ]
         if done:
             runs[folder.name] = max(done, key=lambda r: r.name)
-    known = [d for d in DATASET_ORDER if d in runs]
+    known = [d for d in DATASETS if d in runs]  # the registry's order, then the rest by name
     return {d: runs[d] for d in known + sorted(set(runs) - set(known))}
 
 

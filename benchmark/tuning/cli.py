@@ -228,6 +228,13 @@ def run_grid(args: argparse.Namespace, fixed: dict[str, Any]) -> int:
 
 
 def run_study(args: argparse.Namespace, fixed: dict[str, Any]) -> int:
+    grid_only = [
+        flag
+        for flag, given in (("--out", args.out is not None), ("--epoch-curve", args.epoch_curve))
+        if given
+    ]
+    if grid_only:
+        raise ValueError(f"{', '.join(grid_only)}: only with --grid (a study keeps its journal)")
     cls = get_algorithm(args.algorithm)
     check_values(args.algorithm, {}, fixed)
     space = load_space(args.algorithm, cls.param_specs(), args.space).with_fixed(fixed)
