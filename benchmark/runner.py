@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from benchmark.config import PROJECT_ROOT, AlgorithmSpec, ConfigError
 from benchmark.evaluator import Predictions, evaluate
@@ -184,9 +186,6 @@ def _damage(run_dir: Path, label: str, n_predictions: int) -> str | None:
 
 def _parquet_rows(path: Path) -> int | None:
     """The row count of a parquet file; None if it is absent or damaged."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     try:
         return pq.read_metadata(path).num_rows
     except (OSError, pa.ArrowException):

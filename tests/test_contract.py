@@ -31,6 +31,12 @@ def test_the_same_things_have_the_same_names(name):
     assert not names & {"iterations", "num_threads", "epochs", "threads", "random_state"}
 
 
+def test_the_models_that_train_in_epochs_share_the_four_names():
+    for name in ("bpr-mf", "gru4rec"):
+        assert {"n_epochs", "n_threads", "device", "seed"} <= set(get_algorithm(name).param_names())
+    assert BPRMF(n_epochs=7, n_threads=2).get_params()["n_epochs"] == 7
+
+
 def test_resolve_device():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto", cuda_available=False) == torch.device("cpu")
