@@ -152,6 +152,35 @@ class SessionRecommender(abc.ABC):
         if "device" in self.param_names():
             resolve_device(self.device, cuda_available=self.cuda_available())
 
+    def data_problem(self, train: Sessions) -> str | None:
+        """Why these settings cannot be fitted on ``train``, or ``None`` when they can.
+
+        The runner asks every row of a run before its run folder exists, so a row that cannot
+        train stops the run at once instead of after the rows before it. The base check compares
+        :meth:`memory_estimate` with the memory this machine has free (for a model on the CPU);
+        algorithms with data requirements (GRU4Rec needs a session of two clicks) override it
+        and call ``super().data_problem(train)`` last.
+        """
+        estimate = self.memory_estimate(train)
+        if estimate is None:
+            return None
+        need, why = estimate
+        if "device" in self.param_names():
+            if resolve_device(self.device, cuda_available=self.cuda_available()).type != "cpu":
+                return None  # the GPU's memory is the limit; torch says so clearly itself
+        free = available_memory()
+        if free is not None and need > free:
+            return (
+                f"these settings need about {need / 2**30:.1f} GiB of memory ({why}), "
+                f"more than the {free / 2**30:.1f} GiB free on this machine"
+            )
+        return None
+
+    def memory_estimate(self, train: Sessions) -> tuple[int, str] | None:
+        """A lower bound of the bytes a fit on ``train`` needs, with what drives it, or
+        ``None`` (no estimate; the default). Only for refusing settings that cannot fit."""
+        return None
+
     @classmethod
     def cuda_available(cls) -> bool:
         """Whether this algorithm can use a CUDA GPU here (torch's view; BPR-MF asks implicit)."""
@@ -179,6 +208,18 @@ def epoch_values(
     if on_epoch is None:
         return {}
     return {k: float(v) for k, v in (on_epoch(model, epoch) or {}).items()}
+
+
+def available_memory() -> int | None:
+    """Bytes of memory free for a new process here (Linux ``MemAvailable``), else ``None``."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def resolve_device(device: str, *, cuda_available: bool | None = None) -> torch.device:

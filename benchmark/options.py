@@ -8,12 +8,12 @@ refuses options given again that contradict them (:data:`RESUME_MAY_CHANGE`).
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark.config import AlgorithmSpec, ConfigError, check_buildable, load_tables, resolve
+from benchmark.errors import writable_folder
 from benchmark.evaluator import DEFAULT_TIE_MODE, TIE_MODES
 from datasets import io
 
@@ -32,6 +32,9 @@ DEFAULT_ALGORITHMS = (
     "gru4rec",
 )
 DEFAULT_CUTOFFS = (1, 5, 10, 20)
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,6 +57,19 @@ class RunOptions:
     progress: bool = True
     dataset_path: Path | None = None
     """A dataset given by path (``--dataset PATH``): ``dataset`` is then its folder/file name."""
+    columns: str | None = None
+    session_gap: float = 30.0
+    time_unit: str | None = None
+    min_item_support: int = 5
+    min_session_length: int = 2
+    test_days: float = 1.0
+    """The event-log flags (benchmark.cli_options), for a click file given by path."""
+
+    def events(self):
+        """The :class:`datasets.eventlog.EventLogOptions` of these options."""
+        from benchmark.cli_options import event_log_options
+
+        return event_log_options(self)
 
     def to_json(self) -> dict:
         return {
@@ -123,7 +139,16 @@ def plan(options: RunOptions, *, resume: Path | None = None, overrides: dict | N
             options, **{k: v for k, v in (overrides or {}).items() if k in RESUME_MAY_CHANGE}
         )
     options = options.absolute()
-    check_options(options, new_run=resume is None)
+    try:
+        check_options(options, new_run=resume is None)
+    except ConfigError as e:
+        typed = {f"--{k.replace('_', '-')}" for k in overrides or {}}
+        if resume is None or str(e).split(" ", 1)[0] in typed:
+            raise
+        raise ConfigError(  # a value of the run record, not a flag the user typed
+            f"--resume {resume}: its run.json holds a value that is not valid ({e}); "
+            "start a new run instead"
+        ) from None
     tables, sources = load_tables(
         options.dataset, options.config, use_shipped=options.dataset_path is None
     )
@@ -172,27 +197,20 @@ def check_options(options: RunOptions, *, new_run: bool = True) -> None:
         raise ConfigError(
             f"--clicks {options.clicks}: is a directory; give the click file (yoochoose-clicks.dat)"
         )
+    from benchmark.cli_options import event_options_given
+
+    given = event_options_given(options.events())  # ConfigError for an invalid value
+    if given and options.dataset_path is None:
+        raise ConfigError(
+            f"{', '.join(given)}: only apply to a click file given by path (--dataset FILE), "
+            f"not to the named dataset {options.dataset!r}"
+        )
     if new_run:
-        check_writable(Path(options.out), "--out")
-
-
-def check_writable(path: Path, option: str) -> None:
-    """ConfigError unless ``path`` is (or can be created as) a directory we can write in."""
-    path = Path(path).absolute()
-    existing = path
-    while not existing.exists():
-        if existing.parent == existing:
-            break
-        existing = existing.parent
-    if existing.exists() and not existing.is_dir():
-        what = "a file" if existing.is_file() else "not a directory"
-        raise ConfigError(f"{option} {path}: {existing} is {what}; give a directory")
-    try:  # os.access says yes to root even on a read-only file system: try it
-        fd, probe = tempfile.mkstemp(dir=existing, prefix=".write-test-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise ConfigError(f"{option} {path}: cannot write in {existing} ({e.strerror})") from None
+        writable_folder(Path(options.out), "--out")
+    try:
+        writable_folder(Path(options.cache_dir), "--cache-dir")
+    except ConfigError as e:  # the run needs no cache: go on, and say so now
+        log.warning("%s; the data will be preprocessed without caching it", e)
 
 
 def read_run_record(run_dir: Path) -> dict:

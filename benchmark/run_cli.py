@@ -10,13 +10,13 @@ import logging
 import sys
 from pathlib import Path
 
-from benchmark.cli_options import add_data_options
+from benchmark.cli_options import EVENT_FIELDS, add_data_options
 from benchmark.config import ConfigError
+from benchmark.errors import boundary
 from benchmark.evaluator import TIE_MODES
 from benchmark.options import DEFAULT_ALGORITHMS, DEFAULT_CUTOFFS, RunOptions, plan
 from benchmark.runner import command_line, new_run_dir, run
-from datasets import DATASETS, survey_datasets
-from datasets.errors import DataError
+from datasets import DATASETS, datasets_for_all
 from datasets.progress import disable_bars
 from datasets.registry import describe_datasets
 
@@ -120,7 +120,7 @@ def explicit_options(argv: list[str] | None) -> dict:
 def dataset_specs(spec: str, data_dir: Path) -> list[tuple[str, Path | None]]:
     """(name, path) of every dataset asked for; path is set for a dataset given by its path."""
     if spec == "all":
-        found, skipped = survey_datasets(data_dir)
+        found, skipped = datasets_for_all(data_dir)
         log.info("--dataset all under %s: found %s", data_dir, ", ".join(found))
         for name, why in skipped.items():
             log.info("--dataset all: skipped %s (%s)", name, why)
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    try:
+    with boundary(interrupted_hint="no run folder had been made yet") as outcome:
         if args.resume is not None:
             given = explicit_options(argv)
             overrides = {k: v for k, v in given.items() if k in RUN_OPTION_NAMES}
@@ -183,6 +183,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                     eval_batch_size=args.eval_batch_size,
                     progress=not args.no_progress,
                     dataset_path=path,
+                    **{k: getattr(args, k) for k in EVENT_FIELDS},
                 )
                 # every dataset is checked before the first runs
                 plans.append(dataclasses.replace(plan(options), cutoffs_given=cutoffs_given))
@@ -193,16 +194,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
             summary_dir = new_run_dir(args.out, "summary")
             summarize(run_dirs, summary_dir)
-    except (DataError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(
-            "\ninterrupted; finished algorithms are kept: rerun with --resume RUN_DIR "
-            "(the run folder printed above) to finish the rest",
-            file=sys.stderr,
-        )
-        return 130
+    if outcome.status:
+        return outcome.status
     for run_dir in run_dirs:
         print(f"\n{run_dir}\n")
         print((run_dir / "table.md").read_text())

@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmark.config import PROJECT_ROOT, AlgorithmSpec, ConfigError
+from benchmark.errors import RunInterrupted, RunStopped, describe
 from benchmark.evaluator import Predictions, evaluate
 from benchmark.metrics import compute_metrics
 from benchmark.options import Plan, RunOptions, show_option
@@ -73,6 +74,7 @@ def run(
                 cache_dir=options.cache_dir,
                 seed=options.seed,
                 path=options.dataset_path,
+                events=options.events(),
             )
         log.info(
             "data: loaded in %.1f s, peak RSS %.0f MB", load_usage.seconds, load_usage.peak_rss_mb
@@ -80,6 +82,7 @@ def run(
         if not prepared.cutoffs_given and record == {}:
             options = cap_default_cutoffs(options, data.n_items)
         check_data(data, options)
+        check_requirements(specs, data, options)
         fingerprint = data.fingerprint()
         if record and record["data"]["fingerprint"] != fingerprint:
             raise ConfigError(
@@ -89,7 +92,7 @@ def run(
         if run_dir is None:  # created only once the data and config are known to be good
             run_dir = new_run_dir(options.out, options.dataset)
             log.info("writing to %s", run_dir)
-            with run_lock(run_dir):
+            with run_lock(run_dir), stopped_in(run_dir):
                 _run_in(
                     run_dir,
                     data,
@@ -102,8 +105,23 @@ def run(
             record.setdefault("resumed", []).append(
                 {"command": command, "at": _now(), "code": versions()["code"]}
             )
-            _run_in(run_dir, data, options, specs, record, load_usage)
+            with stopped_in(run_dir):
+                _run_in(run_dir, data, options, specs, record, load_usage)
     return run_dir
+
+
+@contextlib.contextmanager
+def stopped_in(run_dir: Path) -> Iterator[None]:
+    """An interruption or a user-caused error (a full disk, ...) once the run folder exists
+    becomes :class:`~benchmark.errors.RunStopped`, which names the folder to resume."""
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        raise RunInterrupted(run_dir, e) from e
+    except Exception as e:
+        if describe(e) is None:  # a bug: its own traceback
+            raise
+        raise RunStopped(run_dir, e) from e
 
 
 def _run_in(
@@ -225,6 +243,19 @@ def check_data(data: Dataset, options: RunOptions) -> None:
             f"training items ({data.n_items:,}), which every list is ranked over; "
             f"give --cutoffs with values up to {data.n_items}"
         )
+
+
+def check_requirements(specs: list[AlgorithmSpec], data: Dataset, options: RunOptions) -> None:
+    """Every row's own needs of the data (:meth:`SessionRecommender.data_problem`), checked
+    before a run folder exists: a row that cannot train stops the run before the first fit."""
+    problems = []
+    for spec in specs:
+        problem = spec.build(seed=options.seed, device=options.device).data_problem(data.train)
+        if problem is not None:
+            where = ", ".join(sorted(set(spec.origins.values())))
+            problems.append(f"[{spec.label}]" + (f" ({where})" if where else "") + f": {problem}")
+    if problems:
+        raise DataError(f"{data.name}: " + "; ".join(problems))
 
 
 @contextlib.contextmanager

@@ -96,6 +96,14 @@ def _write_split(
     pq.write_table(pa.table(columns), directory / f"{split}_sessions.parquet", **_PARQUET)
 
 
+def read_meta(directory: Path) -> dict:
+    """The ``meta.json`` of an entry (empty if unreadable)."""
+    try:
+        return json.loads((directory / "meta.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 class DamagedCache(DataError):
     """A cache entry that cannot be read back (truncated, missing or inconsistent files)."""
 

@@ -91,6 +91,18 @@ _ENTRIES = (
         _srgnn_loader("diginetica"),
     ),
     DatasetEntry(
+        "tmall",
+        ("tmall/all_train_seq.txt", "tmall/test.txt"),
+        "Tmall, IJCAI-15 competition, as split by GCE-GNN, pickles",
+        _srgnn_loader("tmall"),
+    ),
+    DatasetEntry(
+        "retailrocket",
+        ("retailrocket/all_train_seq.txt", "retailrocket/test.txt"),
+        "RetailRocket e-commerce events as split by CGENet, pickles (4-tuple test file)",
+        _srgnn_loader("retailrocket"),
+    ),
+    DatasetEntry(
         "synthetic",
         (),
         "a seeded generator with learnable sequential structure; needs no files",

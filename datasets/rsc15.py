@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
-from datasets import cache
+from datasets import cache, eventlog
 from datasets.clicks import (
     MICROS,
     Clicks,
@@ -44,7 +44,6 @@ from datasets.clicks import (
     encode_items,
     file_sha256,
     item_index,
-    locate_bad_line,
     order_sessions,
     session_starts,
     sort_clicks,
@@ -53,7 +52,6 @@ from datasets.clicks import (
 )
 from datasets.errors import DataError, MissingDataError
 from datasets.sessions import Dataset
-from datasets.textfile import arrow_input, check_text, long_line_error, read_error
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +73,17 @@ SPLIT_SECONDS = 86_400
 MIN_ITEM_SUPPORT = 5
 MIN_SESSION_LENGTH = 2
 
-_COLUMNS = ["session_id", "time", "item_id", "category"]
-_TYPES = {
-    "session_id": pa.int64(),
-    "time": pa.timestamp("us", tz="UTC"),
-    "item_id": pa.int64(),
-}
+
+@dataclass(frozen=True)
+class Protocol:
+    """The values of the rules: RSC15's by default (``--min-item-support`` etc. change them)."""
+
+    min_item_support: int = MIN_ITEM_SUPPORT
+    min_session_length: int = MIN_SESSION_LENGTH
+    test_seconds: int = SPLIT_SECONDS
+
+
+RSC15_PROTOCOL = Protocol()
 
 POLICY = {
     "preprocessing": (
@@ -110,31 +113,9 @@ def missing_message(path: Path) -> str:
 # --- reading --------------------------------------------------------------------------------
 
 
-def _parse_options() -> pacsv.ParseOptions:
-    return pacsv.ParseOptions(delimiter=",", quote_char=False)
-
-
-def _convert_options() -> pacsv.ConvertOptions:
-    return pacsv.ConvertOptions(
-        column_types=_TYPES,
-        include_columns=["session_id", "time", "item_id"],
-        null_values=[],
-        strings_can_be_null=False,
-        quoted_strings_can_be_null=False,
-    )
-
-
-def _parse_block(data: bytes) -> pa.Table:
-    return pacsv.read_csv(
-        pa.BufferReader(data),
-        read_options=pacsv.ReadOptions(column_names=_COLUMNS, use_threads=False),
-        parse_options=_parse_options(),
-        convert_options=_convert_options(),
-    )
-
-
 def read_clicks(path: Path) -> Clicks:
-    """Read a raw ``yoochoose-clicks.dat``-format file (multithreaded, Category skipped).
+    """Read a raw ``yoochoose-clicks.dat``-format file: the event-log reader with RSC15's columns
+    (:data:`datasets.eventlog.RSC15_FORMAT`, Category skipped).
 
     Raises:
         MissingDataError: the file does not exist (the message says where to get it).
@@ -145,56 +126,12 @@ def read_clicks(path: Path) -> Clicks:
         raise MissingDataError(missing_message(path))
     if path.is_dir():
         raise DataError(f"{path}: is a directory; expected the click file {CLICKS_FILE}")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: empty file (expected rows 'SessionId,Timestamp,ItemId,Category')")
-    check_text(path, _WHAT)
-    started = time.perf_counter()
-    try:
-        clicks = _table_to_clicks(
-            pacsv.read_csv(
-                arrow_input(path),
-                read_options=pacsv.ReadOptions(column_names=_COLUMNS, block_size=16 << 20),
-                parse_options=_parse_options(),
-                convert_options=_convert_options(),
-            )
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        raise _bad_row_error(path, e) from None
-    except OSError as e:  # a gzip stream damaged past the first block, a failing disk
-        raise read_error(path, e, _WHAT) from None
-    pa.default_memory_pool().release_unused()  # hand the parsed table's memory back now
-    if len(clicks) == 0:
-        raise DataError(f"{path}: no data rows (expected 'SessionId,Timestamp,ItemId,Category')")
-    log.info("read %s: %d clicks in %.1f s", path, len(clicks), time.perf_counter() - started)
+    clicks, _ = eventlog.read_events(path, eventlog.RSC15_FORMAT, eventlog.RSC15_OPTIONS)
+    pa.default_memory_pool().release_unused()  # hand the parsed blocks' memory back now
     return clicks
 
 
-def _table_to_clicks(table: pa.Table) -> Clicks:
-    """Numpy columns of the parsed table, each Arrow column released as soon as it is copied."""
-    columns = {}
-    for name in ("session_id", "time", "item_id"):
-        column = table.column(name)
-        if name == "time":
-            column = column.cast(pa.int64())
-        columns[name] = column.to_numpy()
-        del column
-        table = table.drop_columns([name])
-    return Clicks(**columns)
-
-
-_WHAT = "raw RSC15 clicks, rows 'SessionId,Timestamp,ItemId,Category'"
-
-
-def _bad_row_error(path: Path, error: Exception) -> DataError:
-    long = long_line_error(path, _WHAT)  # pyarrow's own words for it would be obscure
-    if long is not None:
-        return long
-    log.info("locating the bad row of %s", path)
-    found = locate_bad_line(path, _parse_block)
-    if found is None:
-        return DataError(f"{path}: {error}")
-    line, message = found
-    return DataError(f"{path}, line {line}: {message}")
+_WHAT = eventlog.RSC15_FORMAT.what
 
 
 # --- preprocessing rules (on grouped clicks, see datasets.clicks.sort_clicks) ----------------
@@ -231,23 +168,44 @@ def split_by_time(clicks: Clicks, seconds: int = SPLIT_SECONDS) -> tuple[Clicks,
     return clicks.take(~is_test), clicks.take(is_test)
 
 
-def drop_unknown_items(test: Clicks, known: np.ndarray) -> Clicks:
-    """Rule 5: drop test clicks on items not in ``known`` (sorted), then test sessions < 2."""
+def drop_unknown_items(
+    test: Clicks, known: np.ndarray, min_length: int = MIN_SESSION_LENGTH
+) -> Clicks:
+    """Rule 5: drop test clicks on items not in ``known`` (sorted), then test sessions shorter
+    than ``min_length`` (2: a session of one click has nothing to predict)."""
     kept = test.take(item_index(test.item_id, known) >= 0)
-    return drop_short_sessions(kept, MIN_SESSION_LENGTH)
+    return drop_short_sessions(kept, max(min_length, 2))
 
 
-def filter_clicks(clicks: Clicks) -> Clicks:
+def filter_clicks(clicks: Clicks, protocol: Protocol = RSC15_PROTOCOL) -> Clicks:
     """Rules 1-3, one pass each, in order."""
-    clicks = drop_short_sessions(clicks, MIN_SESSION_LENGTH)
-    clicks = drop_rare_items(clicks, MIN_ITEM_SUPPORT)
-    return drop_short_sessions(clicks, MIN_SESSION_LENGTH)
+    clicks = drop_short_sessions(clicks, protocol.min_session_length)
+    clicks = drop_rare_items(clicks, protocol.min_item_support)
+    return drop_short_sessions(clicks, protocol.min_session_length)
 
 
-def split_train_test(clicks: Clicks) -> tuple[Clicks, Clicks]:
+def split_train_test(clicks: Clicks, protocol: Protocol = RSC15_PROTOCOL) -> tuple[Clicks, Clicks]:
     """Rules 4-5: the time split and the cleaning of its test part."""
-    train, test = split_by_time(clicks)
-    return train, drop_unknown_items(test, vocabulary(train.item_id))
+    train, test = split_by_time(clicks, protocol.test_seconds)
+    known = vocabulary(train.item_id)
+    return train, drop_unknown_items(test, known, protocol.min_session_length)
+
+
+def count_duplicates(clicks: Clicks) -> int:
+    """Events that repeat an earlier one exactly (same session, time and item), in grouped
+    clicks; only rows sharing their session and time with a neighbour are compared."""
+    if len(clicks) < 2:
+        return 0
+    same = (clicks.session_id[1:] == clicks.session_id[:-1]) & (clicks.time[1:] == clicks.time[:-1])
+    if not same.any():
+        return 0
+    rows = np.zeros(len(clicks), dtype=bool)
+    rows[1:] |= same
+    rows[:-1] |= same
+    frame = pd.DataFrame(
+        {"s": clicks.session_id[rows], "t": clicks.time[rows], "i": clicks.item_id[rows]}
+    )
+    return int(frame.duplicated().sum())
 
 
 @dataclass(frozen=True, eq=False)
@@ -271,6 +229,8 @@ class Splits:
     valid: Clicks
     in_train_tr: np.ndarray
     item_ids: np.ndarray | None = None
+    stats: dict | None = None
+    """What each rule dropped, with the summary lines (:func:`preprocess`)."""
 
     @property
     def train_tr(self) -> Clicks:
@@ -287,41 +247,142 @@ class Splits:
         }
 
 
-def preprocess(clicks: Clicks, *, source: str = "<clicks>") -> Splits:
+def preprocess(
+    clicks: Clicks, *, source: str = "<clicks>", protocol: Protocol = RSC15_PROTOCOL
+) -> Splits:
     """All the rules, on raw clicks in any order; the result is in protocol order.
 
     Item ids are replaced by dense codes first (``Splits.item_ids`` maps them back), which
-    makes every later item lookup a table access.
+    makes every later item lookup a table access. ``Splits.stats`` records what each rule
+    dropped (and exact duplicate events, which are kept, as GRU4Rec's preprocessing keeps them).
 
     Raises:
-        DataError: train or test is empty after the rules (``source`` names the input).
+        DataError: nothing left after rules 1-3, or train or test empty after the rules
+            (``source`` names the input; the message says what each rule dropped).
     """
     started, n_raw = time.perf_counter(), len(clicks)
     clicks, item_ids = encode_items(clicks)
-    clicks = filter_clicks(sort_clicks(clicks))
-    train, test = split_train_test(clicks)
+    clicks = sort_clicks(clicks)
+    stats: dict = {"events": n_raw, "sessions": clicks.n_sessions}
+    stats["duplicates"] = count_duplicates(clicks)
+    step = drop_short_sessions(clicks, protocol.min_session_length)
+    stats["short_sessions"] = (clicks.n_sessions - step.n_sessions, len(clicks) - len(step))
+    rare = drop_rare_items(step, protocol.min_item_support)
+    stats["rare_items"] = (
+        len(np.unique(step.item_id)) - len(np.unique(rare.item_id)),
+        len(step) - len(rare),
+    )
+    clicks = drop_short_sessions(rare, protocol.min_session_length)
+    stats["short_after_items"] = (rare.n_sessions - clicks.n_sessions, len(rare) - len(clicks))
+    del step, rare
+    if len(clicks) == 0:
+        raise DataError(
+            f"{source}: nothing is left after the filters ({_dropped_text(stats, protocol)}); "
+            "lower --min-item-support or --min-session-length, or give more data"
+        )
+    window_train, window_test = split_by_time(clicks, protocol.test_seconds)
+    stats["test_window"] = (window_test.n_sessions, len(window_test))
+    train, test = split_train_test(clicks, protocol)
     del clicks
+    known_test = window_test.take(item_index(window_test.item_id, vocabulary(train.item_id)) >= 0)
+    stats["unknown_test_clicks"] = len(window_test) - len(known_test)
+    stats["short_test_sessions"] = window_test.n_sessions - test.n_sessions
+    del window_train, window_test, known_test
     # Order before flagging train_tr: the flags index train's sessions in their final order.
     train, test = order_sessions(train), order_sessions(test)
-    is_valid = in_test_window(train)  # rules 4-5 again, on the training set
+    is_valid = in_test_window(train, protocol.test_seconds)  # rules 4-5 again, on the training set
     tr_click = np.repeat(~is_valid, session_lengths(train))
-    valid = drop_unknown_items(train.take(~tr_click), vocabulary(train.item_id[tr_click]))
+    valid = drop_unknown_items(
+        train.take(~tr_click), vocabulary(train.item_id[tr_click]), protocol.min_session_length
+    )
     del tr_click
-    splits = Splits(train, test, order_sessions(valid), ~is_valid, item_ids)
-    _check_not_empty(splits, n_raw, source)
+    splits = Splits(train, test, order_sessions(valid), ~is_valid, item_ids, stats)
+    _check_not_empty(splits, n_raw, source, protocol)
+    stats["lines"] = _summary(splits, protocol)
     log.info("preprocessed %d raw clicks in %.1f s", n_raw, time.perf_counter() - started)
     return splits
 
 
-def _check_not_empty(splits: Splits, n_raw: int, source: str) -> None:
-    for name in ("train", "test"):
-        if len(getattr(splits, name)) == 0:
+def _dropped_text(stats: dict, protocol: Protocol) -> str:
+    short, rare, again = stats["short_sessions"], stats["rare_items"], stats["short_after_items"]
+    return (
+        f"{stats['events']:,} events in {stats['sessions']:,} sessions; "
+        f"{short[0]:,} sessions ({short[1]:,} events) shorter than "
+        f"{protocol.min_session_length}, {rare[0]:,} items ({rare[1]:,} events) with fewer than "
+        f"{protocol.min_item_support} events, then {again[0]:,} sessions ({again[1]:,} events) "
+        "too short again"
+    )
+
+
+def _day(us: int) -> str:
+    return pd.Timestamp(int(us), unit="us", tz="UTC").strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _span(clicks: Clicks) -> str:
+    if len(clicks) == 0:
+        return "empty"
+    return f"{_day(clicks.time.min())} .. {_day(clicks.time.max())} UTC"
+
+
+def _summary(splits: Splits, protocol: Protocol) -> list[str]:
+    """The summary lines of a preprocessing (what each rule dropped, the splits and dates)."""
+    stats = splits.stats or {}
+    lines = [f"events: {stats['events']:,} in {stats['sessions']:,} sessions"]
+    if stats.get("duplicates"):
+        lines.append(
+            f"kept {stats['duplicates']:,} exact duplicate events (same session, time and item; "
+            "the GRU4Rec preprocessing does not de-duplicate)"
+        )
+    lines.append("dropped: " + _dropped_text(stats, protocol).split("; ", 1)[1])
+    window, unknown, short = (
+        stats["test_window"],
+        stats["unknown_test_clicks"],
+        stats["short_test_sessions"],
+    )
+    lines.append(
+        f"test window (last {protocol.test_seconds / 86_400:g} days by session end): "
+        f"{window[0]:,} sessions; dropped {unknown:,} test events on items not in train, "
+        f"then {short:,} test sessions left with fewer than 2 events"
+    )
+    train_tr = splits.train_tr
+    for name, part in (
+        ("train", splits.train),
+        ("test", splits.test),
+        ("train_tr", train_tr),
+        ("valid", splits.valid),
+    ):
+        items = len(np.unique(part.item_id))
+        lines.append(
+            f"{name}: {len(part):,} events, {part.n_sessions:,} sessions, {items:,} items, "
+            f"{_span(part)}"
+        )
+    return lines
+
+
+def _check_not_empty(splits: Splits, n_raw: int, source: str, protocol: Protocol) -> None:
+    stats = splits.stats or {}
+    if len(splits.train) == 0:
+        raise DataError(
+            f"{source}: the train split is empty after the RSC15 preprocessing "
+            f"({n_raw} raw clicks; every session left ends in the last "
+            f"{protocol.test_seconds} s, which form the test set). "
+            "The file is too small or covers too short a time span."
+        )
+    if len(splits.test) == 0:
+        window = stats.get("test_window", (0, 0))
+        if window[1] and stats.get("unknown_test_clicks") == window[1]:
             raise DataError(
-                f"{source}: the {name} split is empty after the RSC15 preprocessing "
-                f"({n_raw} raw clicks; sessions of length 1 and items with < {MIN_ITEM_SUPPORT} "
-                f"clicks are dropped, the last {SPLIT_SECONDS} s form the test set). "
-                "The file is too small or covers too short a time span."
+                f"{source}: the test set has no known items: none of the {window[1]:,} events "
+                f"of the {window[0]:,} test sessions (those ending in the last "
+                f"{protocol.test_seconds} s) is on an item of the training split"
             )
+        raise DataError(
+            f"{source}: the test split is empty after the RSC15 preprocessing "
+            f"({n_raw} raw clicks; sessions of length 1 and items with < "
+            f"{protocol.min_item_support} clicks are dropped, the last {protocol.test_seconds} s "
+            "form the test set, and test sessions need 2 clicks on known items). "
+            "The file is too small or covers too short a time span."
+        )
     if not splits.in_train_tr.any() or len(splits.valid) == 0:
         log.warning("%s: the train_tr/valid split is empty; no validation split", source)
 
@@ -389,41 +450,96 @@ def load_rsc15(
     clicks_path = Path(clicks_path)
     if not clicks_path.exists():
         raise MissingDataError(missing_message(clicks_path))
-    sha = file_sha256(clicks_path)
-    key = f"{sha[:16]}-rules{RULES_VERSION}"
+    return load_prepared(
+        clicks_path,
+        eventlog.RSC15_FORMAT,
+        eventlog.RSC15_OPTIONS,
+        cache_dir=cache_dir,
+        name=name,
+        subdir="rsc15",
+        key_suffix=f"rules{RULES_VERSION}",
+        read=lambda: (read_clicks(clicks_path), eventlog.ReadReport()),
+    )
+
+
+def load_prepared(
+    path: Path,
+    fmt: eventlog.TextFormat | str,
+    options: eventlog.EventLogOptions,
+    *,
+    cache_dir: Path | None,
+    name: str,
+    subdir: str,
+    key_suffix: str,
+    read=None,
+    policy: dict[str, str] | None = None,
+) -> Dataset:
+    """Read ``path`` as an event log, apply the rules with ``options``' values and cache the
+    splits under ``<cache_dir>/<subdir>/<sha16>-<key_suffix>/``: the one path of the raw RSC15
+    file and of users' own event logs. A summary of what was read and dropped is logged.
+
+    The cache entry is written atomically (:func:`datasets.cache.write`) and only after every
+    check passed: a bad input leaves no entry behind.
+    """
+    sha = file_sha256(path)
+    key = f"{sha[:16]}-{key_suffix}"
+    protocol = Protocol(options.min_item_support, options.min_session_length, options.test_seconds)
     source: dict[str, object] = {
-        "files": [{"path": str(clicks_path), "size": clicks_path.stat().st_size, "sha256": sha}],
+        "files": [{"path": str(path), "size": path.stat().st_size, "sha256": sha}],
         "official_file": sha == OFFICIAL_SHA256,
         "rules_version": RULES_VERSION,
         "cache_key": key,
     }
-    directory = None if cache_dir is None else Path(cache_dir) / "rsc15" / key
+    if subdir != "rsc15":
+        source["options"] = options.to_json()
+    official = sha == OFFICIAL_SHA256 and options == eventlog.RSC15_OPTIONS
+    policy = POLICY if policy is None else policy
+    directory = None if cache_dir is None else Path(cache_dir) / subdir / key
     if directory is not None and cache.exists(directory):
-        log.info("reading prepared RSC15 splits from %s", directory)
+        log.info("reading prepared splits of %s from %s", path, directory)
         try:
             dataset = cache.read(
-                directory, name=name, source=source | {"cache": "hit"}, policy=POLICY
+                directory, name=name, source=source | {"cache": "hit"}, policy=policy
             )
         except cache.DamagedCache as e:
             log.warning("%s; preparing the splits again and replacing the entry", e)
             cache.discard(directory)
         else:
-            if sha == OFFICIAL_SHA256:
+            if official:
                 check_official_counts(dataset, str(directory))
+            _log_summary(path, cache.read_meta(directory).get("summary", []))
             return dataset
-    splits = preprocess(read_clicks(clicks_path), source=str(clicks_path))
-    dataset = splits_to_dataset(splits, name=name, source=source | {"cache": "miss"})
-    if sha == OFFICIAL_SHA256:
-        check_official_counts(dataset, str(clicks_path))
+    if read is None:
+        clicks, report = eventlog.read_events(path, fmt, options)
+    else:
+        clicks, report = read()
+    splits = preprocess(clicks, source=str(path), protocol=protocol)
+    del clicks
+    summary = eventlog.summary_lines(report, splits.stats or {})
+    dataset = splits_to_dataset(splits, name=name, source=source | {"cache": "miss"}, policy=policy)
+    if official:
+        check_official_counts(dataset, str(path))
+    _log_summary(path, summary)
+    if splits.stats and splits.stats.get("duplicates"):
+        log.warning(
+            "%s: %d exact duplicate events (same session, time and item) kept, as the "
+            "GRU4Rec preprocessing keeps them",
+            path,
+            splits.stats["duplicates"],
+        )
+    if report.rows_missing:
+        log.warning("%s: dropped %d rows with a missing value", path, report.rows_missing)
     if directory is not None:
         valid = None
         if dataset.valid_test is not None:
             valid = to_sessions(splits.valid, vocabulary(splits.train.item_id))
-        cache.write(
-            directory,
-            dataset,
-            splits.in_train_tr,
-            valid,
-            {"sha256": sha, "rules_version": RULES_VERSION},
-        )
+        meta = {"sha256": sha, "rules_version": RULES_VERSION, "summary": summary}
+        if subdir != "rsc15":
+            meta["options"] = options.to_json()
+        cache.write(directory, dataset, splits.in_train_tr, valid, meta)
     return dataset
+
+
+def _log_summary(path: Path, lines: list[str]) -> None:
+    for line in lines:
+        log.info("%s: %s", path.name, line)

@@ -1,4 +1,5 @@
-"""The SR-GNN pickle splits (``rsc15-64``, ``diginetica``), loaded without trusting the pickles.
+"""The SR-GNN pickle splits (``rsc15-64``, ``diginetica``, ``tmall``, ``retailrocket``), loaded
+without trusting the pickles.
 
 Each dataset folder holds two Python pickles:
 
@@ -54,6 +55,8 @@ POLICY = {
 SOURCES = {
     "rsc15-64": "YuhanZhen/WSDM23-DGNNs datasets/yoochoose1_64/",
     "diginetica": "CCIIPLab/GCE-GNN datasets/diginetica/",
+    "tmall": "CCIIPLab/GCE-GNN datasets/Tmall/",
+    "retailrocket": "MSJeinlong/CGENet datasets/retailrocket/",
 }
 
 
@@ -143,6 +146,13 @@ def read_test(path: Path) -> tuple[list[list[int]], list[int]]:
             "is a list of prefixes (lists)"
         )
     prefixes, labels = obj[at], obj[at + 1]
+    if len(obj) == 4 and at == 1:  # (session ids, prefixes, labels, times): one entry per pair
+        lengths = [len(part) if type(part) in (list, tuple) else None for part in obj]
+        if len(set(lengths)) != 1:
+            raise DataError(
+                f"{path}: a (session ids, prefixes, labels, times) tuple whose parts differ in "
+                f"length ({', '.join(map(str, lengths))}); each must hold one entry per pair"
+            )
     for k, prefix in enumerate(prefixes):
         _check_int_list(prefix, path, f"prefix {k}")
     _check_int_list(labels, path, "labels")

@@ -50,7 +50,7 @@ def check_text(path: Path, what: str) -> None:
         with open_binary(path) as f:
             head = f.read(_SNIFF_BYTES)
     except (OSError, EOFError) as e:  # a truncated or corrupt gzip stream
-        raise DataError(f"{path}: cannot be read as gzip ({e}); expected {what}") from None
+        raise read_error(path, e, what) from None
     controls = sum(1 for b in head if b < 32 and b not in _TEXT_CONTROLS)
     if b"\0" in head or controls > len(head) // 100:
         raise DataError(f"{path}: a binary file, not text; expected {what}")

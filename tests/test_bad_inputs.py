@@ -181,9 +181,9 @@ def option_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--seed", "-1"], "--seed -1: must be an integer >= 0"),
         (["--seeds", "0"], "--seeds 0: must be an integer >= 1"),
         (["--clicks", str(tmp_path)], "--clicks only applies to --dataset rsc15, not 'synthetic'"),
-        (["--out", str(a_file)], f"--out {a_file}: {a_file} is a file; give a directory"),
-        (["--out", str(a_file / "sub")], f"{a_file} is a file; give a directory"),
-        (["--out", "/dev/null"], "--out /dev/null: /dev/null is not a directory"),
+        (["--out", str(a_file)], f"--out {a_file}: {a_file} is a file, not a folder"),
+        (["--out", str(a_file / "sub")], f"{a_file} is a file, not a folder"),
+        (["--out", "/dev/null"], "--out /dev/null: /dev/null is not a folder"),
         (
             ["--out", "/proc/sessionbench-out"],
             "--out /proc/sessionbench-out: cannot write in /proc",

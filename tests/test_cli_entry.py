@@ -150,7 +150,7 @@ def test_registry_entries():
     assert (
         DATASETS
         == tuple(DATASET_REGISTRY)
-        == ("rsc15", "rsc15-100k", "rsc15-64", "diginetica", "synthetic")
+        == ("rsc15", "rsc15-100k", "rsc15-64", "diginetica", "tmall", "retailrocket", "synthetic")
     )
     expected = {
         "rsc15": ("rsc15/yoochoose-clicks.dat",),
@@ -160,6 +160,8 @@ def test_registry_entries():
         ),
         "rsc15-64": ("rsc15-64/all_train_seq.txt", "rsc15-64/test.txt"),
         "diginetica": ("diginetica/all_train_seq.txt", "diginetica/test.txt"),
+        "tmall": ("tmall/all_train_seq.txt", "tmall/test.txt"),
+        "retailrocket": ("retailrocket/all_train_seq.txt", "retailrocket/test.txt"),
         "synthetic": (),
     }
     for name, entry in DATASET_REGISTRY.items():

@@ -16,7 +16,7 @@ import benchmark.run_cli as run_benchmark
 from benchmark import tune
 from datasets import io, srgnn
 from datasets.by_path import load_path
-from datasets.errors import DataError
+from datasets.errors import DataError, MissingDataError
 
 
 def run_main(capsys, *args: str) -> Path:
@@ -202,12 +202,18 @@ def test_dataset_all_reports_found_and_skipped(tmp_path, caplog):
     (tmp_path / "rsc15-64").mkdir()
     (tmp_path / "rsc15-64" / "all_train_seq.txt").write_bytes(pickle.dumps([[1, 2]]))
     (tmp_path / "mine").mkdir()
+    # only synthetic would run: refused, naming the folder and why each dataset was skipped
+    with pytest.raises(MissingDataError, match="holds none of the named datasets") as err:
+        run_benchmark.dataset_specs("all", tmp_path)
+    assert f"--data-dir {tmp_path}" in str(err.value)
+    assert "rsc15-64 (missing rsc15-64/test.txt)" in str(err.value)
+    assert "diginetica (no folder)" in str(err.value)
+    (tmp_path / "rsc15-64" / "test.txt").write_bytes(pickle.dumps(([[1]], [2])))
     with caplog.at_level(logging.INFO, logger="run_benchmark"):
         specs = run_benchmark.dataset_specs("all", tmp_path)
-    assert specs == [("synthetic", None)]
+    assert specs == [("rsc15-64", None), ("synthetic", None)]
     text = caplog.text
-    assert f"--dataset all under {tmp_path}: found synthetic" in text
-    assert "skipped rsc15-64 (missing rsc15-64/test.txt)" in text
+    assert f"--dataset all under {tmp_path}: found rsc15-64, synthetic" in text
     assert f"skipped mine (not a known dataset (run it with --dataset {tmp_path / 'mine'}))" in text
     assert "skipped diginetica (no folder)" in text
 

@@ -41,7 +41,7 @@ def test_rsc15_clicks_path_overrides_data_dir(shared_data, tmp_path):
     assert data.source["files"][0]["path"].endswith("yoochoose-clicks-sample.dat")
 
 
-@pytest.mark.parametrize("name", ["rsc15-100k", "rsc15-64", "diginetica"])
+@pytest.mark.parametrize("name", ["rsc15-100k", "rsc15-64", "diginetica", "tmall", "retailrocket"])
 def test_missing_folders_are_missing_data(tmp_path, name):
     with pytest.raises(MissingDataError, match=name):
         load_dataset(name, data_dir=tmp_path)
@@ -49,7 +49,14 @@ def test_missing_folders_are_missing_data(tmp_path, name):
 
 def test_available_datasets(shared_data, tmp_path):
     assert available_datasets(tmp_path) == ["synthetic"]
-    assert available_datasets(shared_data) == ["rsc15-100k", "rsc15-64", "diginetica", "synthetic"]
+    assert available_datasets(shared_data) == [
+        "rsc15-100k",
+        "rsc15-64",
+        "diginetica",
+        "tmall",
+        "retailrocket",
+        "synthetic",
+    ]
     (tmp_path / "rsc15").mkdir()
     (tmp_path / "rsc15" / "yoochoose-clicks.dat").write_text("")
     assert available_datasets(tmp_path) == ["rsc15", "synthetic"]

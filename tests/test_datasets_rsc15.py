@@ -387,15 +387,26 @@ def test_bad_row_error_names_file_and_line(tmp_path, bad, what):
     assert what in str(err.value)
 
 
-def test_bad_row_is_found_beyond_the_first_block(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("bad", "what"),
+    [
+        ("1,nope,5,0", r"column 'Timestamp': invalid value 'nope'"),
+        ("x1,%s,5,0", r"column 'SessionId'.*'x1'"),
+    ],
+)
+def test_bad_row_is_found_beyond_the_first_block(tmp_path, monkeypatch, bad, what):
     from datasets import clicks as clicks_module
+    from datasets import eventlog
 
     real = clicks_module.locate_bad_line
     monkeypatch.setattr(
-        rsc15, "locate_bad_line", lambda path, parse: real(path, parse, block_lines=7)
+        eventlog,
+        "locate_bad_line",
+        lambda path, parse, skip_lines=0: real(path, parse, skip_lines=skip_lines, block_lines=7),
     )
-    path = write_raw(tmp_path / "bad.dat", [GOOD] * 40 + ["1,nope,5,0"] + [GOOD] * 5)
-    with pytest.raises(DataError, match=r"bad\.dat, line 41: .*'nope'"):
+    bad = bad.replace("%s", "2014-04-01T10:00:00.000Z")
+    path = write_raw(tmp_path / "bad.dat", [GOOD] * 40 + [bad] + [GOOD] * 5)
+    with pytest.raises(DataError, match=rf"bad\.dat, line 41: {what}"):
         rsc15.read_clicks(path)
 
 

@@ -204,7 +204,10 @@ def _refuse_loading(monkeypatch):
     [
         (["--grid", "n_sims=5", "--out", "{tmp}/g.xlsx"], "the table is written as .csv or .json"),
         (["--grid", "n_sims=5", "--out", "{tmp}"], "is a folder"),
-        (["--grid", "n_sims=5", "--out", "{tmp}/file.txt/g.csv"], "cannot make the folder"),
+        (
+            ["--grid", "n_sims=5", "--out", "{tmp}/file.txt/g.csv"],
+            "file.txt is a file, not a folder",
+        ),
         (["--grid", ""], "--grid '': give at least one term"),
         (["--grid", "n_sims"], "--grid: term 'n_sims' must look like name=v1,v2,..."),
         (["--grid", "n_sims=5", "--set", "alpha"], "--set: term 'alpha' must look like name=value"),

@@ -208,6 +208,34 @@ class GRU4Rec(SessionRecommender):
                 f"loss {self.loss!r}"
             )
 
+    def data_problem(self, train: Sessions) -> str | None:
+        """No session of two clicks (nothing to learn from), else the memory check."""
+        if not np.any(train.lengths >= 2):
+            return "the training data has no session with at least two clicks"
+        return super().data_problem(train)
+
+    def memory_estimate(self, train: Sessions) -> tuple[int, str]:
+        """The per-step score matrices and the item tables with their optimizer state.
+
+        ``batch_size`` slots (at most one per session) score themselves and ``n_sample``
+        shared samples; logits, softmax and gradient are float32 matrices of that shape, and
+        the epoch plan holds three int64/bool arrays of slots x steps."""
+        n_sessions = int(np.count_nonzero(train.lengths >= 2))
+        slots = min(self.batch_size, n_sessions)
+        steps = int(train.lengths.max()) + max(0, int((train.lengths - 1).clip(0).sum()) // slots)
+        scores = 3 * 4 * slots * (slots + self.n_sample)
+        plan = 17 * slots * steps
+        sizes = self._layer_sizes()
+        width = sizes[-1] + (self.embedding if isinstance(self.embedding, int) else 0)
+        if self.embedding == 0:
+            width += 3 * sizes[0]
+        tables = 3 * 4 * train.n_items * (width + 1)  # weights, accumulator, velocity
+        why = (
+            f"batch_size {self.batch_size} -> {slots:,} slots x {slots + self.n_sample:,} "
+            f"scored items per step, and {train.n_items:,} items x {width} weights"
+        )
+        return scores + plan + tables, why
+
     # ------------------------------------------------------------------ training
     def fit(
         self,

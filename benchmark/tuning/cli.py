@@ -24,8 +24,9 @@ from typing import Any
 import optuna
 
 from algorithms.params import format_value
-from benchmark.cli_options import add_data_options
+from benchmark.cli_options import add_data_options, event_log_options
 from benchmark.config import ConfigError, load_preset
+from benchmark.errors import boundary
 from benchmark.evaluator import DEFAULT_TIE_MODE, TIE_MODES
 from benchmark.registry import ALGORITHMS, get_algorithm
 from benchmark.tuning import grid as grid_mod
@@ -35,6 +36,7 @@ from benchmark.tuning.study import (
     OBJECTIVES,
     StudyInfo,
     best_config,
+    check_storage,
     counts,
     fail_dead_trials,
     is_url,
@@ -195,6 +197,7 @@ def _load(args: argparse.Namespace):
         clicks=args.clicks,
         cache_dir=args.cache_dir,
         path=path,
+        events=event_log_options(args),
     )
     if dataset.valid_train is None or dataset.valid_test is None:
         raise ValueError(f"dataset {dataset.name!r} has no validation split to tune on")
@@ -245,7 +248,12 @@ def run_study(args: argparse.Namespace, fixed: dict[str, Any]) -> int:
     if args.seed < 0:  # the sampler seeds numpy with (seed, trial number): no negatives
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
     label = dataset_label(args.dataset)
-    storage = args.storage or str(default_journal(args.dataset, args.algorithm))
+    storage = (
+        args.storage
+        if args.storage is not None
+        else str(default_journal(args.dataset, args.algorithm))
+    )
+    check_storage(storage)  # before the (slow) data loading: a bad path or URL fails at once
     name = args.study or f"{label}/{args.algorithm}"
     info = StudyInfo(args.algorithm, label, OBJECTIVES[args.objective], space.describe())
     no_trials = args.plot_only or args.fail_running
@@ -300,19 +308,23 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own log says it per trial
-    from datasets.errors import DataError
+    with boundary(interrupted_hint=INTERRUPTED_HINT) as outcome:
+        try:
+            fixed = fixed_params(args.fixed)
+            if args.preset:
+                fixed = {**load_preset(args.algorithm, args.preset), **fixed}
+            if args.grid is not None:
+                return run_grid(args, fixed)
+            return run_study(args, fixed)
+        except (ValueError, KeyError) as e:  # the checks of this module and the registry's
+            raise ConfigError(e.args[0] if e.args else str(e)) from None
+    return outcome.status
 
-    try:
-        fixed = fixed_params(args.fixed)
-        if args.preset:
-            fixed = {**load_preset(args.algorithm, args.preset), **fixed}
-        if args.grid is not None:
-            return run_grid(args, fixed)
-        return run_study(args, fixed)
-    except (ValueError, KeyError, DataError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)  # one line and exit 2, as run_benchmark.py
-        return 2
 
+INTERRUPTED_HINT = (
+    "a study keeps its finished trials (the one running is retried): the same command "
+    "continues it; a grid starts again"
+)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import shlex
 import time
 import tomllib
@@ -21,6 +20,7 @@ import pandas as pd
 
 from algorithms.base import SessionRecommender
 from benchmark.config import renamed_hint
+from benchmark.errors import writable_target
 from benchmark.evaluator import DEFAULT_TIE_MODE
 from benchmark.registry import get_algorithm
 from benchmark.tuning.study import OBJECTIVES, epoch_reporter, validation_scores
@@ -152,18 +152,12 @@ TABLE_SUFFIXES = (".csv", ".json")
 def check_table_path(path: Path) -> None:
     """ValueError, before any work, unless the grid's table can be written to ``path``: a
     ``.csv`` or ``.json`` name, not a folder, in a folder that exists (or can be made) and is
-    writable."""
+    writable (a ConfigError, a ValueError too)."""
     if path.is_dir():
         raise ValueError(f"--out {path}: is a folder; give a file name ending in .csv or .json")
     if path.suffix not in TABLE_SUFFIXES:
         raise ValueError(f"--out {path}: the table is written as .csv or .json; name it so")
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"--out {path}: cannot make the folder {folder} ({e.strerror})") from None
-    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise ValueError(f"--out {path}: not writable")
+    writable_target(path, "--out")
 
 
 def write_table(table: pd.DataFrame, path: Path) -> None:

@@ -36,6 +36,8 @@ from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, Jou
 from optuna.trial import FrozenTrial, TrialState
 
 from algorithms.base import SessionRecommender
+from benchmark.config import ConfigError
+from benchmark.errors import describe, writable_target
 from benchmark.evaluator import DEFAULT_TIE_MODE, evaluate
 from benchmark.metrics import mrr_at, recall_at
 from benchmark.registry import ALGORITHMS, get_algorithm
@@ -74,15 +76,96 @@ def is_url(storage: str) -> bool:
 
 def open_storage(storage: str, heartbeat: int = 60) -> optuna.storages.BaseStorage:
     """An RDB storage for a URL (heartbeat every ``heartbeat`` s, stale after twice that),
-    else a journal file at that path (created with its folder)."""
+    else a journal file at that path (created with its folder).
+
+    Checked first (:func:`check_storage`), so a bad URL or path is a :class:`ConfigError`
+    naming it, and a journal that cannot be read is never written to."""
+    check_storage(storage)
     if is_url(storage):
-        with _quiet():
-            return RDBStorage(
-                storage, heartbeat_interval=heartbeat, heartbeat_stale_trial_callback=_retry()
-            )
+        try:
+            with _quiet():
+                return RDBStorage(
+                    storage, heartbeat_interval=heartbeat, heartbeat_stale_trial_callback=_retry()
+                )
+        except ImportError as e:  # Optuna wraps the driver's ModuleNotFoundError
+            driver = getattr(e.__cause__ or e.__context__ or e, "name", None) or "its driver"
+            raise ConfigError(
+                f"--storage {shown_url(storage)}: the database driver for this URL ({driver}) "
+                "is not installed here; install it or use a journal file"
+            ) from None
+        except Exception as e:
+            message = describe(e)
+            if message is None:
+                raise
+            raise ConfigError(f"--storage {shown_url(storage)}: {message}") from None
     path = Path(storage)
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+
+
+URL_SCHEMES = ("sqlite", "postgresql", "mysql", "oracle", "mssql")
+"""Database kinds an Optuna RDB storage can use (SQLAlchemy dialects, ``kind+driver://``)."""
+
+
+def shown_url(url: str) -> str:
+    """The URL with its password hidden, as error messages show it."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy can parse: show the scheme only
+        return url.split("://", 1)[0] + "://..."
+
+
+def check_storage(storage: str) -> None:
+    """Refuse a storage that cannot work, before any data is read, creating nothing:
+    an empty value, an unknown URL scheme, a missing driver, a journal path that cannot be
+    created or written, a journal that exists but is damaged (never appended to)."""
+    if not storage.strip():
+        raise ConfigError(
+            "--storage '': give a journal file path or a database URL "
+            "(leave the option out for the default journal)"
+        )
+    if is_url(storage):
+        kind = storage.split("://", 1)[0].split("+", 1)[0].lower()
+        if kind not in URL_SCHEMES:
+            raise ConfigError(
+                f"--storage {shown_url(storage)}: unknown database kind {kind!r}; "
+                f"a URL starts with {', '.join(s + '://' for s in URL_SCHEMES)}, "
+                "anything else is a journal file path"
+            )
+        return
+    path = Path(storage)
+    writable_target(path, "--storage")
+    if path.is_file():
+        check_journal(path)
+
+
+def check_journal(path: Path) -> None:
+    """A journal file is one JSON object per line, each line ended: refuse one that is not."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):  # or a worker is writing its line right now
+        time.sleep(0.5)
+        data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        line = data.count(b"\n") + 1
+        raise ConfigError(
+            f"--storage {path}: line {line}, the last, is cut short (the file was truncated); "
+            "it was left as it is: restore it (e.g. git checkout) or delete that line"
+        )
+    for number, line in enumerate(data.splitlines(), start=1):
+        try:
+            record = json.loads(line)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ConfigError(
+                f"--storage {path}: line {number} is not a journal record ({e}); the file was "
+                "left as it is: restore it (e.g. git checkout) or remove that line"
+            ) from None
+        if not isinstance(record, dict) or "op_code" not in record:
+            raise ConfigError(
+                f"--storage {path}: line {number} is not an Optuna journal record; "
+                "is this the right file?"
+            )
 
 
 class TrialSeededTPE(optuna.samplers.TPESampler):
@@ -168,12 +251,33 @@ def open_study(
         elif held[key] != value and not (
             key == "space" and migrated_space(held[key], info.algorithm) == value
         ):
-            shown = "the search space" if key == "space" else f"{key} {held[key]!r}"
+            shown = (
+                _space_difference(held[key], value) if key == "space" else f"{key} {held[key]!r}"
+            )
             raise ValueError(
-                f"study {name!r} holds trials for {shown}, not {value!r}: "
-                "use another --study name or --storage"
+                f"study {name!r} holds trials for {shown}: use another --study name or --storage"
             )
     return study
+
+
+def _space_difference(held: str, wanted: str) -> str:
+    """Which keys of two search spaces (JSON) differ, shortly: ``x = 1 there, 2 here``."""
+
+    def flat(space: dict[str, Any]) -> dict[str, Any]:  # {"fixed": {"x": 1}} -> {"fixed x": 1}
+        return {
+            f"{top} {key}": value
+            for top, part in space.items()
+            for key, value in (part.items() if isinstance(part, dict) else [("", part)])
+        }
+
+    a, b = flat(json.loads(held)), flat(json.loads(wanted))
+    parts = [
+        f"{key.strip()}: {json.dumps(a.get(key, '(none)'))} in the study, "
+        f"{json.dumps(b.get(key, '(none)'))} now"
+        for key in sorted(set(a) | set(b))
+        if a.get(key) != b.get(key)
+    ]
+    return "another search space (" + "; ".join(parts) + ")"
 
 
 def validation_scores(
