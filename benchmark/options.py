@@ -93,7 +93,8 @@ class RunOptions:
 
 RESUME_MAY_CHANGE = ("data_dir", "clicks", "cache_dir", "progress")
 """Options a ``--resume`` may give anew: where the (same) data lies and how to show progress.
-The data is checked against the run's fingerprint; every other option must match the run."""
+The data is checked against the run's fingerprint; every other option must match the run,
+except ``--algorithms``, whose labels the run lacks are added to it (rows it has are kept)."""
 
 
 @dataclass
@@ -124,10 +125,19 @@ def plan(options: RunOptions, *, resume: Path | None = None, overrides: dict | N
         resume = Path(resume).absolute()
         record = read_run_record(resume)
         options = RunOptions.from_json(record["options"])
+        overrides = dict(overrides or {})
+        if "algorithms" in overrides:  # extends the run: labels it lacks are added at its end
+            kept = list(options.algorithms)
+            overrides["algorithms"] = kept + [a for a in overrides["algorithms"] if a not in kept]
+            added = overrides["algorithms"][len(kept) :]
+            if added:
+                log.info("--resume: adding %s to the run", ", ".join(added))
+                record.setdefault("extended", []).append(added)
         changed = {
             k: v
-            for k, v in (overrides or {}).items()
-            if k not in RESUME_MAY_CHANGE and _norm(v) != _norm(getattr(options, k))
+            for k, v in overrides.items()
+            if k not in RESUME_MAY_CHANGE + ("algorithms",)
+            and _norm(v) != _norm(getattr(options, k))
         }
         if changed:
             k, v = next(iter(changed.items()))
@@ -136,7 +146,8 @@ def plan(options: RunOptions, *, resume: Path | None = None, overrides: dict | N
                 f"run, which used {show_option(getattr(options, k))}; start a new run instead"
             )
         options = dataclasses.replace(
-            options, **{k: v for k, v in (overrides or {}).items() if k in RESUME_MAY_CHANGE}
+            options,
+            **{k: v for k, v in overrides.items() if k in RESUME_MAY_CHANGE + ("algorithms",)},
         )
     options = options.absolute()
     try:

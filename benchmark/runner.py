@@ -105,6 +105,7 @@ def run(
             record.setdefault("resumed", []).append(
                 {"command": command, "at": _now(), "code": versions()["code"]}
             )
+            record["options"]["algorithms"] = list(options.algorithms)  # rows it was extended by
             with stopped_in(run_dir):
                 _run_in(run_dir, data, options, specs, record, load_usage)
     return run_dir
@@ -138,7 +139,7 @@ def _run_in(
     record.pop("finished", None)
     io.write_json(run_dir / "run.json", record)
     targets = prediction_frame(data)
-    if _parquet_rows(run_dir / "predictions.parquet") != len(targets):  # absent or damaged
+    if _predictions_outdated(run_dir / "predictions.parquet", targets):
         io.write_parquet(run_dir / "predictions.parquet", targets)
 
     for spec in specs:
@@ -200,6 +201,15 @@ def _damage(run_dir: Path, label: str, n_predictions: int) -> str | None:
     if rows != n_predictions:
         return f"{ranks}: {rows} ranks for {n_predictions} predictions"
     return None
+
+
+def _predictions_outdated(path: Path, targets: pd.DataFrame) -> bool:
+    """Whether ``predictions.parquet`` must be written: absent, damaged, or written before a
+    column of :func:`prediction_frame` existed (e.g. ``repeat``). The rows are the same either
+    way (the data fingerprint was checked), so the ranks stay aligned with them."""
+    if _parquet_rows(path) != len(targets):
+        return True
+    return not set(targets.columns) <= set(pq.read_schema(path).names)
 
 
 def _parquet_rows(path: Path) -> int | None:
@@ -368,8 +378,24 @@ def prediction_frame(data: Dataset) -> pd.DataFrame:
             "target": target,
             "target_support": target_support,
             "session_key": session_keys(test)[session],
+            "repeat": repeat_mask(test)[is_target],
         }
     )
+
+
+def repeat_mask(sessions: Sessions) -> np.ndarray:
+    """Per click: whether its item occurred earlier in the same session (a repeat, as opposed
+    to a new item). An ``UNKNOWN`` item is never a repeat: which unseen item it was is lost."""
+    session = sessions.session_index()
+    items = sessions.items
+    # the first click of each (session, item) pair; every later click of the pair repeats it
+    order = np.lexsort((np.arange(len(items)), items, session))
+    pair_start = np.ones(len(items), dtype=bool)
+    same = (session[order][1:] == session[order][:-1]) & (items[order][1:] == items[order][:-1])
+    pair_start[1:] = ~same
+    repeat = np.empty(len(items), dtype=bool)
+    repeat[order] = ~pair_start
+    return repeat & (items != UNKNOWN)
 
 
 def session_keys(test: Sessions) -> np.ndarray:

@@ -194,17 +194,30 @@ def popularity_buckets(
     return bucket, labels
 
 
+REPEAT_LABELS = ["repeat", "new"]
+
+
+def repeat_buckets(repeat: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Bucket 1 for a target that repeats an item of its session's prefix, 2 for a new one."""
+    return np.where(repeat, 1, 2), REPEAT_LABELS
+
+
 def breakdown(predictions: pd.DataFrame, ranks: dict[str, np.ndarray], cutoff: int) -> pd.DataFrame:
-    """Recall/MRR at ``cutoff`` by position and by popularity decile (``breakdown.csv``).
+    """Recall/MRR at ``cutoff`` by position, by popularity decile and by repeat/new target
+    (``breakdown.csv``).
 
     Returns:
         Tidy rows ``algorithm, by, bucket, bucket_label, metric, cutoff, value,
-        n_predictions``; ``by`` is ``position`` or ``popularity``.
+        n_predictions``; ``by`` is ``position``, ``popularity`` or ``repeat`` (bucket 1
+        ``repeat``: the target occurred earlier in its session; 2 ``new``). Runs written
+        before predictions.parquet had a ``repeat`` column have no ``repeat`` rows.
     """
     groupings = {
         "position": position_buckets(predictions["position"].to_numpy(np.int64)),
         "popularity": popularity_buckets(predictions["target_support"].to_numpy(np.int64)),
     }
+    if "repeat" in predictions:
+        groupings["repeat"] = repeat_buckets(predictions["repeat"].to_numpy(bool))
     rows = []
     for by, (bucket, labels) in groupings.items():
         for b, label in enumerate(labels, start=1):

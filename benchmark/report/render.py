@@ -274,6 +274,9 @@ def run_markdown(
     cutoffs = sorted(int(k) for k in metrics["cutoff"].unique())
     cutoff = tables.headline_cutoff(cutoffs)
     notes = tables.published_notes(table, dataset)
+    repeats = tables.repeat_markdown(
+        read_optional_csv(Path(run_dir) / "breakdown.csv"), list(table.index)
+    )
     parts = [
         f"# {dataset}: run {Path(run_dir).name}",
         "",
@@ -286,6 +289,7 @@ def run_markdown(
         tables.headline_markdown(table, cutoff),
         "",
         *([*notes, ""] if notes else []),
+        *(["## Repeat and new targets", "", repeats, ""] if repeats else []),
         "## Every cutoff, time and memory",
         "",
         tables.detail_markdown(table, cutoffs),

@@ -320,6 +320,39 @@ def detail_markdown(table: pd.DataFrame, cutoffs: Sequence[int]) -> str:
     return tabulate(rows, headers=header, tablefmt="github", disable_numparse=True)
 
 
+def repeat_markdown(breakdown: pd.DataFrame | None, labels: Sequence[str]) -> str | None:
+    """Recall/MRR per algorithm for targets that repeat an item of their session's prefix and
+    for new ones, with each group's share; ``None`` when the run has no repeat breakdown."""
+    if breakdown is None or "by" not in breakdown:
+        return None
+    part = breakdown[breakdown["by"] == "repeat"]
+    if part.empty:
+        return None
+    cutoff = int(part["cutoff"].iloc[0])
+    groups = part.drop_duplicates("bucket").set_index("bucket_label")["n_predictions"]
+    total = int(groups.sum())
+    shares = ", ".join(f"{g} {int(n):,} ({100 * n / total:.1f}%)" for g, n in groups.items())
+    header = ["algorithm"] + [
+        f"{METRIC_NAMES[m]}@{cutoff} {g}" for g in groups.index for m in METRIC_NAMES
+    ]
+    value = part.set_index(["algorithm", "bucket_label", "metric"])["value"]
+    rows = [
+        [label]
+        + [
+            fmt_value(value.get((label, g, m), float("nan")))
+            for g in groups.index
+            for m in METRIC_NAMES
+        ]
+        for label in labels
+        if label in set(part["algorithm"])
+    ]
+    table = tabulate(rows, headers=header, tablefmt="github", disable_numparse=True)
+    return (
+        f"Test targets that repeat an item already clicked earlier in their session, and new "
+        f"ones: {shares} of {total:,}.\n\n{table}"
+    )
+
+
 def published_notes(table: pd.DataFrame, dataset: str) -> list[str]:
     """Markdown bullet lines naming the sources of the published column and other methods."""
     lines = []
