@@ -22,6 +22,9 @@ ALGORITHMS: dict[str, str] = {
     "sr": "algorithms.rules:SequentialRules",
     "ar": "algorithms.rules:AssociationRules",
     "markov": "algorithms.rules:Markov",
+    "gru4rec-keras": "algorithms.gru4rec_variants.keras:GRU4RecKeras",
+    "gru4rec-tf": "algorithms.gru4rec_variants.tf:GRU4RecTF",
+    "gru4rec-recbole": "algorithms.gru4rec_variants.recbole:GRU4RecRecBole",
 }
 
 
