@@ -362,6 +362,41 @@ class EpochTrained(SessionRecommender):
         raise NotImplementedError
 
 
+class NetTrainer:
+    """What the Keras and TF trainers share: weights ``net`` (a dict of tensors), optimizer
+    ``opt`` and random generator ``gen``, saved and restored with whatever
+    :meth:`extra_state` adds (the carried hidden state, the step counter)."""
+
+    net: dict[str, torch.Tensor]
+    opt: torch.optim.Optimizer
+    gen: torch.Generator
+
+    def params(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach() for k, v in self.net.items()}
+
+    def extra_state(self) -> dict:
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
+    def state(self) -> dict:
+        return {
+            "net": self.params(),
+            "opt": self.opt.state_dict(),
+            "gen": self.gen.get_state(),
+            **self.extra_state(),
+        }
+
+    def load_state(self, state: dict) -> None:
+        with torch.no_grad():
+            for k, v in state["net"].items():
+                self.net[k].copy_(v)
+        self.opt.load_state_dict(state["opt"])
+        self.gen.set_state(state["gen"].cpu())
+        self.load_extra_state(state)
+
+
 def generator_pair(seed: int, device: torch.device) -> tuple[torch.Generator, torch.Generator]:
     """(initialisation generator on the CPU, run generator on ``device``) from one seed."""
     init_seed, run_seed = np.random.SeedSequence(seed).generate_state(2)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from algorithms.gru4rec_variants.common import (
     EpochTrained,
     EpsHatAdam,
+    NetTrainer,
     generator_pair,
     glorot_uniform,
     plan_source_epoch,
@@ -63,7 +64,7 @@ def keras_gru_step(p: dict[str, torch.Tensor], items: torch.Tensor, h: torch.Ten
     return z * h + (1 - z) * cand
 
 
-class _Trainer:
+class _Trainer(NetTrainer):
     def __init__(self, model: GRU4RecKeras, train: Sessions) -> None:
         self.m = model
         dev = model.device_
@@ -122,23 +123,10 @@ class _Trainer:
             total += loss.detach()
         return {"loss": float(total) / max(p.n_steps, 1), "events": p.n_events}
 
-    def params(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach() for k, v in self.net.items()}
+    def extra_state(self) -> dict:
+        return {"hidden": self.hidden}
 
-    def state(self) -> dict:
-        return {
-            "net": self.params(),
-            "opt": self.opt.state_dict(),
-            "gen": self.gen.get_state(),
-            "hidden": self.hidden,
-        }
-
-    def load_state(self, state: dict) -> None:
-        with torch.no_grad():
-            for k, v in state["net"].items():
-                self.net[k].copy_(v)
-        self.opt.load_state_dict(state["opt"])
-        self.gen.set_state(state["gen"].cpu())
+    def load_extra_state(self, state: dict) -> None:
         self.hidden = state["hidden"].clone()
 
 

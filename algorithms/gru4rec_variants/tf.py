@@ -32,6 +32,7 @@ import torch
 from algorithms.gru4rec_variants.common import (
     EpochTrained,
     EpsHatAdam,
+    NetTrainer,
     generator_pair,
     glorot_uniform,
     plan_source_epoch,
@@ -107,7 +108,7 @@ def keep_dropout(x: torch.Tensor, keep: float, gen: torch.Generator) -> torch.Te
 ACTS = {"tanh": torch.tanh, "relu": torch.relu}
 
 
-class _Trainer:
+class _Trainer(NetTrainer):
     def __init__(self, model: GRU4RecTF, train: Sessions) -> None:
         self.m = model
         dev = model.device_
@@ -173,23 +174,10 @@ class _Trainer:
             raise FloatingPointError(f"gru4rec-tf: the {m.loss} loss became NaN or infinite")
         return {"loss": float(total) / max(p.n_steps, 1), "events": p.n_events}
 
-    def params(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach() for k, v in self.net.items()}
+    def extra_state(self) -> dict:
+        return {"global_step": self.global_step}
 
-    def state(self) -> dict:
-        return {
-            "net": self.params(),
-            "opt": self.opt.state_dict(),
-            "gen": self.gen.get_state(),
-            "global_step": self.global_step,
-        }
-
-    def load_state(self, state: dict) -> None:
-        with torch.no_grad():
-            for k, v in state["net"].items():
-                self.net[k].copy_(v)
-        self.opt.load_state_dict(state["opt"])
-        self.gen.set_state(state["gen"].cpu())
+    def load_extra_state(self, state: dict) -> None:
         self.global_step = int(state["global_step"])
 
 
