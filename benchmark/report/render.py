@@ -32,6 +32,7 @@ import pandas as pd
 from benchmark.config import tuning_text
 from benchmark.report import analysis, plots, tables
 from benchmark.report.published import other_data
+from benchmark.report.which import which_markdown
 from datasets import io
 
 log = logging.getLogger(__name__)
@@ -274,6 +275,7 @@ def run_markdown(
     cutoffs = sorted(int(k) for k in metrics["cutoff"].unique())
     cutoff = tables.headline_cutoff(cutoffs)
     notes = tables.published_notes(table, dataset)
+    which = which_markdown(table, algorithm_names(record), record)
     repeats = tables.repeat_markdown(
         read_optional_csv(Path(run_dir) / "breakdown.csv"), list(table.index)
     )
@@ -289,6 +291,7 @@ def run_markdown(
         tables.headline_markdown(table, cutoff),
         "",
         *([*notes, ""] if notes else []),
+        *(["## Which GRU4Rec?", "", which, ""] if which else []),
         *(["## Repeat and new targets", "", repeats, ""] if repeats else []),
         "## Every cutoff, time and memory",
         "",
