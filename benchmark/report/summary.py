@@ -154,7 +154,8 @@ def write_summary(results_root: Path, out_dir: Path) -> Path:
         "# The answer across datasets\n\n"
         "Recall@20 / MRR@20 of the latest committed run of each dataset; the best of each "
         "dataset in bold.\n\n"
-        f"{answer_markdown(frame)}\n\n![heatmap](heatmap.png)\n\nRuns:\n\n{sources}\n",
+        f"{answer_markdown(frame)}\n\n![heatmap](heatmap.png)\n\nRuns:\n\n{sources}\n\n"
+        "Written by `python -m benchmark.report summary`.\n",
     )
     draw_heatmap(frame, out_dir / "heatmap.png")
     return out_dir
