@@ -25,6 +25,10 @@ ALGORITHMS: dict[str, str] = {
     "gru4rec-keras": "algorithms.gru4rec_variants.keras:GRU4RecKeras",
     "gru4rec-tf": "algorithms.gru4rec_variants.tf:GRU4RecTF",
     "gru4rec-recbole": "algorithms.gru4rec_variants.recbole:GRU4RecRecBole",
+    "narm": "algorithms.neural.narm:NARM",
+    "stamp": "algorithms.neural.stamp:STAMP",
+    "sr-gnn": "algorithms.neural.srgnn:SRGNN",
+    "sasrec": "algorithms.neural.sasrec:SASRec",
 }
 
 

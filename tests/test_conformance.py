@@ -16,6 +16,8 @@ N_ITEMS = 12
 FAST_PARAMS = {
     "bpr-mf": {"factors": 8, "n_epochs": 5},
     "gru4rec": {"layers": [16], "batch_size": 8, "n_epochs": 1, "n_sample": 4},
+    "sasrec": {"n_epochs": 5},
+    "gru4rec-recbole": {"n_epochs": 5},
 }
 
 

@@ -1,0 +1,177 @@
+"""NARM (Li et al., CIKM 2017) as the authors' Theano code (lijingsdu/sessionRec_NARM) runs it.
+
+Embedding (N+1) x 50 with dropout 0.25; a GRU of 100 units whose gates are Theano's hard
+sigmoid ``clip(0.2 x + 0.5, 0, 1)``, padded steps carrying h forward; global vector c_g = h_t,
+local vector c_l = sum_j a_j h_j with a = softmax_j(v^T hs(A1 h_t + A2 h_j)) over the real
+positions; c = [c_l; c_g] with dropout 0.5; score_i = E_i . (B c) (B is 50 x 200, the input table
+shared). Every matrix N(0, sqrt(2 / rows)), the recurrent matrices orthogonal, biases 0. Mean
+cross-entropy, Adam 1e-3, batch 512, up to 30 epochs, the best epoch on validation. Sequences
+longer than ``max_len`` = 19 keep their FIRST 19 clicks (data_process.py), train and test alike;
+``truncate = "last"`` keeps the last ones instead.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from algorithms.neural.harness import COMMON_SPECS, Network, NeuralRecommender, dropout
+from algorithms.params import Choice, Float, Int
+
+_UNIT = Float(0, 1, high_open=True)
+
+
+def hard_sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """Theano's ``hard_sigmoid``: clip(0.2 x + 0.5, 0, 1)."""
+    return (0.2 * x + 0.5).clamp(0.0, 1.0)
+
+
+def _normal(gen: torch.Generator, *shape: int) -> torch.Tensor:
+    """NARM's init_weights: N(0, sqrt(2 / shape[0]))."""
+    return torch.randn(*shape, generator=gen) * math.sqrt(2.0 / shape[0])
+
+
+def _orthogonal(gen: torch.Generator, n: int) -> torch.Tensor:
+    """NARM's ortho_weight: the U of the SVD of a standard normal n x n matrix."""
+    u, _, _ = torch.linalg.svd(torch.randn(n, n, generator=gen, dtype=torch.float64))
+    return u.float()
+
+
+class NARMNetwork(Network):
+    def __init__(
+        self,
+        n_items: int,
+        embedding_size: int,
+        hidden_size: int,
+        dropout_embed: float,
+        dropout_context: float,
+        gru: str,
+        gen: torch.Generator,
+    ) -> None:
+        super().__init__()
+        d, h = embedding_size, hidden_size
+        self.dropout_embed, self.dropout_context, self.gru = dropout_embed, dropout_context, gru
+        self.E = nn.Parameter(_normal(gen, n_items + 1, d))
+        self.W = nn.Parameter(torch.cat([_normal(gen, d, h) for _ in range(3)], dim=1))  # z r h
+        self.U = nn.Parameter(torch.cat([_orthogonal(gen, h) for _ in range(3)], dim=1))
+        self.b = nn.Parameter(torch.zeros(3 * h))
+        self.A1 = nn.Parameter(_normal(gen, h, h))  # applied to h_t (W_encoder)
+        self.A2 = nn.Parameter(_normal(gen, h, h))  # applied to every h_j (W_decoder)
+        self.v = nn.Parameter(_normal(gen, h, 1))
+        self.B = nn.Parameter(_normal(gen, d, 2 * h))
+
+    def item_table(self) -> torch.Tensor:
+        return self.E
+
+    def hidden_states(self, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, H): the GRU state after every position (padded steps carry h forward)."""
+        x = dropout(self.E[items], self.dropout_embed, self.training, self.gen)
+        h_size = self.U.shape[0]
+        # Per time step: unbind / chunk (whose backward is one stack / cat), never slicing a big
+        # tensor per step (each slice's backward would allocate the whole tensor).
+        xw = (x @ self.W + self.b).unbind(1)  # T x (B, 3H)
+        steps = mask.unbind(1)
+        h = x.new_zeros(x.shape[0], h_size)
+        uzr, uh = self.U[:, : 2 * h_size], self.U[:, 2 * h_size :]
+        gate = hard_sigmoid if self.gru == "theano" else torch.sigmoid
+        states = []
+        for x_t, m_t in zip(xw, steps):
+            xzr, xh = x_t.split((2 * h_size, h_size), dim=1)
+            z, r = gate(xzr + h @ uzr).chunk(2, dim=1)
+            cand = torch.tanh(xh + (r * h) @ uh)
+            h = torch.where(m_t[:, None], h + z * (cand - h), h)
+            states.append(h)
+        return torch.stack(states, dim=1)
+
+    def session_vectors(self, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        hs = self.hidden_states(items, mask)
+        c_g = hs[:, -1]  # the last real step's state (carried over the padding)
+        e = (hard_sigmoid(c_g[:, None, :] @ self.A1 + hs @ self.A2) @ self.v).squeeze(-1)
+        e = e.masked_fill(~mask, -math.inf)
+        a = torch.softmax(e, dim=1)
+        c_l = (a[:, :, None] * hs).sum(1)
+        c = dropout(torch.cat([c_l, c_g], dim=1), self.dropout_context, self.training, self.gen)
+        return c @ self.B.T  # B c, never the materialised E B
+
+
+class NARM(NeuralRecommender):
+    """NARM with the authors' settings as defaults (see the module docstring).
+
+    Args:
+        embedding_size: item embedding size (50).
+        hidden_size: GRU units (100).
+        dropout_embed: dropout on the embedded inputs (0.25).
+        dropout_context: dropout on c = [c_l; c_g] (0.5).
+        gru: ``"theano"`` (hard-sigmoid gates, the authors' code) or ``"sigmoid"`` (the same GRU
+            with logistic gates, as ``nn.GRU``-based ports run it).
+        learning_rate: Adam learning rate (1e-3).
+        batch_size: examples per step (512).
+        n_epochs: at most this many epochs (30).
+        patience: with ``valid``, stop after this many epochs without a better ``select_on``
+            score (None, the authors' 100 > 30 epochs: never; the best epoch is kept anyway).
+        select_on: ``"mrr"`` or ``"recall"`` (@20 on ``valid``).
+        max_len: prefixes longer than this are truncated (19; None: never).
+        truncate: ``"first"`` (keep the first ``max_len`` clicks, the authors' code) or
+            ``"last"``.
+        device, seed, n_threads: as for every model (``n_threads``: CPU threads while training).
+
+    Attributes: see :class:`algorithms.neural.harness.NeuralRecommender`.
+    """
+
+    name = "narm"
+    hyperparameters = {
+        "embedding_size": Int(low=1),
+        "hidden_size": Int(low=1),
+        "dropout_embed": _UNIT,
+        "dropout_context": _UNIT,
+        "gru": Choice(("theano", "sigmoid")),
+        "learning_rate": Float(low=0, low_open=True),
+        **COMMON_SPECS,
+    }
+
+    def __init__(
+        self,
+        embedding_size: int = 50,
+        hidden_size: int = 100,
+        dropout_embed: float = 0.25,
+        dropout_context: float = 0.5,
+        gru: str = "theano",
+        learning_rate: float = 1e-3,
+        batch_size: int = 512,
+        n_epochs: int = 30,
+        patience: int | None = None,
+        select_on: str = "mrr",
+        max_len: int | None = 19,
+        truncate: str = "first",
+        device: str = "auto",
+        seed: int = 0,
+        n_threads: int | None = None,
+    ) -> None:
+        self.embedding_size = embedding_size
+        self.hidden_size = hidden_size
+        self.dropout_embed = dropout_embed
+        self.dropout_context = dropout_context
+        self.gru = gru
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.n_epochs = n_epochs
+        self.patience = patience
+        self.select_on = select_on
+        self.max_len = max_len
+        self.truncate = truncate
+        self.device = device
+        self.seed = seed
+        self.n_threads = n_threads
+
+    def _network(self, n_items: int, gen: torch.Generator) -> NARMNetwork:
+        return NARMNetwork(
+            n_items,
+            self.embedding_size,
+            self.hidden_size,
+            self.dropout_embed,
+            self.dropout_context,
+            self.gru,
+            gen,
+        )
