@@ -15,17 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from benchmark.cli_options import add_data_options
-from benchmark.config import load_preset
-from benchmark.registry import get_algorithm
+from benchmark.perf.epoch_timing import machine, time_one_epoch
 from datasets import load_dataset
 
 MODELS = ("narm", "stamp", "sr-gnn", "sasrec")
@@ -45,53 +40,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def time_model(name: str, train, preset: str | None, device: str, seed: int) -> dict:
-    spec = name.partition("@")
-    algorithm, preset = spec[0], spec[2] or preset
-    params = load_preset(algorithm, preset) if preset else {}
-    params.update(n_epochs=1, device=device, seed=seed)
-    model = get_algorithm(algorithm)(**params)
-    load_before = os.getloadavg()
-    start = time.perf_counter()
-    cpu_start = time.process_time()
-    model.fit(train)
-    row = model.history_[0]
-    return {
-        "model": name,
-        "params": model.get_params(),
-        "events": row["events"],
-        "events_per_s": row["events_per_s"],
-        "fit_seconds": time.perf_counter() - start,
-        "fit_cpu_seconds": time.process_time() - cpu_start,
-        "loss": row["loss"],
-        "loadavg_before": load_before,
-        "loadavg_after": os.getloadavg(),
-    }
-
-
 def measure(args: argparse.Namespace) -> dict:
     data = load_dataset(args.dataset, data_dir=args.data_dir)
     train = data.train
     if args.max_sessions is not None:
         train = train.subset(np.arange(min(args.max_sessions, train.n_sessions)))
-    device = str(torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                              else ("cpu" if args.device == "auto" else args.device)))  # fmt: skip
+    machine_info = machine(args.device)
+    device = machine_info["device"]
     result = {
         "dataset": args.dataset,
         "train_events": int(train.n_events),
         "train_sessions": int(train.n_sessions),
-        "device": device,
-        "device_name": torch.cuda.get_device_name(device)
-        if device.startswith("cuda")
-        else platform.processor() or platform.machine(),  # fmt: skip
-        "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
+        **machine_info,
         "preset": args.preset or None,
         "models": [],
     }
     for name in filter(None, args.models.split(",")):
-        row = time_model(name, train, args.preset or None, device, args.seed)
+        row = {"model": name, **time_one_epoch(name, train, args.preset or None, device, args.seed)}
         print(f"{name}: {row['events_per_s']:.0f} events/s", flush=True)
         result["models"].append(row)
     return result

@@ -14,16 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import time
 from pathlib import Path
 
-import torch
-
 from benchmark.cli_options import add_data_options
-from benchmark.config import load_preset
-from benchmark.registry import get_algorithm
+from benchmark.perf.epoch_timing import machine, time_one_epoch
 from datasets import load_dataset
 
 VARIANTS = ("gru4rec-keras", "gru4rec-tf", "gru4rec-recbole")
@@ -42,45 +36,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def time_variant(name: str, train, preset: str | None, device: str, seed: int) -> dict:
-    params = load_preset(name, preset) if preset else {}
-    params.update(n_epochs=1, device=device, seed=seed)
-    model = get_algorithm(name)(**params)
-    load_before = os.getloadavg()
-    start = time.perf_counter()
-    cpu_start = time.process_time()
-    model.fit(train)
-    row = model.history_[0]
-    return {
-        "variant": name,
-        "params": model.get_params(),
-        "events": row["events"],
-        "events_per_s": row["events_per_s"],
-        "fit_seconds": time.perf_counter() - start,
-        "fit_cpu_seconds": time.process_time() - cpu_start,
-        "loss": row["loss"],
-        "loadavg_before": load_before,
-        "loadavg_after": os.getloadavg(),
-    }
-
-
 def measure(args: argparse.Namespace) -> dict:
     data = load_dataset(args.dataset, data_dir=args.data_dir)
-    device = str(torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                              else ("cpu" if args.device == "auto" else args.device)))  # fmt: skip
+    machine_info = machine(args.device)
+    device = machine_info["device"]
     return {
         "dataset": args.dataset,
         "train_events": int(data.train.n_events),
-        "device": device,
-        "device_name": torch.cuda.get_device_name(device)
-        if device.startswith("cuda")
-        else platform.processor() or platform.machine(),  # fmt: skip
-        "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
+        **machine_info,
         "preset": args.preset,
         "variants": [
-            time_variant(v, data.train, args.preset, device, args.seed)
+            {"variant": v, **time_one_epoch(v, data.train, args.preset, device, args.seed)}
             for v in args.variants.split(",")
         ],
     }
