@@ -132,7 +132,8 @@ class SASRec(NeuralRecommender):
             ``"cross-entropy"`` (full softmax over all items, the ``ce`` preset).
         learning_rate: Adam learning rate (1e-3); ``beta2``: Adam's beta2 (0.98).
         batch_size: sequences per step (128).
-        n_epochs: at most this many epochs (200); patience (10), select_on: on ``valid``.
+        n_epochs: at most this many epochs (201, the authors' --num_epochs); patience (None:
+            no early stopping, as the authors' code), select_on: on ``valid``.
         device, seed, n_threads: as for every model.
 
     Attributes: see :class:`algorithms.neural.harness.NeuralRecommender`.
@@ -163,8 +164,8 @@ class SASRec(NeuralRecommender):
         learning_rate: float = 1e-3,
         beta2: float = 0.98,
         batch_size: int = 128,
-        n_epochs: int = 200,
-        patience: int | None = 10,
+        n_epochs: int = 201,
+        patience: int | None = None,
         select_on: str = "mrr",
         device: str = "auto",
         seed: int = 0,
