@@ -294,14 +294,19 @@ def test_disk_full_names_the_disk_and_the_resume_command(tmp_path, capsys, monke
 
 def test_invalid_value_in_a_run_record_is_not_called_a_flag(tmp_path, capsys):
     """9. A run.json value that is no longer valid is said to come from run.json."""
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    record = {"options": {"dataset": "synthetic", "algorithms": ["pop"], "seed": -3}}
-    (run_dir / "run.json").write_text(json.dumps({"format": "sessionbench-run", **record}))
-    code = run_cli.main(["--resume", str(run_dir), "-q"])
-    err = capsys.readouterr().err
-    assert code == 2 and "Traceback" not in err, err
-    assert "run.json" in err and "--seed -3" not in err.split("(")[0], err
+    argv = _argv(Case("", "run", f"{SYN} --algorithms pop", ""), tmp_path)
+    assert run_cli.main(argv) == 0
+    (run_dir,) = (tmp_path / "out" / "synthetic").iterdir()
+    record = json.loads((run_dir / "run.json").read_text())
+    record["options"]["seed"] = -3  # e.g. written by hand, or by a version that allowed it
+    (run_dir / "run.json").write_text(json.dumps(record))
+    capsys.readouterr()
+    assert run_cli.main(["--resume", str(run_dir), "-q"]) == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error: ")]
+    assert line == (
+        f"error: --resume {run_dir}: its run.json holds a value that is not valid "
+        "(--seed -3: must be an integer >= 0); start a new run instead"
+    )
 
 
 def test_mismatched_set_on_a_study_names_the_key_not_a_dump(tmp_path, capsys):
