@@ -191,6 +191,25 @@ class SessionRecommender(abc.ABC):
         """``params`` with every old name (:attr:`renamed`) replaced by its current one."""
         return {cls.renamed.get(name, name): value for name, value in params.items()}
 
+    @property
+    def selects_epochs(self) -> bool:
+        """Whether the reference code picks the number of epochs on held-out data (NARM keeps its
+        best epoch, SR-GNN and RecBole stop early). For such a row the runner first fits a copy on
+        the dataset's validation split (``valid_train``, watching ``valid_test``), reads
+        :meth:`chosen_epochs`, then trains the row on the full training set for that many epochs
+        (:meth:`with_epochs`), so the test set is never watched. False for the rest."""
+        return False
+
+    def chosen_epochs(self) -> int:
+        """After a ``fit`` given ``valid``: the epoch count it selected (only where
+        :attr:`selects_epochs`)."""
+        raise NotImplementedError(f"{self.name} does not select epochs")
+
+    def with_epochs(self, n_epochs: int) -> SessionRecommender:
+        """A fresh copy with every hyperparameter the same but ``n_epochs``, which trains exactly
+        that many epochs when fitted without ``valid``."""
+        return type(self)(**{**self.get_params(), "n_epochs": n_epochs})
+
     def get_params(self) -> dict[str, Any]:
         """The constructor arguments this instance was built with."""
         return {name: getattr(self, name) for name in self.param_names()}

@@ -6,7 +6,10 @@ Layout of ``<out>/<dataset>/<run-id>/`` (see results/README.md for every column)
     ranks/<label>.parquet   the rank of each prediction (rows aligned with predictions.parquet)
     done/<label>.json    written last for each algorithm: its metrics, timings and parameters
     training/<label>.seed<N>.pt   while an algorithm that trains in epochs is unfinished: its
-                         training state after the last epoch done (removed with done/<label>.json)
+                         training state after the last epoch done (removed with done/<label>.json);
+                         training/<label>.select.seed<N>.pt likewise for the fit on the
+                         validation split of a row that chooses its epoch count there
+    history/selection/<label>.csv   that fit's per-epoch validation values
     metrics.csv, timings.csv, seeds.csv, history/, table.md, plots/   rendered from the above
 
 Every file is written atomically and an algorithm counts as finished only once its
@@ -31,6 +34,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -46,6 +50,9 @@ from benchmark.resources import measure
 from datasets import io, load_dataset
 from datasets.errors import DataError
 from datasets.sessions import UNKNOWN, Dataset, Sessions
+
+if TYPE_CHECKING:
+    from algorithms.base import SessionRecommender
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +157,8 @@ def _run_in(
         result = run_algorithm(spec, data, options, targets, run_dir)
         io.write_json(done_file, result)
         for seed in _seeds(spec, options):  # only now: a kill before the done file resumes
-            _training_file(run_dir, spec.label, seed).unlink(missing_ok=True)
+            for stage in ("", "select"):
+                _training_file(run_dir, spec.label, seed, stage).unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # left while another algorithm's state is in it
             (run_dir / "training").rmdir()
         gc.collect()
@@ -294,18 +302,66 @@ def _seeds(spec: AlgorithmSpec, options: RunOptions) -> list[int]:
     return [options.seed + i for i in range(options.seeds if spec.is_stochastic() else 1)]
 
 
-def _training_file(run_dir: Path, label: str, seed: int) -> Path:
-    """Where the fit of ``label`` with ``seed`` keeps its training state until it is done."""
-    return run_dir / "training" / f"{label}.seed{seed}.pt"
+def _training_file(run_dir: Path, label: str, seed: int, stage: str = "") -> Path:
+    """Where the fit of ``label`` with ``seed`` keeps its training state until it is done
+    (``stage = "select"``: the fit on the validation split that picks its epoch count)."""
+    return run_dir / "training" / f"{label}{'.' + stage if stage else ''}.seed{seed}.pt"
+
+
+def select_epochs(
+    spec: AlgorithmSpec, model: SessionRecommender, data: Dataset, run_dir: Path, seed: int
+) -> tuple[SessionRecommender, dict]:
+    """For a row that picks its epoch count on held-out data (``model.selects_epochs``): fit a
+    copy on the validation split (``valid_train``, watching ``valid_test``), then return a fresh
+    model set to that many epochs, to be trained on the full training set, and what was chosen.
+    Without a validation split every epoch is trained and the record says so."""
+    if data.valid_train is None or data.valid_test is None:
+        log.warning(
+            "%s: %s has no validation split to choose the epoch count on; all %d are trained",
+            spec.label,
+            data.name,
+            model.n_epochs,
+        )
+        return model, {"epochs": model.n_epochs, "max_epochs": model.n_epochs, "chosen_on": None}
+    log.info(
+        "%s: choosing the epoch count (at most %d) on the validation split",
+        spec.label,
+        model.n_epochs,
+    )
+    with measure() as usage:
+        model.fit(
+            data.valid_train,
+            valid=data.valid_test,
+            resume_file=_training_file(run_dir, spec.label, seed, "select"),
+        )
+    n = model.chosen_epochs()
+    log.info(
+        "%s: %d epochs chosen on the validation split (%.1f s); training on the full set",
+        spec.label,
+        n,
+        usage.seconds,
+    )
+    selection = {
+        "epochs": n,
+        "max_epochs": model.n_epochs,
+        "chosen_on": "validation split",
+        "trained_epochs": len(model.history_),
+        "seconds": usage.seconds,
+        "history": model.history_,
+    }
+    return model.with_epochs(n), selection
 
 
 def run_algorithm(
     spec: AlgorithmSpec, data: Dataset, options: RunOptions, targets: pd.DataFrame, run_dir: Path
 ) -> dict:
     """Fit and evaluate one algorithm (for every seed if stochastic); return its done record."""
-    timings, seed_metrics, config = [], [], {}
+    timings, seed_metrics, config, selections = [], [], {}, []
     for n, seed in enumerate(_seeds(spec, options)):
         model = spec.build(seed=seed, device=options.device)
+        selection = None
+        if model.selects_epochs:
+            model, selection = select_epochs(spec, model, data, run_dir, seed)
         log.info("%s: fitting %r (seed %d)", spec.label, model, seed)
         with measure() as fit_usage:
             model.fit(data.train, resume_file=_training_file(run_dir, spec.label, seed))
@@ -335,6 +391,10 @@ def run_algorithm(
         seed_metrics += [{"seed": seed, **row} for row in metrics]
         for stage, usage in (("fit", fit_usage), ("evaluate", eval_usage)):
             timings.append({"seed": seed, "stage": stage, **dataclasses.asdict(usage)})
+        if selection is not None:
+            selections.append(
+                {"seed": seed, **{k: v for k, v in selection.items() if k != "history"}}
+            )
         if n == 0:  # the first seed's ranks, history and parameters represent the algorithm
             config = {
                 "algorithm": spec.algorithm,
@@ -342,6 +402,13 @@ def run_algorithm(
                 "params": model.get_params(),
                 "tuning": spec.tuning,
             }
+            if selection is not None:
+                config["epoch_selection"] = {k: v for k, v in selection.items() if k != "history"}
+                if selection.get("history"):
+                    io.write_csv(
+                        run_dir / "history" / "selection" / f"{spec.label}.csv",
+                        pd.DataFrame(selection["history"]),
+                    )
             io.write_parquet(
                 run_dir / "ranks" / f"{spec.label}.parquet", pd.DataFrame({"rank": ranks})
             )
@@ -357,6 +424,7 @@ def run_algorithm(
         "metrics": first_metrics,
         "seed_metrics": seed_metrics,
         "timings": timings,
+        **({"epoch_selection": selections} if selections else {}),
         "code": versions()["code"],
     }  # a resumed run may finish on newer code
 

@@ -291,6 +291,19 @@ class GRU4RecRecBole(EpochTrained):
     def _make_trainer(self, train: Sessions, valid: Sessions | None) -> _Trainer:
         return _Trainer(self, train, valid)
 
+    @property
+    def selects_epochs(self) -> bool:
+        return True  # RecBole always stops early on the validation MRR@10
+
+    def chosen_epochs(self) -> int:
+        """The epoch whose weights ``fit`` kept: the last one at the best validation MRR@10 (a
+        tie counts as better, as RecBole's ``early_stopping``)."""
+        scores = [row["valid_mrr10"] for row in self.history_]
+        if not scores:
+            raise ValueError("gru4rec-recbole: chosen_epochs needs a fit given valid")
+        best = max(scores)
+        return max(i for i, v in enumerate(scores) if v == best) + 1
+
     def init_state(self, n_slots: int) -> dict[str, torch.Tensor]:
         """Per slot: the GRU state, the window of the last ``max_seq_length`` ids, its length."""
         dev = self.device_

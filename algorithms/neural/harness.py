@@ -143,6 +143,16 @@ class NeuralRecommender(SessionRecommender):
     """
 
     loss_reduction = "mean"
+    keeps_best_epoch = False
+    """True where the authors' code keeps the epoch that is best on held-out data even without a
+    patience (NARM, SR-GNN); then the runner picks the epoch count on the validation split."""
+
+    @property
+    def selects_epochs(self) -> bool:
+        return self.keeps_best_epoch or self.patience is not None
+
+    def chosen_epochs(self) -> int:
+        return self.best_epoch_
 
     # ------------------------------------------------------------------ hooks
     def _network(self, n_items: int, gen: torch.Generator) -> Network:  # pragma: no cover

@@ -121,6 +121,7 @@ class NARM(NeuralRecommender):
     """
 
     name = "narm"
+    keeps_best_epoch = True
     hyperparameters = {
         "embedding_size": Int(low=1),
         "hidden_size": Int(low=1),

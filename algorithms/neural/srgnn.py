@@ -141,6 +141,7 @@ class SRGNN(NeuralRecommender):
     """
 
     name = "sr-gnn"
+    keeps_best_epoch = True
     hyperparameters = {
         "hidden_size": Int(low=1),
         "gnn_steps": Int(low=1),

@@ -116,9 +116,19 @@ def tuning_texts(record: dict) -> dict[str, str]:
             if entry["tuning"] is None and entry.get("params") == {}
             else tuning_text(entry["tuning"])
         )
+        + _selection_text(entry.get("epoch_selection"))
         for label, entry in config.items()
         if isinstance(entry, dict) and "tuning" in entry
     }
+
+
+def _selection_text(selection: dict | None) -> str:
+    """How a row's epoch count was chosen, appended to its tuning text."""
+    if not selection:
+        return ""
+    if selection.get("chosen_on") is None:
+        return f"; all {selection['max_epochs']} epochs (no validation split to choose on)"
+    return f"; {selection['epochs']} of at most {selection['max_epochs']} epochs, chosen on valid"
 
 
 def algorithm_names(record: dict) -> dict[str, str]:
