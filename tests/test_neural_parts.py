@@ -62,6 +62,30 @@ def test_srgnn_repeated_transition_counts_once():
     np.testing.assert_allclose(a[0], [[0, 1, 0, 1], [1, 0, 1, 0]])
 
 
+def test_srgnn_length_groups_give_the_vectors_and_gradients_of_one_padded_batch(monkeypatch):
+    import algorithms.neural.srgnn as srgnn
+
+    net = srgnn.SRGNNNetwork(50, 16, 1, torch.Generator().manual_seed(1))
+    lengths = torch.randint(1, 6, (100,), generator=torch.Generator().manual_seed(2))
+    lengths[7], lengths[60] = 40, 23  # two long prefixes pad the one-batch graph to 40
+    items = torch.randint(1, 51, (100, 40), generator=torch.Generator().manual_seed(3))
+    mask = torch.arange(40)[None] < lengths[:, None]
+    items = torch.where(mask, items, 0)
+
+    def vectors_and_grads():
+        net.zero_grad()
+        out = net.session_vectors(items, mask)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        return out.detach(), [p.grad.clone() for p in net.parameters()]
+
+    grouped, grouped_grads = vectors_and_grads()  # four groups of 25
+    monkeypatch.setattr(srgnn, "GROUP_ROWS", 1000)
+    whole, whole_grads = vectors_and_grads()  # one graph batch padded to 40
+    torch.testing.assert_close(grouped, whole, rtol=0, atol=1e-6)
+    for a, b in zip(grouped_grads, whole_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
 def test_stamp_attention_on_a_two_item_session_by_hand():
     net = STAMPNetwork(n_items=3, size=4, max_norm=1.0, gen=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -308,6 +308,8 @@ def test_each_row_shows_how_its_values_were_chosen(tmp_path):
     # hyperparameters whose origin the config does not say
     record["config"]["item-knn"].update(tuning=None, params={"alpha": 0.5})
     assert render.tuning_texts(record)["item-knn"] == "not recorded"
+    record["config"]["item-knn"]["preset"] = "authors"  # a preset row says which preset
+    assert render.tuning_texts(record)["item-knn"] == "preset authors"
 
 
 def test_runs_without_tuning_records_keep_their_table_shape(run_dir):

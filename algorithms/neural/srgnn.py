@@ -25,6 +25,9 @@ from torch import nn
 from algorithms.neural.harness import COMMON_SPECS, Network, NeuralRecommender
 from algorithms.params import Float, Int
 
+GROUP_ROWS = 25
+"""Rows per length group in :meth:`SRGNNNetwork.session_vectors` (a batch of 100: four)."""
+
 
 def session_graph(
     items: torch.Tensor, mask: torch.Tensor
@@ -107,6 +110,21 @@ class SRGNNNetwork(Network):
         return new + update * (hidden - new)
 
     def session_vectors(self, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """s_h of every row. The rows are computed in groups of similar length, each padded to
+        its own longest prefix (and largest node count): a session's vector depends on its own
+        graph only, so this is the same function as one graph batch padded to the longest, at a
+        fraction of the work when one long prefix would pad a hundred short ones."""
+        lengths = mask.sum(1)
+        if len(items) <= GROUP_ROWS:
+            return self._vectors(items, mask)
+        order = torch.argsort(lengths, stable=True)
+        parts = []
+        for idx in torch.split(order, GROUP_ROWS):
+            width = max(int(lengths[idx].max()), 1)
+            parts.append(self._vectors(items[idx, :width], mask[idx, :width]))
+        return torch.cat(parts)[torch.argsort(order)]
+
+    def _vectors(self, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         alias, a, nodes = session_graph(items, mask)
         hidden = self.embedding(nodes)
         for _ in range(self.steps):

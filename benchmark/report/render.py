@@ -114,6 +114,8 @@ def tuning_texts(record: dict) -> dict[str, str]:
         label: (
             "no hyperparameters"
             if entry["tuning"] is None and entry.get("params") == {}
+            else f"preset {entry['preset']}"
+            if entry["tuning"] is None and entry.get("preset")
             else tuning_text(entry["tuning"])
         )
         + _selection_text(entry.get("epoch_selection"))
