@@ -210,6 +210,21 @@ class SessionRecommender(abc.ABC):
         that many epochs when fitted without ``valid``."""
         return type(self)(**{**self.get_params(), "n_epochs": n_epochs})
 
+    @classmethod
+    def _restored(cls, ckpt: Mapping[str, Any], device: str | None) -> SessionRecommender:
+        """What loading a saved model has in common: an instance with the saved hyperparameters
+        (``device`` instead of the saved one when given), validated, with ``device_``,
+        ``n_items_`` and ``history_`` from ``ckpt``; the caller then restores its weights."""
+        params = dict(ckpt["params"])
+        if device is not None:
+            params["device"] = device
+        model = cls(**params)
+        model.validate()
+        model.device_ = resolve_device(model.device)
+        model.n_items_ = int(ckpt["n_items"])
+        model.history_ = list(ckpt["history"])
+        return model
+
     def get_params(self) -> dict[str, Any]:
         """The constructor arguments this instance was built with."""
         return {name: getattr(self, name) for name in self.param_names()}

@@ -435,14 +435,7 @@ class GRU4Rec(SessionRecommender):
     def load(cls, path: str | Path, device: str | None = None) -> GRU4Rec:
         """A fitted model from a checkpoint, on ``device`` (default: the saved ``device``)."""
         ckpt = load_checkpoint(path)
-        params = dict(ckpt["params"])
-        if device is not None:
-            params["device"] = device
-        model = cls(**params)
-        model.validate()
-        model.device_ = resolve_device(model.device)
-        model.n_items_ = int(ckpt["n_items"])
-        model.history_ = list(ckpt["history"])
+        model = cls._restored(ckpt, device)
         weights = {k: v.to(model.device_) for k, v in ckpt["network"].items()}
         model.network_ = Network(weights, model.embedding)
         return model

@@ -344,14 +344,7 @@ class EpochTrained(SessionRecommender):
     def load(cls, path: str | Path, device: str | None = None):
         """A fitted model from :meth:`save`'s file, on ``device`` (default: the saved one)."""
         ckpt = load_plain(path, cls.file_format)
-        params = dict(ckpt["params"])
-        if device is not None:
-            params["device"] = device
-        model = cls(**params)
-        model.validate()
-        model.device_ = resolve_device(model.device)
-        model.n_items_ = int(ckpt["n_items"])
-        model.history_ = list(ckpt["history"])
+        model = cls._restored(ckpt, device)
         model._set_network(to_device(ckpt["network"], model.device_))
         return model
 

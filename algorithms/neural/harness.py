@@ -477,14 +477,7 @@ class NeuralRecommender(SessionRecommender):
             raise ValueError(f"{path}: not a saved neural model")
         if ckpt["model"] != cls.name:
             raise ValueError(f"{path}: a saved {ckpt['model']} model, not {cls.name}")
-        params = dict(ckpt["params"])
-        if device is not None:
-            params["device"] = device
-        model = cls(**params)
-        model.validate()
-        model.device_ = resolve_device(model.device)
-        model.n_items_ = int(ckpt["n_items"])
-        model.history_ = list(ckpt["history"])
+        model = cls._restored(ckpt, device)
         model.best_epoch_ = int(ckpt["best_epoch"])
         net = model._network(model.n_items_, torch.Generator().manual_seed(0))
         net.load_state_dict(ckpt["network"])
