@@ -29,3 +29,15 @@ def test_which_gru4rec_by_hand():
     assert "-14.3%" in keras and "-10.0%" in keras and "-6.0% / -11.2%" in keras
     assert "| pop" not in text
     assert which_markdown(table.drop(index=["gru4rec-tf", "gru4rec-keras@fixed"]), {}, {}) is None
+    # the epochs a fit really trained win over n_epochs (Keras's --epochs 10 trains 9 passes)
+    record["config"]["gru4rec-keras@fixed"] = {"params": {"n_epochs": 10}}
+    histories = {
+        "gru4rec-keras@fixed": pd.DataFrame({"epoch": range(1, 10), "loss": 1.0}),
+        # a history with per-epoch timing is used as it is: 120 s per epoch, not 30 / 3
+        "gru4rec-tf": pd.DataFrame({"epoch": [1, 2, 3], "events": 1200, "events_per_s": 10.0}),
+    }
+    text = which_markdown(table, algorithms, record, histories)
+    keras = next(line for line in text.splitlines() if line.startswith("| gru4rec-keras@fixed"))
+    assert "| 6 " in keras  # 50 s over 9 passes, not 5 s over 10
+    tf = next(line for line in text.splitlines() if line.startswith("| gru4rec-tf"))
+    assert "| 120 " in tf

@@ -287,7 +287,8 @@ def run_markdown(
     cutoffs = sorted(int(k) for k in metrics["cutoff"].unique())
     cutoff = tables.headline_cutoff(cutoffs)
     notes = tables.published_notes(table, dataset)
-    which = which_markdown(table, algorithm_names(record), record)
+    histories = {p.stem: pd.read_csv(p) for p in sorted((Path(run_dir) / "history").glob("*.csv"))}
+    which = which_markdown(table, algorithm_names(record), record, histories)
     repeats = tables.repeat_markdown(
         read_optional_csv(Path(run_dir) / "breakdown.csv"), list(table.index)
     )

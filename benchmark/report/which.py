@@ -35,8 +35,15 @@ PUBLISHED_DROP = {
 Yoochoose split (not ours)."""
 
 
-def which_markdown(table: pd.DataFrame, algorithms: dict[str, str], record: dict) -> str | None:
-    """The table, or ``None`` when the run has no third-party row or no faithful one."""
+def which_markdown(
+    table: pd.DataFrame,
+    algorithms: dict[str, str],
+    record: dict,
+    histories: dict[str, pd.DataFrame] | None = None,
+) -> str | None:
+    """The table, or ``None`` when the run has no third-party row or no faithful one.
+
+    ``histories``: label -> its ``history/<label>.csv``, for the seconds per epoch."""
     labels = list(table.index)
     faithful = [lab for lab in labels if algorithms.get(lab, lab) == FAITHFUL]
     variants = [lab for lab in labels if algorithms.get(lab, lab) in VARIANTS]
@@ -49,8 +56,11 @@ def which_markdown(table: pd.DataFrame, algorithms: dict[str, str], record: dict
     for label in faithful + variants:
         r = table.loc[label]
         algorithm = algorithms.get(label, label)
-        epochs = (config.get(label) or {}).get("params", {}).get("n_epochs")
-        per_epoch = r.get("fit_s", math.nan) / epochs if epochs else math.nan
+        per_epoch = epoch_seconds(
+            r.get("fit_s", math.nan),
+            (histories or {}).get(label),
+            (config.get(label) or {}).get("params", {}).get("n_epochs"),
+        )
         published = PUBLISHED_DROP.get(algorithm)
         rows.append(
             [
@@ -80,6 +90,18 @@ def which_markdown(table: pd.DataFrame, algorithms: dict[str, str], record: dict
         "Yoochoose split, not this one.\n\n"
         + tabulate(rows, headers=header, tablefmt="github", disable_numparse=True)
     )
+
+
+def epoch_seconds(fit_s: float, history: pd.DataFrame | None, n_epochs: int | None) -> float:
+    """Seconds per training epoch: from the history's own timing where it records the events
+    of each epoch (right even for a fit resumed after a kill, whose fit time covers only the
+    epochs after the resume), else the fit time over the epochs the history lists (KerasGRU4Rec's
+    ``--epochs 10`` trains 9 passes), else over ``n_epochs``."""
+    if history is not None and len(history):
+        if {"events", "events_per_s"} <= set(history.columns):
+            return float((history["events"] / history["events_per_s"]).mean())
+        return fit_s / len(history)
+    return fit_s / n_epochs if n_epochs else math.nan
 
 
 def _pct(value: float, reference: float) -> str:
