@@ -33,6 +33,7 @@ from benchmark.config import load_preset
 from benchmark.evaluator import evaluate
 from benchmark.metrics import mrr_at, recall_at
 from datasets import load_dataset
+from datasets.sessions import Sessions
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +70,9 @@ def measure(args: argparse.Namespace) -> dict:
     params.update(n_epochs=args.epochs, device=args.device, seed=args.seed, n_threads=args.threads)
     if args.batch_size is not None:
         params["batch_size"] = args.batch_size
-    load_before = os.getloadavg()
-    model = GRU4Rec(**params)
-    start, cpu_start = time.perf_counter(), time.process_time()
-    model.fit(train)
-    fit_seconds = time.perf_counter() - start
-    # CPU time of this process: with one training thread it approximates the wall time on a
-    # quiet machine, where a busy one stretches the wall time (setup included, so a bit low).
-    fit_cpu_seconds = time.process_time() - cpu_start
+    model, timing = fit_timed(train, params)
+    fit_seconds, fit_cpu_seconds = timing["fit_seconds"], timing["fit_cpu_seconds"]
+    load_before = timing["loadavg_before"]
     result = {
         "dataset": args.dataset,
         "preset": args.preset,
@@ -90,6 +86,7 @@ def measure(args: argparse.Namespace) -> dict:
         "train_events_per_epoch": train.n_predictions,
         "train_events_per_s": [row["events_per_s"] for row in model.history_],
         "train_events_per_s_best": max(row["events_per_s"] for row in model.history_),
+        "train_loss": timing["loss"],
         "train_threads_at_epoch_end": [row["threads"] for row in model.history_],
         "fit_seconds": fit_seconds,
         "fit_cpu_seconds": fit_cpu_seconds,
@@ -109,6 +106,32 @@ def measure(args: argparse.Namespace) -> dict:
         )
     result["loadavg_after"] = os.getloadavg()
     return result
+
+
+def fit_timed(train: Sessions, params: dict) -> tuple[GRU4Rec, dict]:
+    """Fit ``GRU4Rec(**params)`` on ``train``; return the model and its timing: training events
+    per epoch (``train.n_predictions``), events/s and thread count of every epoch (wall clock of
+    the epoch loop, from ``history_``), the fit's wall and CPU seconds (setup included), the
+    load average before and after."""
+    load_before = os.getloadavg()
+    model = GRU4Rec(**params)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    model.fit(train)
+    fit_seconds = time.perf_counter() - start
+    # CPU time of this process: with one training thread it approximates the wall time on a
+    # quiet machine, where a busy one stretches the wall time (setup included, so a bit low).
+    fit_cpu_seconds = time.process_time() - cpu_start
+    return model, {
+        "params": model.get_params(),
+        "events": train.n_predictions,
+        "events_per_s": [row["events_per_s"] for row in model.history_],
+        "threads": [row["threads"] for row in model.history_],
+        "loss": [row["loss"] for row in model.history_],
+        "fit_seconds": fit_seconds,
+        "fit_cpu_seconds": fit_cpu_seconds,
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+    }
 
 
 def _device_name(device: torch.device) -> str:
