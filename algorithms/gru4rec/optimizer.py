@@ -19,9 +19,15 @@ of its gradients, exactly as a dense optimizer restricted to the touched rows wo
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
+from algorithms.gru4rec import kernels
+
 EPS = 1e-6
+
+_NO_ROWS = np.zeros(0, dtype=np.int64)
+_NO_GRADS = np.zeros((0, 0), dtype=np.float32)
 
 
 class _AdagradM:
@@ -115,6 +121,15 @@ class DenseAdagradM(_AdagradM):
     def step(self) -> None:
         """Apply the gradients in ``grad`` (every slot must have been written this step)."""
         self._apply(self.flat, self.acc, self.vel, self.grad)
+
+    def fused_step(self) -> None:
+        """:meth:`step` as one compiled pass over the buffers (CPU, float32; the ``"numba"``
+        implementation): the same numbers up to float rounding."""
+        arrays = self.__dict__.get("_arrays")
+        if arrays is None:
+            vel = self.vel.numpy() if self.vel is not None else np.zeros(0, dtype=np.float32)
+            arrays = self._arrays = (self.flat.numpy(), self.grad.numpy(), self.acc.numpy(), vel)
+        kernels.dense_step(*arrays, kernels.as_f32(self.lr), kernels.as_f32(self.momentum))
 
 
 LAYOUTS = ("unique", "static")
@@ -224,6 +239,46 @@ class SparseAdagradM(_AdagradM):
         if gathered is None:
             gathered = self.gather(rows)
         self._update_unique(rows, grads, gathered, last_col)
+
+    def table_np(self) -> np.ndarray:
+        """``table`` as a numpy array sharing its memory (CPU only)."""
+        table = self.__dict__.get("_table_np")
+        if table is None:
+            table = self._table_np = self.table.numpy()
+        return table
+
+    def update_rows(
+        self,
+        rows1: np.ndarray,
+        grads: np.ndarray,
+        rows2: np.ndarray | None = None,
+        rows_b: np.ndarray | None = None,
+        grads_b: np.ndarray | None = None,
+    ) -> None:
+        """The update in one compiled pass (the ``"numba"`` implementation; CPU, float32).
+
+        Duplicates are merged in place, without ``unique``, copies or a scatter: see
+        ``kernels.update_rows``, whose arguments these are (numpy arrays; ``grads`` and
+        ``grads_b`` are overwritten). ``rows1`` then ``rows2`` name the rows of ``grads``
+        (full width); ``rows_b`` those of ``grads_b``, which covers only the first
+        ``grads_b.shape[1]`` columns: a row that occurs only there keeps its other columns (the
+        ``last_col`` rule of :meth:`step`). Computes what :meth:`step` does, up to float
+        rounding.
+        """
+        first = self.__dict__.get("_first")
+        if first is None:
+            first = self._first = np.full(self.table.shape[0], -1, dtype=np.int64)
+        kernels.update_rows(
+            self.table_np(),
+            first,
+            rows1,
+            _NO_ROWS if rows2 is None else rows2,
+            grads,
+            _NO_ROWS if rows_b is None else rows_b,
+            _NO_GRADS if grads_b is None else grads_b,
+            kernels.as_f32(self.lr),
+            kernels.as_f32(self.momentum),
+        )
 
     def _update_unique(
         self,

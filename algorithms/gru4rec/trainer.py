@@ -25,6 +25,13 @@ reset masks, the samples, the dropout masks) is prepared in bulk beforehand, so 
 tensor ops, no Python loops over slots and no host-device synchronisation on a GPU (the loss is
 checked for NaN every ``epochs.CHECK_EVERY`` steps). The loop over an epoch's steps and the
 state carried from one epoch to the next are in ``epochs.py``.
+
+Two implementations of the step (``Trainer(impl=...)``, default ``kernels.resolve_impl``):
+``"torch"``, tensor ops only (the GPU path, and the reference), and ``"numba"``, the CPU default
+where numba is installed: the item-row path (gather, duplicate merge, sparse update), the dense
+update, the GRU backward's elementwise work and the sample search run as compiled loops
+(``kernels.py``); the same samples and dropout masks in the same order, the same model up to
+float rounding.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from algorithms.gru4rec import kernels
 from algorithms.gru4rec.batching import EpochPlan
 from algorithms.gru4rec.gru import GRUCache, gru_step, gru_step_backward, recurrent_candidate_grad
 from algorithms.gru4rec.losses import LOSSES, FinalActivation
@@ -157,6 +165,7 @@ class Trainer:
         generator: torch.Generator,
         layout: str | None = None,
         threads: ThreadPolicy | None = None,
+        impl: str | None = None,
     ) -> None:
         self.config = config
         self.embedding = embedding
@@ -167,6 +176,10 @@ class Trainer:
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
         self.threads = threads  # the epoch loop's thread policy (CPU), see ``epochs.py``
+        # "torch" (tensor ops: the reference, and the GPU path) or "numba" (the CPU fast path)
+        self.impl = kernels.resolve_impl(impl, device.type, self.layout)
+        if self.impl == "numba":
+            kernels.warm_up()  # compiled (or loaded) now, not in the first timed step
         self.loss_fn = LOSSES[config.loss]
         self.final_activation = FinalActivation(config.final_act)
         learning_rate, momentum = config.learning_rate, config.momentum
@@ -203,6 +216,7 @@ class Trainer:
                 device,
                 generator,
                 max_rows=plan.n_steps,
+                fast_search=self.impl == "numba",
             )
         # logQ of a target column: log of the item's raw click count (official: not a probability).
         self.log_count = torch.as_tensor(
@@ -251,6 +265,11 @@ class Trainer:
         self.keep = [
             None if kept is None else torch.as_tensor(kept, device=device) for kept in plan.keep
         ]
+        if self.impl == "numba":  # the plan as numpy arrays, for the compiled loops
+            self._inputs_np = np.ascontiguousarray(plan.inputs, dtype=np.int64)
+            self._targets_np = np.ascontiguousarray(plan.targets, dtype=np.int64)
+            self._keep_np = np.ascontiguousarray(~plan.reset, dtype=np.float32)
+            self._any_reset = plan.reset.any(axis=1).tolist()
 
     def export_params(self) -> dict[str, torch.Tensor]:
         """Contiguous copies of the trained parameters (the optimizer state is left behind)."""
@@ -279,6 +298,12 @@ class Trainer:
     # ----------------------------------------------------------------- the step
     def train_step(self, t: int) -> torch.Tensor | None:
         """Forward, backward and update for step ``t`` of the plan; returns the loss (a tensor)."""
+        if self.impl == "numba":
+            return self._train_step_numba(t)
+        return self._train_step_torch(t)
+
+    def _train_step_torch(self, t: int) -> torch.Tensor | None:
+        """The step with tensor ops only (``impl="torch"``): the reference of the fast path."""
         config, out_size, mode = self.config, self.out_size, self.input_mode
         n = self.n_active[t]
         if self.keep[t] is not None:  # the batch shrank: drop finished slots' states
@@ -470,3 +495,218 @@ class Trainer:
         if embed_mask is not None:
             d_out.mul_(embed_mask)
         return None if one_hot else d_out
+
+    # ----------------------------------------------------------------- the fast CPU step
+    def _np(self, name: str, n: int, shape: tuple[int, ...]) -> tuple[torch.Tensor, np.ndarray]:
+        """``_buffer`` with its numpy view (the compiled loops read and write numpy arrays)."""
+        key = (name, n)
+        views = self.__dict__.setdefault("_np_views", {})
+        pair = views.get(key)
+        if pair is None:
+            tensor = self._buffer(name, n, shape)
+            pair = views[key] = (tensor, tensor.numpy())
+        return pair
+
+    def _np_flat(
+        self, name: str, n: int, shape: tuple[int, int], size: int
+    ) -> tuple[torch.Tensor, np.ndarray]:
+        """A contiguous ``shape`` view at the start of a reusable buffer of ``size`` floats
+        (for shapes that change every step, such as the distinct items' scores)."""
+        flat, flat_np = self._np(name, n, (size,))
+        count = shape[0] * shape[1]
+        return flat[:count].view(shape), flat_np[:count].reshape(shape)
+
+    def _np_scratch(self, n_scored: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-step scratch of the gather: each score column's distinct item, its logQ shift,
+        and the distinct items' rows."""
+        scratch = self.__dict__.setdefault("_scratch", {})
+        arrays = scratch.get(n_scored)
+        if arrays is None:
+            arrays = scratch[n_scored] = (
+                np.empty(n_scored, dtype=np.int64),
+                np.empty(n_scored, dtype=np.float32),
+                np.empty(n_scored, dtype=np.int64),
+            )
+        return arrays
+
+    def _fused_cells(self) -> bool:
+        """Whether the GRU layers' backward pass runs the compiled loop (reset-after cells)."""
+        fused = self.__dict__.get("_fused")
+        if fused is None:
+            params = self.net.params
+            fused = self._fused = all(f"layer{i}.bh" in params for i in range(self.n_layers))
+            self._grads_np = {k: v.numpy() for k, v in self.dense_opt.grad_views.items()}
+            self._log_count_np = self.log_count.numpy()
+            self._first = np.full(self.out_opt.table.shape[0], -1, dtype=np.int64)
+            if self.samples is not None:
+                self._sample_logw_np = self.samples.item_log_weight.numpy()
+        return fused
+
+    def _train_step_numba(self, t: int) -> torch.Tensor | None:
+        """The step of :meth:`_train_step_torch` with the item-row path, the dense update and
+        the elementwise backward pass of reset-after cells in compiled loops (``impl="numba"``,
+        CPU).
+
+        The touched rows are deduplicated by the gather itself (no ``unique``, no block copy):
+        the distinct scored items' ``[W | b]`` are read once into a contiguous block, their
+        scores are spread to one column per target and sample for the loss (logQ shift
+        included) and the columns' gradients summed back, both in one compiled pass; then
+        ``SparseAdagradM.update_rows`` merges the inputs' rows in and updates each row once.
+        Samples and dropout masks are drawn in the same order as the torch step, so both train
+        the same model up to float rounding.
+        """
+        config, out_size, mode = self.config, self.out_size, self.input_mode
+        fused = self._fused_cells()
+        n = self.n_active[t]
+        if self.keep[t] is not None:  # the batch shrank: drop finished slots' states
+            self.hidden = [h.index_select(0, self.keep[t]) for h in self.hidden]
+        inputs, targets = self._inputs_np[t, :n], self._targets_np[t, :n]
+        n_scored = n + config.n_sample
+        samples, sample_logw = _NO_ROWS, _NO_F32
+        if self.samples is not None:  # (the fast search leaves the log weights to gather_rows)
+            samples = self.samples.next()[0].numpy()
+            sample_logw = self._sample_logw_np
+        embed_mask = None
+        if self.input_dropout > 0:
+            width = out_size if mode is InputMode.SHARED else int(self.embedding)
+            embed_mask = self._dropout_mask(n, width, self.input_dropout)
+        mask_np = _NO_F32_2D if embed_mask is None else embed_mask.numpy()
+
+        # One pass over the tables: the distinct scored items' [W | b], the score columns' items
+        # and logQ shifts, and the input rows after dropout.
+        width = out_size + 1
+        w_u, w_u_np = self._np("w_u", n, (n_scored, width))
+        col, shift, rows_u = self._np_scratch(n_scored)
+        logq = kernels.as_f32(config.logq)
+        x = x_np = None
+        if mode is InputMode.SHARED:
+            x, x_np = self._np("x", n, (n, out_size))
+            gathered = (inputs, x_np, mask_np)
+        else:
+            gathered = (_NO_ROWS, _NO_F32_2D, _NO_F32_2D)
+        n_u = kernels.gather_rows(
+            self.out_opt.table_np(), self._first, targets, samples, self._log_count_np,
+            sample_logw, logq, rows_u, w_u_np, col, shift, *gathered,
+        )  # fmt: skip
+        if mode is InputMode.SEPARATE or (mode is InputMode.ONE_HOT and fused):
+            in_table = self.in_opt.table_np()
+            x, x_np = self._np("x", n, (n, in_table.shape[2]))
+            kernels.gather_rows(
+                in_table, self._first, _NO_ROWS, _NO_ROWS, _NO_F32, _NO_F32, logq, _NO_ROWS,
+                _NO_F32_2D, _NO_ROWS, _NO_F32, inputs, x_np, mask_np,
+            )  # fmt: skip
+            if mode is InputMode.ONE_HOT:  # the rows are the first layer's projection
+                x = x.add(self.net.params["layer0.bx"])
+
+        o_ext = self._buffer("o_ext", n, (n, width))
+        if fused:
+            caches = self._forward_fused(x, t, n, o_ext)
+        else:
+            # (with one-hot input x is None: _forward_layers gathers the rows itself)
+            caches = self._forward_layers(
+                x, self.inputs[t, :n], self.keep_mask[t, :n], o_ext[:, :out_size]
+            )
+        if n_scored < 2:  # a lone slot and no samples: no negative, nothing to learn
+            return None
+
+        # Scores of the distinct items, then one column per target and sample (logQ shifted).
+        w_out = w_u[:n_u]
+        scores_u, scores_u_np = self._np_flat("s_u", n, (n, n_u), n * n_scored)
+        torch.mm(o_ext, w_out.T, out=scores_u)
+        scores = torch.empty((n, n_scored))
+        kernels.expand_columns(scores_u_np, col, shift, scores.numpy())
+        y = self.final_activation.forward(scores)
+        loss, dy = self.loss_fn(y, config.bpreg, self.loss_norm)
+        d_scores = self.final_activation.backward(y, scores, dy)
+
+        # Backward: the columns of each distinct item summed, then its row gradient [W | b].
+        d_u, d_u_np = scores_u, scores_u_np  # (the scores of the distinct items are spent)
+        kernels.merge_columns(d_scores.numpy(), col, d_u_np)
+        row_grads, row_grads_np = self._np("g_rows", n, (n_scored, width))
+        row_grads, row_grads_np = row_grads[:n_u], row_grads_np[:n_u]
+        torch.mm(d_u.T, o_ext, out=row_grads)
+        d_out = torch.mm(d_u, w_out[:, :out_size])
+        if fused:
+            d_in = self._backward_fused(d_out, caches, embed_mask)
+        else:
+            d_in = self._backward_layers(d_out, *caches, embed_mask)
+
+        self.dense_opt.fused_step()
+        rows_u = rows_u[:n_u]
+        if mode is InputMode.SHARED:  # the inputs' rows, without their bias column
+            self.out_opt.update_rows(rows_u, row_grads_np, None, inputs, d_in.numpy())
+        else:
+            self.out_opt.update_rows(rows_u, row_grads_np)
+            self.in_opt.update_rows(inputs, d_in.numpy())
+        return loss
+
+    def _forward_fused(self, x: torch.Tensor, t: int, n: int, o_ext: torch.Tensor) -> list:
+        """``_forward_layers`` for reset-after cells, keeping what ``_backward_fused`` needs.
+        With one-hot input ``x`` is the first layer's projection already. (The forward pass
+        stays torch's: its vectorised sigmoid and tanh beat a compiled scalar loop.)"""
+        params = self.net.params
+        keep = self._keep_np[t, :n]
+        reset = self._any_reset[t]
+        one_hot = self.input_mode is InputMode.ONE_HOT
+        layer_in, caches = x, []
+        for layer in range(self.n_layers):
+            h = self.hidden[layer]
+            if reset:  # zero the state of slots that start a session (h is this step's own)
+                kernels.reset_rows(h.numpy(), keep)
+            if one_hot and layer == 0:
+                gx = layer_in
+            else:
+                gx = torch.addmm(params[f"layer{layer}.bx"], layer_in, params[f"layer{layer}.wx"])
+            h_new, cache = gru_step(
+                h, gx, params[f"layer{layer}.w_rz"], params[f"layer{layer}.w_c"],
+                params[f"layer{layer}.bh"],
+            )  # fmt: skip
+            mask_np = _NO_F32_2D
+            if self.layer_dropout[layer] > 0:
+                size = self.layer_sizes[layer]
+                mask = self._dropout_mask(n, size, self.layer_dropout[layer])
+                h_new.mul_(mask)
+                mask_np = mask.numpy()
+            caches.append((layer_in, cache, mask_np))
+            self.hidden[layer] = layer_in = h_new
+        o_ext[:, : self.out_size].copy_(layer_in)
+        return caches
+
+    def _backward_fused(
+        self, d_out: torch.Tensor, caches: list, embed_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``_backward_layers`` for reset-after cells; returns the input rows' gradient."""
+        params, grads, grads_np = self.net.params, self.dense_opt.grad_views, self._grads_np
+        one_hot = self.input_mode is InputMode.ONE_HOT
+        n = d_out.shape[0]
+        for layer in reversed(range(self.n_layers)):
+            x, (h, rz, _, gh_c, c), mask_np = caches[layer]
+            size = self.layer_sizes[layer]
+            dgx = torch.empty((n, 3 * size))
+            d_cr = torch.empty((n, size))
+            kernels.gru_backward(
+                d_out.numpy(),
+                mask_np,
+                h.numpy(),
+                rz.numpy(),
+                gh_c.numpy(),
+                c.numpy(),
+                dgx.numpy(),
+                d_cr.numpy(),
+                grads_np[f"layer{layer}.bx"],
+                grads_np[f"layer{layer}.bh"],
+            )
+            torch.mm(h.T, dgx[:, : 2 * size], out=grads[f"layer{layer}.w_rz"])
+            torch.mm(h.T, d_cr, out=grads[f"layer{layer}.w_c"])
+            if one_hot and layer == 0:  # the input rows' gradient is dgx itself
+                return dgx
+            torch.mm(x.T, dgx, out=grads[f"layer{layer}.wx"])
+            d_out = torch.mm(dgx, params[f"layer{layer}.wx"].T)
+        if embed_mask is not None:
+            d_out.mul_(embed_mask)
+        return d_out
+
+
+_NO_ROWS = np.zeros(0, dtype=np.int64)
+_NO_F32 = np.zeros(0, dtype=np.float32)
+_NO_F32_2D = np.zeros((0, 0), dtype=np.float32)

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from algorithms.gru4rec import GRU4Rec
+from algorithms.gru4rec import GRU4Rec, kernels
+from algorithms.gru4rec.optimizer import default_layout
 from benchmark.cli_options import add_data_options
 from benchmark.config import load_preset
 from benchmark.evaluator import evaluate
@@ -53,6 +54,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="time on the first N training sessions only (quick runs)",
     )
     p.add_argument("--threads", type=int, default=None, help="CPU threads while training")
+    p.add_argument(
+        "--impl",
+        choices=["torch", "numba"],
+        default=None,
+        help="the CPU training step: numba (the default where installed) or torch (the reference)",
+    )
     p.add_argument("--eval-batch-size", type=int, default=256)
     p.add_argument("--no-eval", action="store_true")
     p.add_argument("--seed", type=int, default=0)
@@ -70,6 +77,8 @@ def measure(args: argparse.Namespace) -> dict:
     params.update(n_epochs=args.epochs, device=args.device, seed=args.seed, n_threads=args.threads)
     if args.batch_size is not None:
         params["batch_size"] = args.batch_size
+    if args.impl is not None:  # else SESSIONBENCH_GRU4REC_IMPL, or numba where it can run
+        kernels.DEFAULT_IMPL = args.impl
     model, timing = fit_timed(train, params)
     fit_seconds, fit_cpu_seconds = timing["fit_seconds"], timing["fit_cpu_seconds"]
     load_before = timing["loadavg_before"]
@@ -83,6 +92,9 @@ def measure(args: argparse.Namespace) -> dict:
         "torch_threads_eval": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
+        "train_impl": kernels.resolve_impl(
+            args.impl, model.device_.type, default_layout(model.device_)
+        ),
         "train_events_per_epoch": train.n_predictions,
         "train_events_per_s": [row["events_per_s"] for row in model.history_],
         "train_events_per_s_best": max(row["events_per_s"] for row in model.history_),
