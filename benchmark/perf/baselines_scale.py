@@ -80,14 +80,18 @@ def target_lengths(model: ClickModel, n_predictions: int, rng: np.random.Generat
 
 
 def generate(
-    fraction: float, seed: int, model: ClickModel = SCALE_MODEL
+    fraction: float,
+    seed: int,
+    model: ClickModel = SCALE_MODEL,
+    test_predictions: int = RSC15_TEST_PREDICTIONS,
 ) -> tuple[Sessions, Sessions]:
-    """Training sessions (``fraction`` of RSC15's count) and a test set of 55,898 predictions."""
+    """Training sessions (``fraction`` of RSC15's count) and a test set of ``test_predictions``
+    next-click targets (default RSC15's 55,898)."""
     rng = np.random.default_rng(seed)
     catalogue = make_catalogue(model, rng)
     n_train = max(int(round(RSC15_TRAIN_SESSIONS * fraction)), 1)
     train = make_sessions(model, catalogue, sample_lengths(model, n_train, rng), rng)
-    test = make_sessions(model, catalogue, target_lengths(model, RSC15_TEST_PREDICTIONS, rng), rng)
+    test = make_sessions(model, catalogue, target_lengths(model, test_predictions, rng), rng)
     return train, test
 
 
