@@ -64,6 +64,8 @@ class SKNN(SessionKNN):
         self.remove_session_items = remove_session_items
         self.seed = seed
 
+    pair_fields = frozenset({"overlap", "n_distinct"})
+
     def session_similarity(self, pairs: Pairs) -> np.ndarray:
         n_len = self.index_.n_distinct[pairs.session]
         if self.similarity == "cosine":
@@ -137,6 +139,8 @@ class VSKNN(SessionKNN):
         self.idf_weight = idf_weight
         self.remove_session_items = remove_session_items
         self.seed = seed
+
+    pair_fields = frozenset({"weight_sum", "n_distinct", "length", "last_match"})
 
     def _fit_extra(self, train: Sessions) -> None:
         self.idf_ = idf(train)

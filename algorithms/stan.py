@@ -106,6 +106,15 @@ class STAN(SessionKNN):
         self.remove_session_items = remove_session_items
         self.seed = seed
 
+    entry_factor_by_distance = True  # exp(-|pos_n(j) - anchor| / λ3)
+
+    @property
+    def pair_fields(self) -> frozenset[str]:
+        fields = {"weight_sum", "length" if self.normalization == "paper" else "weight_sq_sum"}
+        if not math.isinf(self.lambda_inh):  # only the entry factor reads the anchor
+            fields.add("anchor_paper" if self.anchor == "paper" else "anchor_code")
+        return frozenset(fields)
+
     def _fit_extra(self, train: Sessions) -> None:
         self.timed_ = train.times is not None
         last = last_click_times(train)[self.index_.original]
@@ -195,6 +204,11 @@ class VSTAN(STAN):
         super()._fit_extra(train)
         self.idf_ = idf(train)
         self.item_factor_ = 1.0 + self.lambda_idf * self.idf_ if self.lambda_idf else None
+
+    @property
+    def pair_fields(self) -> frozenset[str]:
+        extra = set() if math.isinf(self.lambda_ipw) else {"last_match", "length"}
+        return super().pair_fields | extra
 
     def pair_factor(self, pairs: Pairs) -> np.ndarray | None:
         if math.isinf(self.lambda_ipw):

@@ -11,6 +11,16 @@ slots are dropped and the batch shrinks. The target is ranked against all traini
 
 Targets outside the training vocabulary get rank ``inf`` (a miss at every cutoff).
 Scores are ranked where they are: numpy on the CPU, torch tensors on their own device.
+
+A model may also define ``step_ranked(state, items, reset, rank)``: the same step, but instead
+of returning one (n_slots, n_items) array it hands its scores to ``rank(scores, rows)`` (the
+ranking below, for the targets of the batch's ``rows``, a slice) and returns every slot's rank.
+The ranks must be those of ``step``'s scores. The session-kNN methods score a chunk of slots
+at a time and rank each chunk while it is still in the processor's cache (writing and
+re-reading one large array would cost them about a third of their evaluation time); GRU4Rec
+and the neural models write their scores into ``rank.buffer(n_rows, dtype, device)``, memory
+the evaluator hands back at every step, instead of allocating (and faulting in) a fresh
+(n_slots, n_items) matrix per step.
 """
 
 from __future__ import annotations
@@ -70,8 +80,10 @@ def rank_targets(scores, targets: np.ndarray, tie_mode: str = DEFAULT_TIE_MODE) 
     # Each tie mode counts only what it needs: conservative = #(score >= target's), target
     # included, so one pass; standard = #(score > target's) + 1; median needs both. Boolean
     # masks are summed as int32 (a count never reaches 2**31): torch's default int64 sum of a
-    # mask is several times slower, and ranking is a large share of a GRU4Rec evaluation.
-    if torch is not None and isinstance(scores, torch.Tensor):
+    # mask is several times slower, and ranking is a large share of a GRU4Rec evaluation. A
+    # float32/float64 tensor on the CPU is ranked as the numpy array it already is (no copy):
+    # the same IEEE comparisons, counted several times faster than torch counts them.
+    if torch is not None and isinstance(scores, torch.Tensor) and not _numpy_view_ok(scores):
         t = torch.as_tensor(np.where(known, targets, 0), device=scores.device)
         r = torch.arange(len(targets), device=scores.device)
         target_scores = scores[r, t].unsqueeze(1)
@@ -84,16 +96,18 @@ def rank_targets(scores, targets: np.ndarray, tie_mode: str = DEFAULT_TIE_MODE) 
         def at_least() -> np.ndarray:
             return (scores >= target_scores).sum(1, dtype=torch.int32).cpu().numpy()
     else:
+        if torch is not None and isinstance(scores, torch.Tensor):
+            scores = scores.detach().numpy()
         scores = np.asarray(scores)
-        target_scores = scores[rows, np.where(known, targets, 0)][:, None]
+        target_scores = scores[rows, np.where(known, targets, 0)]
         if np.isnan(target_scores).any():
             raise ValueError("the model returned NaN scores for some targets")
 
         def higher() -> np.ndarray:
-            return np.count_nonzero(scores > target_scores, axis=1)
+            return count_rows(scores, target_scores, strict=True)
 
         def at_least() -> np.ndarray:
-            return np.count_nonzero(scores >= target_scores, axis=1)
+            return count_rows(scores, target_scores, strict=False)
 
     if tie_mode == "standard":
         ranks = 1.0 + higher()
@@ -103,6 +117,106 @@ def rank_targets(scores, targets: np.ndarray, tie_mode: str = DEFAULT_TIE_MODE) 
         above = higher()
         ranks = 1.0 + above + (at_least() - 1 - above) / 2.0
     return np.where(known, ranks, np.inf).astype(np.float64)
+
+
+_COUNT_BLOCK = 2**18
+"""Scores compared at once by numpy: the boolean mask of a block stays in the cache."""
+
+
+def _numpy_view_ok(scores) -> bool:
+    """Whether a torch tensor of scores can be ranked as a numpy array without a copy."""
+    return scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float64)
+
+
+def count_rows(scores: np.ndarray, threshold: np.ndarray, *, strict: bool) -> np.ndarray:
+    """Per row k, how many ``scores[k] > threshold[k]`` (``strict``) or ``>=`` hold (int32).
+
+    A float32 or float64 matrix is counted in one pass by a compiled loop where numba is
+    installed (:data:`COMPILED`); otherwise, and for other dtypes, by numpy a block of rows at
+    a time. Both are the same IEEE comparisons (NaN compares false), so the counts are equal.
+    """
+    n, width = scores.shape
+    threshold = np.asarray(threshold).reshape(n)
+    if COMPILED and scores.dtype in (np.float32, np.float64) and threshold.dtype == scores.dtype:
+        out = np.empty(n, dtype=np.int32)
+        _count_compiled(scores, threshold, strict, out)
+        return out
+    compare = np.greater if strict else np.greater_equal
+    threshold = threshold[:, None]
+    block = max(1, _COUNT_BLOCK // max(width, 1))
+    if n <= block:
+        return compare(scores, threshold).sum(axis=1, dtype=np.int32)
+    out = np.empty(n, dtype=np.int32)
+    mask = np.empty((block, width), dtype=bool)
+    for a in range(0, n, block):
+        b = min(n, a + block)
+        m = compare(scores[a:b], threshold[a:b], out=mask[: b - a])
+        m.sum(axis=1, dtype=np.int32, out=out[a:b])
+    return out
+
+
+try:  # numba is a dependency, but ranking must keep working without it
+    from numba import njit
+except ImportError:  # pragma: no cover - exercised only where numba is missing
+    njit = None
+
+COMPILED = njit is not None
+"""Whether :func:`count_rows` counts float scores with its compiled loop (numba importable);
+tests set it False to check the numpy path against it."""
+
+if njit is not None:
+
+    @njit(cache=True, nogil=True)
+    def _count_compiled(scores, threshold, strict, out):  # pragma: no cover - compiled
+        n, width = scores.shape
+        for k in range(n):
+            t = threshold[k]
+            row = scores[k]
+            c = 0
+            if strict:
+                for j in range(width):
+                    c += row[j] > t
+            else:
+                for j in range(width):
+                    c += row[j] >= t
+            out[k] = c
+
+
+class _Ranker:
+    """``rank(scores, rows)``: the ranks of the targets of the batch's ``rows`` (a slice, by
+    default all) in ``scores``, one row per slot of ``rows``; the shape is checked.
+    ``rank.buffer(n_rows, dtype, device)``: scratch space for a step's scores (see the module
+    docstring), shared by all the steps of one evaluation."""
+
+    def __init__(
+        self, model, targets: np.ndarray, n_items: int, tie_mode: str, scratch: dict
+    ) -> None:
+        self.model, self.targets, self.n_items, self.tie_mode = model, targets, n_items, tie_mode
+        self.scratch = scratch
+
+    def __call__(self, scores, rows: slice = slice(None)) -> np.ndarray:
+        want = len(range(*rows.indices(len(self.targets))))
+        if tuple(scores.shape) != (want, self.n_items):
+            raise ValueError(
+                f"{type(self.model).__name__}.step returned scores of shape "
+                f"{tuple(scores.shape)}, expected ({want}, {self.n_items})"
+            )
+        return rank_targets(scores, self.targets[rows], self.tie_mode)
+
+    def buffer(self, n_rows: int, dtype, device=None):
+        """An uninitialised (n_rows, n_items) array to write scores into: numpy for a numpy
+        dtype, else a torch tensor of ``dtype`` on ``device``. The same memory comes back at
+        every step (the batch never grows), so a step allocates and faults in no new pages;
+        what it holds is valid until the next step."""
+        key = (str(dtype), str(device))
+        have = self.scratch.get(key)
+        if have is None or len(have) < n_rows:
+            if torch is not None and isinstance(dtype, torch.dtype):
+                have = torch.empty((n_rows, self.n_items), dtype=dtype, device=device)
+            else:
+                have = np.empty((n_rows, self.n_items), dtype=dtype)
+            self.scratch[key] = have
+        return have[:n_rows]
 
 
 def evaluate(
@@ -140,19 +254,19 @@ def evaluate(
         disable=not (progress and bars_enabled()),
         leave=False,
     )
+    step_ranked = getattr(model, "step_ranked", None)
+    scratch: dict = {}  # the rankers' score buffers, freed when the evaluation ends
     while len(slot_session):
         start = test.offsets[slot_session] + slot_pos
         items = test.items[start]
         targets = test.items[start + 1]
-        scores = model.step(state, items, reset)
         n = len(slot_session)
-        if tuple(scores.shape) != (n, test.n_items):
-            raise ValueError(
-                f"{type(model).__name__}.step returned scores of shape {tuple(scores.shape)}, "
-                f"expected ({n}, {test.n_items})"
-            )
+        rank = _Ranker(model, targets, test.n_items, tie_mode, scratch)
         sl = slice(done, done + n)
-        out_rank[sl] = rank_targets(scores, targets, tie_mode)
+        if step_ranked is not None:
+            out_rank[sl] = step_ranked(state, items, reset, rank)
+        else:
+            out_rank[sl] = rank(model.step(state, items, reset))
         out_session[sl] = slot_session
         out_position[sl] = slot_pos + 1
         out_target[sl] = targets

@@ -156,7 +156,11 @@ class Network:
             hidden[layer] = torch.lerp(h, h_new, known)
         return hidden[-1]
 
-    def scores(self, out: torch.Tensor) -> torch.Tensor:
-        """Raw scores of every item, (B, n_items). The final activation is left out: it is
-        strictly increasing, so ranks are the same, and tanh would saturate into false ties."""
-        return torch.addmm(self.params["output.bias"], out, self.params["output.weight"].T)
+    def scores(self, out: torch.Tensor, into: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw scores of every item, (B, n_items), written into ``into`` when given (the same
+        operation, so the same values). The final activation is left out: it is strictly
+        increasing, so ranks are the same, and tanh would saturate into false ties."""
+        bias, weight = self.params["output.bias"], self.params["output.weight"]
+        if into is None:
+            return torch.addmm(bias, out, weight.T)
+        return torch.addmm(bias, out, weight.T, out=into)

@@ -420,11 +420,21 @@ class GRU4Rec(SessionRecommender):
 
     def step(self, state: list[torch.Tensor], items: np.ndarray, reset: np.ndarray) -> torch.Tensor:
         """Feed one click per slot; return (n_slots, n_items) raw scores on the model's device."""
+        with torch.no_grad():
+            return self.network_.scores(self._advance(state, items, reset))
+
+    def step_ranked(self, state: list[torch.Tensor], items: np.ndarray, reset: np.ndarray, rank):
+        """``step`` for the evaluator: the scores go into the evaluator's reused buffer
+        (``rank.buffer``) and are ranked there; the ranks are those of ``step``'s scores."""
+        with torch.no_grad():
+            out = self._advance(state, items, reset)
+            scores = rank.buffer(len(out), out.dtype, out.device)
+            return rank(self.network_.scores(out, into=scores))
+
+    def _advance(self, state: list[torch.Tensor], items: np.ndarray, reset: np.ndarray):
         items_t = torch.as_tensor(np.asarray(items, dtype=np.int64), device=self.device_)
         reset_t = torch.as_tensor(np.asarray(reset, dtype=bool), device=self.device_)
-        with torch.no_grad():
-            out = self.network_.step(state, items_t, reset_t)
-            return self.network_.scores(out)
+        return self.network_.step(state, items_t, reset_t)
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, path: str | Path) -> None:

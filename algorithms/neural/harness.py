@@ -117,9 +117,14 @@ class Network(nn.Module):
         """(B, d) session vectors of right-padded prefixes (items shifted by one, 0 = pad)."""
         raise NotImplementedError  # pragma: no cover
 
-    def scores(self, vectors: torch.Tensor) -> torch.Tensor:
-        """(B, n_items) scores: the vectors against every item row but the pad."""
-        return vectors @ self.item_table()[1:].T
+    def scores(self, vectors: torch.Tensor, into: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, n_items) scores: the vectors against every item row but the pad; written into
+        ``into`` (float32) when given, by the same matrix product."""
+        table = self.item_table()[1:]
+        if into is None or vectors.dtype != into.dtype or table.dtype != into.dtype:
+            scores = vectors @ table.T
+            return scores if into is None else into.copy_(scores)
+        return torch.mm(vectors, table.T, out=into)
 
 
 # --------------------------------------------------------------------------- the harness
@@ -510,6 +515,21 @@ class NeuralRecommender(SessionRecommender):
         """Append each slot's click to its prefix (an ``UNKNOWN`` click is skipped: there is no
         vector for it) and score every item from the whole prefix, all slots at once. A slot
         whose prefix is empty (only unknown clicks) scores 0 everywhere."""
+        with torch.no_grad():
+            return self._prefix_scores(*self._append(state, items, reset))
+
+    def step_ranked(
+        self, state: dict[str, torch.Tensor], items: np.ndarray, reset: np.ndarray, rank
+    ):
+        """``step`` for the evaluator: the scores go into the evaluator's reused buffer
+        (``rank.buffer``) and are ranked there; the ranks are those of ``step``'s scores."""
+        with torch.no_grad():
+            buf, lengths = self._append(state, items, reset)
+            scores = rank.buffer(len(lengths), torch.float32, self.device_)
+            return rank(self._prefix_scores(buf, lengths, into=scores))
+
+    def _append(self, state: dict[str, torch.Tensor], items: np.ndarray, reset: np.ndarray):
+        """Append each slot's known click to its prefix; the prefixes and their lengths."""
         dev = self.device_
         items_t = torch.as_tensor(np.asarray(items, dtype=np.int64), device=dev)
         reset_t = torch.as_tensor(np.asarray(reset, dtype=bool), device=dev)
@@ -523,18 +543,26 @@ class NeuralRecommender(SessionRecommender):
         buf[rows[known], lengths[known]] = items_t[known]
         lengths = lengths + known.long()
         state["len"] = lengths
-        with torch.no_grad():
-            return self._prefix_scores(buf, lengths)
+        return buf, lengths
 
-    def _prefix_scores(self, buf: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def _prefix_scores(
+        self, buf: torch.Tensor, lengths: torch.Tensor, into: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(n, n_items) scores of n prefixes (rows of ``buf``, item indices, first ``lengths``
-        real), after this model's truncation; 0 for empty prefixes."""
+        real), after this model's truncation; 0 for empty prefixes. Written into ``into`` (a
+        float32 (n, n_items) tensor) when given; else a new tensor."""
         net = self.network_
         was_training = net.training
         net.eval()
         n = len(lengths)
-        out = torch.zeros(n, self.n_items_, device=self.device_)
         nonempty = torch.nonzero(lengths > 0).flatten()
+        everyone = len(nonempty) == n
+        out = into
+        if out is None:
+            out = torch.empty if everyone else torch.zeros
+            out = out(n, self.n_items_, device=self.device_)
+        elif not everyone:
+            out.zero_()
         if len(nonempty):
             ln = lengths[nonempty]
             starts, ln = truncate_window(torch.zeros_like(ln), ln, self.max_len, self.truncate)
@@ -544,7 +572,11 @@ class NeuralRecommender(SessionRecommender):
             pos = (starts[:, None] + ar[None, :]).clamp(max=sub.shape[1] - 1)
             rows = torch.where(mask, sub.gather(1, pos) + 1, torch.zeros_like(pos))
             with torch.no_grad():
-                out[nonempty] = net.scores(net.session_vectors(rows, mask)).float()
+                vectors = net.session_vectors(rows, mask)
+                if everyone:  # straight into the output: no (n, n_items) temporary and copy
+                    net.scores(vectors, into=out)
+                else:
+                    out[nonempty] = net.scores(vectors).float()
         net.train(was_training)
         return out
 
