@@ -64,6 +64,9 @@ class RunOptions:
     min_session_length: int = 2
     test_days: float = 1.0
     """The event-log flags (benchmark.cli_options), for a click file given by path."""
+    seeds_per_label: dict[str, int] = field(default_factory=dict)
+    """Labels given another number of seeds than ``seeds`` by ``--resume RUN --algorithms
+    LABELS --seeds N`` (stochastic labels only; the others keep one seed)."""
 
     def events(self):
         """The :class:`datasets.eventlog.EventLogOptions` of these options."""
@@ -106,6 +109,8 @@ class Plan:
     config_sources: list[str]
     resume: Path | None = None
     record: dict = field(default_factory=dict)
+    seeds_added: dict[str, int] = field(default_factory=dict)
+    """``--resume --algorithms LABELS --seeds N``: the labels whose seed count it raises."""
     cutoffs_given: bool = True
     """False when the cutoffs are the defaults: those above the number of items are then
     dropped (a small dataset of your own), where given ones are an error."""
@@ -121,11 +126,24 @@ def plan(options: RunOptions, *, resume: Path | None = None, overrides: dict | N
         ConfigError: anything invalid; the message names the option or config file and key.
     """
     record: dict = {}
+    seeds_given: tuple[int, list[str]] | None = None  # --seeds N for the labels named
     if resume is not None:
         resume = Path(resume).absolute()
         record = read_run_record(resume)
         options = RunOptions.from_json(record["options"])
         overrides = dict(overrides or {})
+        if "seeds" in overrides:
+            n = overrides.pop("seeds")
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ConfigError(f"--seeds {n}: must be an integer >= 1")
+            if "algorithms" in overrides:
+                seeds_given = (n, list(overrides["algorithms"]))
+            elif n != options.seeds:
+                raise ConfigError(
+                    f"--resume {resume}: --seeds {n} needs --algorithms, the labels to give "
+                    f"{n} seeds (the run used --seeds {options.seeds}): e.g. --resume RUN "
+                    f"--algorithms gru4rec --seeds {n}"
+                )
         if "algorithms" in overrides:  # extends the run: labels it lacks are added at its end
             kept = list(options.algorithms)
             overrides["algorithms"] = kept + [a for a in overrides["algorithms"] if a not in kept]
@@ -168,7 +186,53 @@ def plan(options: RunOptions, *, resume: Path | None = None, overrides: dict | N
         check_buildable(
             spec, seed=options.seed, device=options.device, source=" + ".join(sources) or "config"
         )
-    return Plan(options=options, specs=specs, config_sources=sources, resume=resume, record=record)
+    seeds_added: dict[str, int] = {}
+    if seeds_given is not None:
+        seeds_added = _more_seeds(options, specs, *seeds_given, resume=resume)
+        options = dataclasses.replace(
+            options, seeds_per_label={**options.seeds_per_label, **seeds_added}
+        )
+    return Plan(
+        options=options,
+        specs=specs,
+        config_sources=sources,
+        resume=resume,
+        record=record,
+        seeds_added=seeds_added,
+    )
+
+
+def _more_seeds(
+    options: RunOptions, specs: list[AlgorithmSpec], n: int, named: list[str], *, resume: Path
+) -> dict[str, int]:
+    """``--resume RUN --algorithms NAMED --seeds n``: the stochastic labels among ``named``
+    whose seed count becomes ``n`` (seeds ``seed .. seed+n-1``; those done are reused). A
+    deterministic label keeps its one seed; fewer seeds than a label has are refused."""
+    by_label = {s.label: s for s in specs}
+    out = {}
+    for label in dict.fromkeys(named):
+        spec = by_label.get(label)
+        if spec is None:
+            continue
+        if not spec.is_stochastic():
+            log.info("--seeds %d: %s is deterministic, it keeps one seed", n, label)
+            continue
+        now = options.seeds_per_label.get(label, options.seeds)
+        if n < now:
+            raise ConfigError(
+                f"--resume {resume}: --seeds {n} for {label}, which has {now} seeds; "
+                "--seeds on --resume only adds seeds"
+            )
+        if n != now:
+            log.info(
+                "--resume: %s gets %d seeds (%d to %d); seeds done are reused",
+                label,
+                n,
+                options.seed,
+                options.seed + n - 1,
+            )
+            out[label] = n
+    return out
 
 
 def check_options(options: RunOptions, *, new_run: bool = True) -> None:

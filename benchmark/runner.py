@@ -5,6 +5,8 @@ Layout of ``<out>/<dataset>/<run-id>/`` (see results/README.md for every column)
     predictions.parquet  one row per next-click prediction: session, position, target, target_support
     ranks/<label>.parquet   the rank of each prediction (rows aligned with predictions.parquet)
     done/<label>.json    written last for each algorithm: its metrics, timings and parameters
+    done/seeds/<label>.seed<N>.json   a seed added to a finished row by ``--resume RUN
+                         --algorithms LABEL --seeds N``: that seed's metrics and timings
     training/<label>.seed<N>.pt   while an algorithm that trains in epochs is unfinished: its
                          training state after the last epoch done (removed with done/<label>.json);
                          training/<label>.select.seed<N>.pt likewise for the fit on the
@@ -110,9 +112,15 @@ def run(
                 )
         else:
             record.setdefault("resumed", []).append(
-                {"command": command, "at": _now(), "code": versions()["code"]}
+                {
+                    "command": command,
+                    "at": _now(),
+                    "code": versions()["code"],
+                    **({"seeds": prepared.seeds_added} if prepared.seeds_added else {}),
+                }
             )
             record["options"]["algorithms"] = list(options.algorithms)  # rows it was extended by
+            record["options"]["seeds_per_label"] = dict(options.seeds_per_label)
             with stopped_in(run_dir):
                 _run_in(run_dir, data, options, specs, record, load_usage)
     return run_dir
@@ -152,8 +160,40 @@ def _run_in(
     for spec in specs:
         done_file = run_dir / "done" / f"{spec.label}.json"
         if _reusable(run_dir, spec.label, len(targets)):
-            log.info("%s: finished in an earlier attempt, reused", spec.label)
+            missing = _missing_seeds(run_dir, spec, options)
+            if not missing:
+                log.info("%s: finished in an earlier attempt, reused", spec.label)
+                continue
+            log.info(
+                "%s: finished in an earlier attempt, reused; adding seeds %s",
+                spec.label,
+                ", ".join(map(str, missing)),
+            )
+            for seed in missing:  # each seed's file once it is done: a kill loses one seed
+                fitted = _fit_seed(spec, seed, data, options, targets, run_dir, first=False)
+                io.write_json(
+                    _seed_file(run_dir, spec.label, seed),
+                    {
+                        "label": spec.label,
+                        "seed": seed,
+                        "seed_metrics": fitted["seed_metrics"],
+                        "timings": fitted["timings"],
+                        **(
+                            {"epoch_selection": [fitted["selection"]]}
+                            if fitted["selection"]
+                            else {}
+                        ),
+                        "code": versions()["code"],
+                    },
+                )
+                for stage in ("", "select"):
+                    _training_file(run_dir, spec.label, seed, stage).unlink(missing_ok=True)
+                gc.collect()
+            with contextlib.suppress(OSError):
+                (run_dir / "training").rmdir()
             continue
+        for stale in _seed_files(run_dir, spec.label).values():  # of a damaged, refitted row
+            stale.unlink()
         result = run_algorithm(spec, data, options, targets, run_dir)
         io.write_json(done_file, result)
         for seed in _seeds(spec, options):  # only now: a kill before the done file resumes
@@ -166,12 +206,59 @@ def _run_in(
     write_tables(run_dir, [s.label for s in specs])
     record["ended"] = _now()  # the last algorithm finished; the report is not written yet
     record["config"] = {
-        s.label: io.read_json(run_dir / "done" / f"{s.label}.json")["config"] for s in specs
+        s.label: {
+            **io.read_json(run_dir / "done" / f"{s.label}.json")["config"],
+            "seeds": len(_done_seeds(run_dir, s.label)),
+        }
+        for s in specs
     }
     io.write_json(run_dir / "run.json", record)
     _finalize(run_dir)
     record["finished"] = _now()  # only now: every table and plot is written
     io.write_json(run_dir / "run.json", record)
+
+
+def _seed_file(run_dir: Path, label: str, seed: int) -> Path:
+    """The record of a seed added to the finished row ``label`` (``--resume --seeds``)."""
+    return run_dir / "done" / "seeds" / f"{label}.seed{seed}.json"
+
+
+def _seed_files(run_dir: Path, label: str) -> dict[int, Path]:
+    """The added-seed records of ``label`` that are sound, by seed (a damaged one is left out,
+    so its seed is fitted again)."""
+    folder = run_dir / "done" / "seeds"
+    out = {}
+    if not folder.is_dir():
+        return out
+    prefix = f"{label}.seed"
+    for path in folder.iterdir():
+        name = path.name
+        if not (name.startswith(prefix) and name.endswith(".json")):
+            continue
+        seed = name[len(prefix) : -len(".json")]
+        if not seed.isdigit():
+            continue
+        try:
+            rec = io.read_json(path)
+        except (OSError, ValueError):
+            log.warning("%s: unreadable; fitting that seed again", path)
+            continue
+        if isinstance(rec, dict) and rec.get("label") == label and rec.get("seed") == int(seed):
+            out[int(seed)] = path
+    return dict(sorted(out.items()))
+
+
+def _done_seeds(run_dir: Path, label: str) -> list[int]:
+    """The seeds of the finished row ``label``: those of its done record, then those added."""
+    done = io.read_json(run_dir / "done" / f"{label}.json")
+    seeds = list(dict.fromkeys(row["seed"] for row in done["seed_metrics"]))
+    return seeds + [s for s in _seed_files(run_dir, label) if s not in seeds]
+
+
+def _missing_seeds(run_dir: Path, spec: AlgorithmSpec, options: RunOptions) -> list[int]:
+    """The seeds a finished row still lacks (``--resume --algorithms LABEL --seeds N``)."""
+    done = set(_done_seeds(run_dir, spec.label))
+    return [s for s in _seeds(spec, options) if s not in done]
 
 
 def _reusable(run_dir: Path, label: str, n_predictions: int) -> bool:
@@ -299,7 +386,8 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 
 def _seeds(spec: AlgorithmSpec, options: RunOptions) -> list[int]:
     """The seeds an algorithm is fitted with: ``--seeds`` of them if it is stochastic, else one."""
-    return [options.seed + i for i in range(options.seeds if spec.is_stochastic() else 1)]
+    n = options.seeds_per_label.get(spec.label, options.seeds)
+    return [options.seed + i for i in range(n if spec.is_stochastic() else 1)]
 
 
 def _training_file(run_dir: Path, label: str, seed: int, stage: str = "") -> Path:
@@ -358,66 +446,13 @@ def run_algorithm(
     """Fit and evaluate one algorithm (for every seed if stochastic); return its done record."""
     timings, seed_metrics, config, selections = [], [], {}, []
     for n, seed in enumerate(_seeds(spec, options)):
-        model = spec.build(seed=seed, device=options.device)
-        selection = None
-        if model.selects_epochs:
-            model, selection = select_epochs(spec, model, data, run_dir, seed)
-        log.info("%s: fitting %r (seed %d)", spec.label, model, seed)
-        with measure() as fit_usage:
-            model.fit(data.train, resume_file=_training_file(run_dir, spec.label, seed))
-        log.info(
-            "%s: fit in %.1f s, peak RSS %.0f MB",
-            spec.label,
-            fit_usage.seconds,
-            fit_usage.peak_rss_mb,
-        )
-        with measure() as eval_usage:
-            preds = evaluate(
-                model,
-                data.test,
-                tie_mode=options.tie_mode,
-                batch_size=options.eval_batch_size,
-                progress=options.progress,
-            )
-        ranks = aligned_ranks(preds, targets)
-        metrics = compute_metrics(ranks, options.cutoffs)
-        log.info(
-            "%s: evaluated %d predictions in %.1f s; Recall@20 %s",
-            spec.label,
-            len(ranks),
-            eval_usage.seconds,
-            _value(metrics, "recall", 20),
-        )
-        seed_metrics += [{"seed": seed, **row} for row in metrics]
-        for stage, usage in (("fit", fit_usage), ("evaluate", eval_usage)):
-            timings.append({"seed": seed, "stage": stage, **dataclasses.asdict(usage)})
-        if selection is not None:
-            selections.append(
-                {"seed": seed, **{k: v for k, v in selection.items() if k != "history"}}
-            )
-        if n == 0:  # the first seed's ranks, history and parameters represent the algorithm
-            config = {
-                "algorithm": spec.algorithm,
-                "preset": spec.preset,
-                "params": model.get_params(),
-                "tuning": spec.tuning,
-            }
-            if selection is not None:
-                config["epoch_selection"] = {k: v for k, v in selection.items() if k != "history"}
-                if selection.get("history"):
-                    io.write_csv(
-                        run_dir / "history" / "selection" / f"{spec.label}.csv",
-                        pd.DataFrame(selection["history"]),
-                    )
-            io.write_parquet(
-                run_dir / "ranks" / f"{spec.label}.parquet", pd.DataFrame({"rank": ranks})
-            )
-            history = getattr(model, "history_", None)
-            if history:
-                io.write_csv(run_dir / "history" / f"{spec.label}.csv", pd.DataFrame(history))
-            first_metrics = metrics
-        del model
-        gc.collect()
+        fitted = _fit_seed(spec, seed, data, options, targets, run_dir, first=n == 0)
+        seed_metrics += fitted["seed_metrics"]
+        timings += fitted["timings"]
+        if fitted["selection"] is not None:
+            selections.append(fitted["selection"])
+        if n == 0:
+            config, first_metrics = fitted["config"], fitted["metrics"]
     return {
         "label": spec.label,
         "config": config,
@@ -427,6 +462,85 @@ def run_algorithm(
         **({"epoch_selection": selections} if selections else {}),
         "code": versions()["code"],
     }  # a resumed run may finish on newer code
+
+
+def _fit_seed(
+    spec: AlgorithmSpec,
+    seed: int,
+    data: Dataset,
+    options: RunOptions,
+    targets: pd.DataFrame,
+    run_dir: Path,
+    *,
+    first: bool,
+) -> dict:
+    """Fit and evaluate ``spec`` with one seed: its per-seed metrics, timings and epoch
+    selection; for the ``first`` seed also its config, and its ranks and history are written
+    (the first seed's represent the algorithm)."""
+    model = spec.build(seed=seed, device=options.device)
+    selection = None
+    if model.selects_epochs:
+        model, selection = select_epochs(spec, model, data, run_dir, seed)
+    log.info("%s: fitting %r (seed %d)", spec.label, model, seed)
+    with measure() as fit_usage:
+        model.fit(data.train, resume_file=_training_file(run_dir, spec.label, seed))
+    log.info(
+        "%s: fit in %.1f s, peak RSS %.0f MB",
+        spec.label,
+        fit_usage.seconds,
+        fit_usage.peak_rss_mb,
+    )
+    with measure() as eval_usage:
+        preds = evaluate(
+            model,
+            data.test,
+            tie_mode=options.tie_mode,
+            batch_size=options.eval_batch_size,
+            progress=options.progress,
+        )
+    ranks = aligned_ranks(preds, targets)
+    metrics = compute_metrics(ranks, options.cutoffs)
+    log.info(
+        "%s: evaluated %d predictions in %.1f s; Recall@20 %s",
+        spec.label,
+        len(ranks),
+        eval_usage.seconds,
+        _value(metrics, "recall", 20),
+    )
+    out = {
+        "metrics": metrics,
+        "seed_metrics": [{"seed": seed, **row} for row in metrics],
+        "timings": [
+            {"seed": seed, "stage": stage, **dataclasses.asdict(usage)}
+            for stage, usage in (("fit", fit_usage), ("evaluate", eval_usage))
+        ],
+        "selection": None
+        if selection is None
+        else {"seed": seed, **{k: v for k, v in selection.items() if k != "history"}},
+        "config": None,
+    }
+    if first:  # the first seed's ranks, history and parameters represent the algorithm
+        config = {
+            "algorithm": spec.algorithm,
+            "preset": spec.preset,
+            "params": model.get_params(),
+            "tuning": spec.tuning,
+        }
+        if selection is not None:
+            config["epoch_selection"] = {k: v for k, v in selection.items() if k != "history"}
+            if selection.get("history"):
+                io.write_csv(
+                    run_dir / "history" / "selection" / f"{spec.label}.csv",
+                    pd.DataFrame(selection["history"]),
+                )
+        io.write_parquet(run_dir / "ranks" / f"{spec.label}.parquet", pd.DataFrame({"rank": ranks}))
+        history = getattr(model, "history_", None)
+        if history:
+            io.write_csv(run_dir / "history" / f"{spec.label}.csv", pd.DataFrame(history))
+        out["config"] = config
+    del model
+    gc.collect()
+    return out
 
 
 def prediction_frame(data: Dataset) -> pd.DataFrame:
@@ -517,6 +631,11 @@ def write_tables(run_dir: Path, labels: list[str]) -> None:
         ]
     )
     io.write_csv(run_dir / "timings.csv", timings)
+    for d in done:  # seeds added to a finished row (--resume --seeds), after its own
+        own = {row["seed"] for row in d["seed_metrics"]}
+        for seed, path in _seed_files(run_dir, d["label"]).items():
+            if seed not in own:
+                d["seed_metrics"] = d["seed_metrics"] + io.read_json(path)["seed_metrics"]
     seeds = pd.DataFrame(
         [{"algorithm": d["label"], **row} for d in done for row in d["seed_metrics"]]
     )
