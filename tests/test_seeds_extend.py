@@ -1,31 +1,15 @@
 """``--resume RUN --algorithms LABELS --seeds N``: more seeds for some rows of a finished run,
 the seed it has reused, the missing ones fitted, and the whole resumable."""
 
-import numpy as np
 import pandas as pd
 import pytest
+from test_runner import tiny_dataset  # tests/test_runner.py's hand-made dataset
 
 import benchmark.run_cli as run_benchmark
 import benchmark.runner as runner
 from benchmark.options import plan
 from benchmark.runner import RunOptions, run
 from datasets import io
-from datasets.sessions import UNKNOWN, Dataset, from_lists
-
-
-def tiny_dataset() -> Dataset:  # as in test_runner.py
-    rng = np.random.default_rng(0)
-    train = from_lists(
-        [[int(a), int((a + 1) % 9), int((a + 2) % 9)] for a in rng.integers(0, 9, 80)], n_items=9
-    )
-    test = from_lists([[1, 2, 3, 4], [5, UNKNOWN, 7], [8, 0], [3, UNKNOWN]], n_items=9)
-    return Dataset(
-        name="tiny",
-        train=train,
-        test=test,
-        item_ids=np.arange(100, 109),
-        policy={"unseen_targets": "misses"},
-    )
 
 
 @pytest.fixture
