@@ -29,6 +29,7 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from algorithms.gru4rec_variants.common import EpochTrained, generator_pair
 from algorithms.gru4rec_variants.keras import DEVICE
@@ -100,6 +101,7 @@ class _Net(torch.nn.Module):
         super().__init__()
         self.p = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in params.items()})
         self.dropout = dropout
+        self.padded = False  # True: run the GRU over the padding too (tests' reference)
 
     def forward(self, seq: torch.Tensor, length: torch.Tensor, gen: torch.Generator | None):
         p = self.p
@@ -107,12 +109,14 @@ class _Net(torch.nn.Module):
         if gen is not None and self.dropout > 0:
             keep = torch.rand(x.shape, generator=gen, device=x.device) >= self.dropout
             x = x * keep / (1 - self.dropout)
-        out, _ = torch.func.functional_call(
-            self._gru(x.device),
-            {"weight_ih_l0": p["weight_ih_l0"], "weight_hh_l0": p["weight_hh_l0"]},
-            (x,),
-        )
-        last = out[torch.arange(len(seq), device=seq.device), length - 1]
+        weights = {"weight_ih_l0": p["weight_ih_l0"], "weight_hh_l0": p["weight_hh_l0"]}
+        if self.padded:  # the source's pass over the whole padded width
+            out, _ = torch.func.functional_call(self._gru(x.device), weights, (x,))
+            last = out[torch.arange(len(seq), device=seq.device), length - 1]
+        else:  # the same outputs (the GRU is causal), without the steps on the padding
+            packed = pack_padded_sequence(x, length.cpu(), batch_first=True, enforce_sorted=False)
+            _, h = torch.func.functional_call(self._gru(x.device), weights, (packed,))
+            last = h[0]
         return last @ p["dense_weight"].T + p["dense_bias"]
 
     def _gru(self, device):
