@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from algorithms.item_knn import ItemKNN
 from benchmark.metrics import compute_metrics
 from benchmark.report import analysis, render
 
@@ -308,6 +309,9 @@ def test_each_row_shows_how_its_values_were_chosen(tmp_path):
     # hyperparameters whose origin the config does not say
     record["config"]["item-knn"].update(tuning=None, params={"alpha": 0.5})
     assert render.tuning_texts(record)["item-knn"] == "not recorded"
+    # the class's own defaults (seed and device are the run's) say so
+    record["config"]["item-knn"]["params"] = dict(ItemKNN().get_params(), seed=7)
+    assert render.tuning_texts(record)["item-knn"] == "defaults"
     record["config"]["item-knn"]["preset"] = "authors"  # a preset row says which preset
     assert render.tuning_texts(record)["item-knn"] == "preset authors"
 

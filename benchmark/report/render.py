@@ -20,6 +20,7 @@ then renders ``table.md``/``table.csv`` and ``plots/*.png`` from those files onl
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 import re
@@ -30,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.config import tuning_text
+from benchmark.registry import get_algorithm
 from benchmark.report import analysis, plots, tables
 from benchmark.report.published import other_data
 from benchmark.report.which import which_markdown
@@ -116,12 +118,27 @@ def tuning_texts(record: dict) -> dict[str, str]:
             if entry["tuning"] is None and entry.get("params") == {}
             else f"preset {entry['preset']}"
             if entry["tuning"] is None and entry.get("preset")
+            else "defaults"
+            if entry["tuning"] is None and _are_defaults(entry)
             else tuning_text(entry["tuning"])
         )
         + _selection_text(entry.get("epoch_selection"))
         for label, entry in config.items()
         if isinstance(entry, dict) and "tuning" in entry
     }
+
+
+def _are_defaults(entry: dict) -> bool:
+    """Whether a row's recorded values are all of its class's constructor defaults (``seed``
+    and ``device`` aside, which the run sets); an algorithm this checkout lacks is not."""
+    try:
+        sig = inspect.signature(get_algorithm(entry.get("algorithm", "")).__init__)
+    except (KeyError, ValueError):
+        return False
+    params = entry.get("params") or {}
+    names = [n for n in sig.parameters if n not in ("self", "seed", "device")]
+    extra = set(params) - set(sig.parameters) - {"seed", "device"}
+    return not extra and all(n in params and sig.parameters[n].default == params[n] for n in names)
 
 
 def _selection_text(selection: dict | None) -> str:
