@@ -318,3 +318,18 @@ def test_each_row_shows_how_its_values_were_chosen(tmp_path):
 
 def test_runs_without_tuning_records_keep_their_table_shape(run_dir):
     assert "tuning" not in pd.read_csv(run_dir / "table.csv").columns
+
+
+def test_a_neural_row_gets_its_papers_figure_and_leaves_the_other_methods_line(tmp_path):
+    path = make_run(tmp_path / "rsc15-64" / "run1", ranks={**RANKS, "stamp@authors": RANKS["pop"]})
+    record = json.loads((path / "run.json").read_text())
+    record["config"]["stamp@authors"]["algorithm"] = "stamp"
+    (path / "run.json").write_text(json.dumps(record))
+    render.finalize_run(path, n_boot=50, n_resamples=50)
+    table = pd.read_csv(path / "table.csv").set_index("algorithm")
+    assert table.loc["stamp@authors", "published_recall@20"] == pytest.approx(0.6874)
+    assert table.loc["stamp@authors", "published_mrr@20"] == pytest.approx(0.2967)
+    other = next(
+        line for line in (path / "table.md").read_text().splitlines() if "Other published" in line
+    )
+    assert "NARM 0.6832 / 0.2863" in other and "SR-GNN 0.7057" in other and "STAMP" not in other

@@ -362,7 +362,8 @@ def published_notes(table: pd.DataFrame, dataset: str) -> list[str]:
                 label for label in table.index if table.loc[label, "published_source"] == source
             ]
             lines.append(f"- Published numbers for {', '.join(users)}: {source}.")
-    others = list(REFERENCE_POINTS.get(dataset, {}).values())
+    present = set(table["algorithm_name"]) if "algorithm_name" in table else set(table.index)
+    others = [p for k, p in REFERENCE_POINTS.get(dataset, {}).items() if k not in present]
     for source in dict.fromkeys(p.source for p in others):
         listed = "; ".join(
             f"{p.method} {p.recall20:.4f} / {p.mrr20:.4f}" for p in others if p.source == source
