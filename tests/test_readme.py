@@ -102,6 +102,22 @@ def test_block_of_a_small_results_tree(tmp_path):
     )
 
 
+def test_third_party_rows_leave_the_main_table_for_the_runs_which_section(tmp_path):
+    results = tmp_path / "results"
+    run = results / "rsc15-64" / "20260102-000000-bbbb"
+    run.mkdir(parents=True)
+    (run / "table.csv").write_text(
+        "algorithm,algorithm_name,recall@20,mrr@20\n"
+        "gru4rec,gru4rec,0.7,0.3\ngru4rec-tf@fixed,gru4rec-tf,0.5,0.2\n"
+    )
+    (run / "table.md").write_text(
+        "# run\n\n## Which GRU4Rec?\n\nChanges against `gru4rec`.\n\n| row |\n\n## Next\n\nx\n"
+    )
+    block = readme.build_block(results)
+    assert "| gru4rec-tf@fixed" not in block and "| gru4rec   | **0.7000**" in block
+    assert block.endswith("**Which GRU4Rec?** (rsc15-64) Changes against `gru4rec`.\n\n| row |")
+
+
 def test_check_and_rewrite(tmp_path, capsys):
     results = tmp_path / "results"
     _run(results, "diginetica", "20260103-000000-cccc", [("pop", 0.01, 0.002)])

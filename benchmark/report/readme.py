@@ -12,8 +12,10 @@ run id by name; run ids start with the run's start time, ``20261203-071611-7a80`
 appearance (the registered datasets in their order, then any other by name); a cell is ``Recall@20 / MRR@20``
 with four decimals, ``–`` where a dataset has no such row, and the best Recall@20 and the best
 MRR@20 of each column in bold (every cell that shows the best value, so a displayed tie is bold
-twice). Under the table one line links each source run's ``table.md``, then the headline picture
-of the first column's run, where it has one.
+twice). The third-party GRU4Rec rows (``gru4rec-keras``, ``gru4rec-tf``, ``gru4rec-recbole``) are
+left out of it. Under the table one line links each source run's ``table.md``, then the headline
+picture of the first column's run, where it has one, then that run's "Which GRU4Rec?" table
+(the faithful rows beside the third-party ones), where it has one.
 
 Only the text between :data:`BEGIN` and :data:`END` in README.md is replaced; everything else in
 the file is written by hand. ``tests/test_readme.py`` fails when the block is out of date.
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmark.report.which import VARIANTS
 from datasets import DATASETS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +42,8 @@ NOT_DATASETS = frozenset({"tune", "perf", "full-scale", "gru4rec-fidelity", "sum
 """Folders of ``results/`` that are not one dataset's runs."""
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]+")
 MISSING = "–"
+WHICH_HEADING = "## Which GRU4Rec?"
+"""The heading of the third-party GRU4Rec table in a run's table.md (``report.which``)."""
 
 
 def latest_runs(results_root: Path) -> dict[str, Path]:
@@ -59,15 +64,34 @@ def latest_runs(results_root: Path) -> dict[str, Path]:
 
 
 def read_scores(run_dir: Path) -> dict[str, tuple[float, float]]:
-    """{algorithm label: (Recall@20, MRR@20)} of a run's table.csv, in its row order."""
+    """{algorithm label: (Recall@20, MRR@20)} of a run's table.csv, in its row order, without
+    the third-party GRU4Rec rows (``which.VARIANTS``: they have their own table)."""
     table = pd.read_csv(Path(run_dir) / "table.csv")
     missing = {"algorithm", "recall@20", "mrr@20"} - set(table.columns)
     if missing:
         raise ValueError(f"{run_dir / 'table.csv'}: no column(s) {', '.join(sorted(missing))}")
+    names = table["algorithm_name"] if "algorithm_name" in table else table["algorithm"]
     return {
         str(label): (float(recall), float(mrr))
-        for label, recall, mrr in zip(table["algorithm"], table["recall@20"], table["mrr@20"])
+        for label, name, recall, mrr in zip(
+            table["algorithm"], names, table["recall@20"], table["mrr@20"]
+        )
+        if name not in VARIANTS
     }
+
+
+def which_section(run_dir: Path) -> str | None:
+    """The body of the "Which GRU4Rec?" section of a run's table.md, if it has one."""
+    path = Path(run_dir) / "table.md"
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8")
+    start = text.find(WHICH_HEADING)
+    if start < 0:
+        return None
+    body = text[start + len(WHICH_HEADING) :]
+    end = body.find("\n## ")
+    return (body if end < 0 else body[:end]).strip()
 
 
 def results_table(scores: dict[str, dict[str, tuple[float, float]]]) -> str:
@@ -119,6 +143,15 @@ def build_block(results_root: Path, link_base: Path | None = None) -> str:
             f"![{first}: Recall@20 and MRR@20 with 95% intervals; black diamonds: "
             f"published numbers]({link(run / 'plots' / 'headline.png')})",
         ]
+    which = which_section(run)
+    if which:
+        others = ", ".join(
+            f"[{d}]({link(r / 'table.md')}#which-gru4rec)"
+            for d, r in runs.items()
+            if d != first and which_section(r)
+        )
+        where = f"{first}; also in {others}" if others else first
+        lines += ["", f"**Which GRU4Rec?** ({where}) {which}"]
     return "\n".join(lines)
 
 
