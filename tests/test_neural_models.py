@@ -107,6 +107,35 @@ def test_shapes_and_the_pad_row_is_never_ranked(name):
     torch.testing.assert_close(after, base)
 
 
+@pytest.mark.parametrize("max_len", [3, None])
+def test_narms_incremental_step_gives_the_prefix_recomputation(max_len):
+    # Slots of different lengths, unknown clicks, resets, sessions longer than max_len (the
+    # first clicks kept: the vector stops changing) or longer than the buffers (None: they
+    # grow), and a shrinking batch: click-by-click state against the whole prefix each time.
+    model = _model("narm", n_epochs=1, max_len=max_len).fit(_chain(30))
+    assert model.incremental()
+    slow = _model("narm", n_epochs=1, max_len=max_len).fit(_chain(30))
+    slow.incremental = lambda: False
+    rng = np.random.default_rng(5)
+    fast_state, slow_state = model.init_state(4), slow.init_state(4)
+    assert "items" not in fast_state and "items" in slow_state
+    n = 4
+    for t in range(20):
+        if t == 12:  # the batch shrinks to slots 3, 0, 2
+            keep = np.array([3, 0, 2])
+            fast_state = model.select_state(fast_state, keep)
+            slow_state = slow.select_state(slow_state, keep)
+            n = 3
+        items = rng.integers(0, N_ITEMS, n)
+        items[rng.random(n) < 0.15] = UNKNOWN
+        reset = (rng.random(n) < 0.1) | (t == 0)
+        got = model.step(fast_state, items, reset)
+        want = slow.step(slow_state, items, reset)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    if max_len is None:
+        assert fast_state["hs"].shape[1] > 8  # grown past its first capacity
+
+
 @pytest.mark.parametrize("name", ["narm", "sasrec"])
 def test_only_unknown_clicks_score_zero_everywhere(name):
     model = _model(name, n_epochs=1).fit(_chain(20))

@@ -117,6 +117,11 @@ class Network(nn.Module):
         """(B, d) session vectors of right-padded prefixes (items shifted by one, 0 = pad)."""
         raise NotImplementedError  # pragma: no cover
 
+    # A network may also define ``start_state(n, capacity)``, ``advance(state, rows, at, items)``
+    # and ``state_vectors(state, rows, lengths)``: the same session vectors as
+    # ``session_vectors``, kept up to date one click at a time (NARM: the GRU state and the
+    # attention keys of every position), for evaluation without recomputing each prefix.
+
     def scores(self, vectors: torch.Tensor, into: torch.Tensor | None = None) -> torch.Tensor:
         """(B, n_items) scores: the vectors against every item row but the pad; written into
         ``into`` (float32) when given, by the same matrix product."""
@@ -504,18 +509,32 @@ class NeuralRecommender(SessionRecommender):
             self.network_ = self.network_.to(device)
 
     # ------------------------------------------------------------------ inference
+    def incremental(self) -> bool:
+        """Whether ``step`` keeps each slot's session vector up to date click by click instead
+        of recomputing it from the whole prefix: when the network can (``advance``) and the
+        kept window only grows (no truncation, or the first ``max_len`` clicks kept)."""
+        return hasattr(self.network_, "advance") and (
+            self.max_len is None or self.truncate == "first"
+        )
+
     def init_state(self, n_slots: int) -> dict[str, torch.Tensor]:
-        """Each slot's prefix so far (item indices, -1 beyond its length) and its length."""
-        return {
-            "items": torch.full((n_slots, 8), UNKNOWN, dtype=torch.long, device=self.device_),
-            "len": torch.zeros(n_slots, dtype=torch.long, device=self.device_),
-        }
+        """Each slot's prefix so far (item indices, -1 beyond its length) and its length; for an
+        incremental network its running state instead (``len``: the clicks it holds)."""
+        dev = self.device_
+        state = {"len": torch.zeros(n_slots, dtype=torch.long, device=dev)}
+        if self.incremental():
+            state.update(self.network_.start_state(n_slots, min(self.max_len or 8, 64)))
+        else:
+            state["items"] = torch.full((n_slots, 8), UNKNOWN, dtype=torch.long, device=dev)
+        return state
 
     def step(self, state: dict[str, torch.Tensor], items: np.ndarray, reset: np.ndarray):
         """Append each slot's click to its prefix (an ``UNKNOWN`` click is skipped: there is no
         vector for it) and score every item from the whole prefix, all slots at once. A slot
         whose prefix is empty (only unknown clicks) scores 0 everywhere."""
         with torch.no_grad():
+            if "items" not in state:
+                return self._incremental_scores(state, items, reset)
             return self._prefix_scores(*self._append(state, items, reset))
 
     def step_ranked(
@@ -524,9 +543,61 @@ class NeuralRecommender(SessionRecommender):
         """``step`` for the evaluator: the scores go into the evaluator's reused buffer
         (``rank.buffer``) and are ranked there; the ranks are those of ``step``'s scores."""
         with torch.no_grad():
+            scores = rank.buffer(len(items), torch.float32, self.device_)
+            if "items" not in state:
+                return rank(self._incremental_scores(state, items, reset, into=scores))
             buf, lengths = self._append(state, items, reset)
-            scores = rank.buffer(len(lengths), torch.float32, self.device_)
             return rank(self._prefix_scores(buf, lengths, into=scores))
+
+    def _incremental_scores(
+        self,
+        state: dict[str, torch.Tensor],
+        items: np.ndarray,
+        reset: np.ndarray,
+        into: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``step`` of an incremental network: each slot's known click advances its state by
+        one position (none once it holds ``max_len``: the first ones are kept), then every
+        slot's session vector is read off its state."""
+        net, dev = self.network_, self.device_
+        was_training = net.training
+        net.eval()
+        items_t = torch.as_tensor(np.asarray(items, dtype=np.int64), device=dev)
+        reset_t = torch.as_tensor(np.asarray(reset, dtype=bool), device=dev)
+        lengths = torch.where(reset_t, torch.zeros_like(state["len"]), state["len"])
+        moves = items_t != UNKNOWN
+        if self.max_len is not None:
+            moves &= lengths < self.max_len
+        rows = torch.nonzero(moves).flatten()
+        if len(rows):
+            net.advance(state, rows, lengths[rows], items_t[rows] + 1)
+        lengths = lengths + moves.long()
+        state["len"] = lengths
+        nonempty = torch.nonzero(lengths > 0).flatten()
+        out = self._empty_scores(len(lengths), len(nonempty), into)
+        if len(nonempty):
+            self._write_scores(net.state_vectors(state, nonempty, lengths[nonempty]), nonempty, out)
+        net.train(was_training)
+        return out
+
+    def _empty_scores(self, n: int, n_nonempty: int, into: torch.Tensor | None) -> torch.Tensor:
+        """The (n, n_items) output: ``into`` or a new tensor, zeroed unless every row gets
+        scores."""
+        if into is None:
+            make = torch.empty if n_nonempty == n else torch.zeros
+            return make(n, self.n_items_, device=self.device_)
+        if n_nonempty < n:
+            into.zero_()
+        return into
+
+    def _write_scores(
+        self, vectors: torch.Tensor, nonempty: torch.Tensor, out: torch.Tensor
+    ) -> None:
+        """The scores of ``vectors`` into the rows ``nonempty`` of ``out``."""
+        if len(nonempty) == len(out):  # straight into the output: no temporary and copy
+            self.network_.scores(vectors, into=out)
+        else:
+            out[nonempty] = self.network_.scores(vectors).float()
 
     def _append(self, state: dict[str, torch.Tensor], items: np.ndarray, reset: np.ndarray):
         """Append each slot's known click to its prefix; the prefixes and their lengths."""
@@ -554,15 +625,8 @@ class NeuralRecommender(SessionRecommender):
         net = self.network_
         was_training = net.training
         net.eval()
-        n = len(lengths)
         nonempty = torch.nonzero(lengths > 0).flatten()
-        everyone = len(nonempty) == n
-        out = into
-        if out is None:
-            out = torch.empty if everyone else torch.zeros
-            out = out(n, self.n_items_, device=self.device_)
-        elif not everyone:
-            out.zero_()
+        out = self._empty_scores(len(lengths), len(nonempty), into)
         if len(nonempty):
             ln = lengths[nonempty]
             starts, ln = truncate_window(torch.zeros_like(ln), ln, self.max_len, self.truncate)
@@ -572,11 +636,7 @@ class NeuralRecommender(SessionRecommender):
             pos = (starts[:, None] + ar[None, :]).clamp(max=sub.shape[1] - 1)
             rows = torch.where(mask, sub.gather(1, pos) + 1, torch.zeros_like(pos))
             with torch.no_grad():
-                vectors = net.session_vectors(rows, mask)
-                if everyone:  # straight into the output: no (n, n_items) temporary and copy
-                    net.scores(vectors, into=out)
-                else:
-                    out[nonempty] = net.scores(vectors).float()
+                self._write_scores(net.session_vectors(rows, mask), nonempty, out)
         net.train(was_training)
         return out
 

@@ -74,26 +74,76 @@ class NARMNetwork(Network):
         xw = (x @ self.W + self.b).unbind(1)  # T x (B, 3H)
         steps = mask.unbind(1)
         h = x.new_zeros(x.shape[0], h_size)
-        uzr, uh = self.U[:, : 2 * h_size], self.U[:, 2 * h_size :]
-        gate = hard_sigmoid if self.gru == "theano" else torch.sigmoid
+        u = self.U[:, : 2 * h_size], self.U[:, 2 * h_size :]  # sliced once, not per step
         states = []
         for x_t, m_t in zip(xw, steps):
-            xzr, xh = x_t.split((2 * h_size, h_size), dim=1)
-            z, r = gate(xzr + h @ uzr).chunk(2, dim=1)
-            cand = torch.tanh(xh + (r * h) @ uh)
-            h = torch.where(m_t[:, None], h + z * (cand - h), h)
+            h = torch.where(m_t[:, None], self._gru_step(x_t, h, *u), h)
             states.append(h)
         return torch.stack(states, dim=1)
 
+    def _gru_step(
+        self, xw_t: torch.Tensor, h: torch.Tensor, uzr: torch.Tensor, uh: torch.Tensor
+    ) -> torch.Tensor:
+        """The GRU state after one input whose ``x W + b`` is ``xw_t`` (B, 3H); ``uzr``, ``uh``:
+        the gates' and the candidate's columns of U."""
+        gate = hard_sigmoid if self.gru == "theano" else torch.sigmoid
+        xzr, xh = xw_t.split((uh.shape[1] * 2, uh.shape[1]), dim=1)
+        z, r = gate(xzr + h @ uzr).chunk(2, dim=1)
+        cand = torch.tanh(xh + (r * h) @ uh)
+        return h + z * (cand - h)
+
     def session_vectors(self, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         hs = self.hidden_states(items, mask)
-        c_g = hs[:, -1]  # the last real step's state (carried over the padding)
-        e = (hard_sigmoid(c_g[:, None, :] @ self.A1 + hs @ self.A2) @ self.v).squeeze(-1)
+        return self._readout(hs[:, -1], hs, hs @ self.A2, mask)
+
+    def _readout(
+        self, c_g: torch.Tensor, hs: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """B [c_l; c_g] from the last real state ``c_g`` (carried over the padding), every
+        position's state ``hs`` and its ``A2 h_j`` (``keys``), real where ``mask``."""
+        e = (hard_sigmoid(c_g[:, None, :] @ self.A1 + keys) @ self.v).squeeze(-1)
         e = e.masked_fill(~mask, -math.inf)
         a = torch.softmax(e, dim=1)
         c_l = (a[:, :, None] * hs).sum(1)
         c = dropout(torch.cat([c_l, c_g], dim=1), self.dropout_context, self.training, self.gen)
         return c @ self.B.T  # B c, never the materialised E B
+
+    # Incremental evaluation (the harness's ``step``): per slot the GRU state ``h``, every
+    # position's state ``hs`` and its attention key ``A2 h_j``, so that a click costs one GRU
+    # step and one attention over the stored positions, not a pass over the whole prefix.
+    def start_state(self, n: int, capacity: int) -> dict[str, torch.Tensor]:
+        h = self.U.shape[0]
+        zeros = torch.zeros(n, capacity, h, device=self.U.device)
+        return {"h": torch.zeros(n, h, device=self.U.device), "hs": zeros, "keys": zeros.clone()}
+
+    def advance(
+        self,
+        state: dict[str, torch.Tensor],
+        rows: torch.Tensor,
+        at: torch.Tensor,
+        items: torch.Tensor,
+    ) -> None:
+        """Feed ``items`` (shifted by one) to the slots ``rows``, whose next position is ``at``
+        (their state is from a zero start where ``at`` is 0)."""
+        h = torch.where((at > 0)[:, None], state["h"][rows], 0.0)
+        hh = self.U.shape[0]
+        h = self._gru_step(
+            self.E[items] @ self.W + self.b, h, self.U[:, : 2 * hh], self.U[:, 2 * hh :]
+        )
+        if int(at.max()) >= state["hs"].shape[1]:  # grow the position buffers (no max_len)
+            for key in ("hs", "keys"):
+                state[key] = torch.cat([state[key], torch.zeros_like(state[key])], dim=1)
+        state["h"][rows] = h
+        state["hs"][rows, at] = h
+        state["keys"][rows, at] = h @ self.A2
+
+    def state_vectors(
+        self, state: dict[str, torch.Tensor], rows: torch.Tensor, lengths: torch.Tensor
+    ) -> torch.Tensor:
+        width = int(lengths.max())
+        mask = torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
+        hs, keys = state["hs"][rows, :width], state["keys"][rows, :width]
+        return self._readout(state["h"][rows], hs, keys, mask)
 
 
 class NARM(NeuralRecommender):
