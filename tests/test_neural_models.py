@@ -107,14 +107,14 @@ def test_shapes_and_the_pad_row_is_never_ranked(name):
     torch.testing.assert_close(after, base)
 
 
-@pytest.mark.parametrize("max_len", [3, None])
-def test_narms_incremental_step_gives_the_prefix_recomputation(max_len):
+@pytest.mark.parametrize(("name", "max_len"), [("narm", 3), ("narm", None)])
+def test_incremental_step_gives_the_prefix_recomputation(name, max_len):
     # Slots of different lengths, unknown clicks, resets, sessions longer than max_len (the
     # first clicks kept: the vector stops changing) or longer than the buffers (None: they
     # grow), and a shrinking batch: click-by-click state against the whole prefix each time.
-    model = _model("narm", n_epochs=1, max_len=max_len).fit(_chain(30))
+    model = _model(name, n_epochs=1, max_len=max_len).fit(_chain(30))
     assert model.incremental()
-    slow = _model("narm", n_epochs=1, max_len=max_len).fit(_chain(30))
+    slow = _model(name, n_epochs=1, max_len=max_len).fit(_chain(30))
     slow.incremental = lambda: False
     rng = np.random.default_rng(5)
     fast_state, slow_state = model.init_state(4), slow.init_state(4)
@@ -133,7 +133,7 @@ def test_narms_incremental_step_gives_the_prefix_recomputation(max_len):
         want = slow.step(slow_state, items, reset)
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     if max_len is None:
-        assert fast_state["hs"].shape[1] > 8  # grown past its first capacity
+        assert fast_state["keys"].shape[1] > 8  # grown past its first capacity
 
 
 @pytest.mark.parametrize("name", ["narm", "sasrec"])
@@ -230,3 +230,25 @@ def test_speed_script_runs_on_a_slice_of_the_100k_sample(shared_data, tmp_path):
         assert row["events"] == targets and row["events_per_s"] > 0
         assert len(row["loadavg_before"]) == 3 and len(row["loadavg_after"]) == 3
     assert result["models"][-1]["params"]["loss"] == "cross-entropy"
+
+
+def test_cpu_training_runs_torchs_deterministic_kernels_and_restores_the_flag():
+    # With two threads the default embedding gradient adds rows up in an unordered parallel
+    # pass (two STAMP fits of one seed ended an epoch apart); training switches torch's
+    # deterministic algorithms on and gives the caller back its own setting, even on error.
+    seen = []
+
+    def record(model, epoch):
+        seen.append(torch.are_deterministic_algorithms_enabled())
+        return {}
+
+    assert not torch.are_deterministic_algorithms_enabled()
+    _model("stamp", n_epochs=2).fit(_chain(20), on_epoch=record)
+    assert seen == [True, True] and not torch.are_deterministic_algorithms_enabled()
+
+    def fail(model, epoch):
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        _model("stamp", n_epochs=2).fit(_chain(20), on_epoch=fail)
+    assert not torch.are_deterministic_algorithms_enabled()

@@ -95,6 +95,16 @@ def gather_padded(
     return torch.where(mask, flat[pos], torch.zeros((), dtype=flat.dtype, device=flat.device)), mask
 
 
+def ensure_capacity(
+    state: dict[str, torch.Tensor], names: tuple[str, ...], at: torch.Tensor
+) -> None:
+    """Double the position buffers ``names`` ((n, capacity, d) tensors of an incremental state)
+    until the positions ``at`` fit."""
+    while int(at.max()) >= state[names[0]].shape[1]:
+        for key in names:
+            state[key] = torch.cat([state[key], torch.zeros_like(state[key])], dim=1)
+
+
 def dropout(x: torch.Tensor, p: float, training: bool, gen: torch.Generator | None) -> torch.Tensor:
     """Inverted dropout drawing from ``gen`` (never torch's global generator)."""
     if not training or p <= 0:
@@ -358,8 +368,15 @@ class NeuralRecommender(SessionRecommender):
         """Training on the CPU runs under GRU4Rec's thread policy (``n_threads``, else the cores
         other processes leave free: two threads on a busy two-core machine are many times
         slower than one); the caller's thread count is restored for the epoch callback and
-        afterwards."""
+        afterwards.
+
+        On the CPU, torch's deterministic algorithms are on meanwhile: with more than one thread
+        the default gradient of an embedding lookup adds rows up in an unordered parallel pass,
+        so that two STAMP fits of one seed at two threads ended an epoch up to 1.1 apart in some
+        weight. With one thread the deterministic and the default kernels give the same bits."""
         before = torch.get_num_threads()
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
         self._policy = None
         if self.device_.type == "cpu":
             self._policy = (
@@ -368,10 +385,12 @@ class NeuralRecommender(SessionRecommender):
                 else ThreadPolicy.adaptive_default()
             )
             torch.set_num_threads(before)
+            torch.use_deterministic_algorithms(True)
         try:
             yield
         finally:
             self._policy = None
+            torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
             if torch.get_num_threads() != before:
                 torch.set_num_threads(before)
 
