@@ -15,9 +15,10 @@ Conventions (scikit-learn style):
 from __future__ import annotations
 
 import abc
+import contextlib
 import inspect
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -254,6 +255,28 @@ def available_memory() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+@contextlib.contextmanager
+def deterministic_cpu(device: torch.device) -> Iterator[None]:
+    """torch's deterministic kernels while a model trains on the CPU (a no-op elsewhere); the
+    caller's setting comes back afterwards, also on error.
+
+    With more than one thread the default gradient of an embedding lookup adds its rows up in an
+    unordered parallel pass: two STAMP fits of one seed with two threads ended an epoch up to
+    0.66 apart in some weight, RecBole's and Keras's GRU4Rec 2e-8 and 6e-8 (differences that
+    grow over epochs). With one thread the two kernels give the same bits.
+    """
+    if torch is None or torch.device(device).type != "cpu":
+        yield
+        return
+    before = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=warn_only)
 
 
 def resolve_device(device: str, *, cuda_available: bool | None = None) -> torch.device:

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from algorithms.base import SessionRecommender, epoch_values, resolve_device
+from algorithms.base import SessionRecommender, deterministic_cpu, epoch_values, resolve_device
 from algorithms.bpr_mf import BPRMF
 from benchmark.config import ConfigError, resolve
 from benchmark.registry import ALGORITHMS, get_algorithm
@@ -81,3 +81,19 @@ def test_records_written_before_a_rename_are_read_under_the_new_names():
     assert migrated_space(old, "bpr-mf") == new
     assert migrated_space(old, "no-such-algorithm") == old
     assert SessionRecommender.renamed == {}
+
+
+def test_deterministic_cpu_is_on_inside_restored_after_and_a_no_op_off_the_cpu():
+    torch.use_deterministic_algorithms(True, warn_only=True)  # the caller's own setting
+    try:
+        with pytest.raises(RuntimeError, match="inside"):
+            with deterministic_cpu(torch.device("cpu")):
+                assert torch.are_deterministic_algorithms_enabled()
+                assert not torch.is_deterministic_algorithms_warn_only_enabled()
+                raise RuntimeError("inside")
+        assert torch.is_deterministic_algorithms_warn_only_enabled()  # given back, warn_only too
+        torch.use_deterministic_algorithms(False)
+        with deterministic_cpu(torch.device("cuda")):  # not touched off the CPU
+            assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)

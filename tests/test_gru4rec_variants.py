@@ -153,3 +153,17 @@ def test_variants_speed_script_on_tiny_data(tmp_path, monkeypatch):
     # 30 sessions of 3 clicks, 30 slots: every session starts at once, so even the sources that
     # stop when no unused session is left train every pair; RecBole trains every prefix
     assert [v["events"] for v in result["variants"]] == [60, 60, 60]
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_cpu_training_runs_torchs_deterministic_kernels_and_restores_the_flag(name, train):
+    # algorithms.base.deterministic_cpu, shared with the neural harness
+    seen = []
+
+    def record(model, epoch):
+        seen.append(torch.are_deterministic_algorithms_enabled())
+        return {}
+
+    assert not torch.are_deterministic_algorithms_enabled()
+    _model(name, n_epochs=2).fit(train, on_epoch=record)
+    assert seen == [True, True] and not torch.are_deterministic_algorithms_enabled()

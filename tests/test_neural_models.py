@@ -233,9 +233,7 @@ def test_speed_script_runs_on_a_slice_of_the_100k_sample(shared_data, tmp_path):
 
 
 def test_cpu_training_runs_torchs_deterministic_kernels_and_restores_the_flag():
-    # With two threads the default embedding gradient adds rows up in an unordered parallel
-    # pass (two STAMP fits of one seed ended an epoch apart); training switches torch's
-    # deterministic algorithms on and gives the caller back its own setting, even on error.
+    # algorithms.base.deterministic_cpu around the harness's training, even when it fails
     seen = []
 
     def record(model, epoch):

@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from algorithms.base import EpochCallback, SessionRecommender, epoch_values, resolve_device
+from algorithms.base import (
+    EpochCallback,
+    SessionRecommender,
+    deterministic_cpu,
+    epoch_values,
+    resolve_device,
+)
 from datasets.io import atomic_write
 from datasets.sessions import Sessions
 
@@ -246,6 +252,16 @@ class EpochTrained(SessionRecommender):
     ):
         self.validate()
         self.device_ = resolve_device(self.device)
+        with deterministic_cpu(self.device_):
+            return self._fit(train, valid, on_epoch, resume_file)
+
+    def _fit(
+        self,
+        train: Sessions,
+        valid: Sessions | None,
+        on_epoch: EpochCallback | None,
+        resume_file: Path | None,
+    ):
         self.n_items_ = train.n_items
         self.history_: list[dict[str, Any]] = []
         trainer = self._make_trainer(train, valid)

@@ -31,7 +31,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from algorithms.base import EpochCallback, SessionRecommender, epoch_values, resolve_device
+from algorithms.base import (
+    EpochCallback,
+    SessionRecommender,
+    deterministic_cpu,
+    epoch_values,
+    resolve_device,
+)
 from algorithms.gru4rec.threads import ThreadPolicy
 from algorithms.params import Choice, Int, Optional, Pattern
 from datasets.io import atomic_write
@@ -93,16 +99,6 @@ def gather_padded(
     mask = ar[None, :] < lengths[:, None]
     pos = (starts[:, None] + ar[None, :]).clamp(max=max(len(flat) - 1, 0))
     return torch.where(mask, flat[pos], torch.zeros((), dtype=flat.dtype, device=flat.device)), mask
-
-
-def ensure_capacity(
-    state: dict[str, torch.Tensor], names: tuple[str, ...], at: torch.Tensor
-) -> None:
-    """Double the position buffers ``names`` ((n, capacity, d) tensors of an incremental state)
-    until the positions ``at`` fit."""
-    while int(at.max()) >= state[names[0]].shape[1]:
-        for key in names:
-            state[key] = torch.cat([state[key], torch.zeros_like(state[key])], dim=1)
 
 
 def dropout(x: torch.Tensor, p: float, training: bool, gen: torch.Generator | None) -> torch.Tensor:
@@ -368,15 +364,9 @@ class NeuralRecommender(SessionRecommender):
         """Training on the CPU runs under GRU4Rec's thread policy (``n_threads``, else the cores
         other processes leave free: two threads on a busy two-core machine are many times
         slower than one); the caller's thread count is restored for the epoch callback and
-        afterwards.
-
-        On the CPU, torch's deterministic algorithms are on meanwhile: with more than one thread
-        the default gradient of an embedding lookup adds rows up in an unordered parallel pass,
-        so that two STAMP fits of one seed at two threads ended an epoch up to 1.1 apart in some
-        weight. With one thread the deterministic and the default kernels give the same bits."""
+        afterwards. On the CPU torch's deterministic kernels are on meanwhile
+        (``algorithms.base.deterministic_cpu``)."""
         before = torch.get_num_threads()
-        deterministic = torch.are_deterministic_algorithms_enabled()
-        warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
         self._policy = None
         if self.device_.type == "cpu":
             self._policy = (
@@ -385,12 +375,11 @@ class NeuralRecommender(SessionRecommender):
                 else ThreadPolicy.adaptive_default()
             )
             torch.set_num_threads(before)
-            torch.use_deterministic_algorithms(True)
         try:
-            yield
+            with deterministic_cpu(self.device_):
+                yield
         finally:
             self._policy = None
-            torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
             if torch.get_num_threads() != before:
                 torch.set_num_threads(before)
 

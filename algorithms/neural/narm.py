@@ -17,13 +17,7 @@ import math
 import torch
 from torch import nn
 
-from algorithms.neural.harness import (
-    COMMON_SPECS,
-    Network,
-    NeuralRecommender,
-    dropout,
-    ensure_capacity,
-)
+from algorithms.neural.harness import COMMON_SPECS, Network, NeuralRecommender, dropout
 from algorithms.params import Choice, Float, Int
 
 _UNIT = Float(0, 1, high_open=True)
@@ -136,7 +130,9 @@ class NARMNetwork(Network):
         h = self._gru_step(
             self.E[items] @ self.W + self.b, h, self.U[:, : 2 * hh], self.U[:, 2 * hh :]
         )
-        ensure_capacity(state, ("hs", "keys"), at)  # without max_len, sessions can outgrow them
+        while int(at.max()) >= state["hs"].shape[1]:  # without max_len a session can outgrow
+            for key in ("hs", "keys"):  # the position buffers: double them
+                state[key] = torch.cat([state[key], torch.zeros_like(state[key])], dim=1)
         state["h"][rows] = h
         state["hs"][rows, at] = h
         state["keys"][rows, at] = h @ self.A2

@@ -20,7 +20,6 @@ then renders ``table.md``/``table.csv`` and ``plots/*.png`` from those files onl
 from __future__ import annotations
 
 import argparse
-import inspect
 import logging
 import os
 import re
@@ -129,16 +128,17 @@ def tuning_texts(record: dict) -> dict[str, str]:
 
 
 def _are_defaults(entry: dict) -> bool:
-    """Whether a row's recorded values are all of its class's constructor defaults (``seed``
-    and ``device`` aside, which the run sets); an algorithm this checkout lacks is not."""
+    """Whether a row's recorded values are its class's constructor defaults (``seed`` and
+    ``device`` aside, which the run sets); an algorithm this checkout lacks is not."""
     try:
-        sig = inspect.signature(get_algorithm(entry.get("algorithm", "")).__init__)
-    except (KeyError, ValueError):
+        defaults = get_algorithm(entry.get("algorithm", ""))().get_params()
+    except KeyError:
         return False
-    params = entry.get("params") or {}
-    names = [n for n in sig.parameters if n not in ("self", "seed", "device")]
-    extra = set(params) - set(sig.parameters) - {"seed", "device"}
-    return not extra and all(n in params and sig.parameters[n].default == params[n] for n in names)
+
+    def own(params: dict) -> dict:
+        return {k: v for k, v in params.items() if k not in ("seed", "device")}
+
+    return own(entry.get("params") or {}) == own(defaults)
 
 
 def _selection_text(selection: dict | None) -> str:
