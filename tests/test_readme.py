@@ -19,11 +19,35 @@ PAGES = [README, *sorted((REPO_ROOT / "docs").glob("*.md")), REPO_ROOT / "result
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
 
+def _tracked_runs() -> set[Path] | None:
+    """The run folders whose table.csv git tracks (None outside a git checkout): runs made by
+    the README's first command in this checkout are not committed results."""
+    try:
+        out = subprocess.run(
+            ["git", "ls-files", "-z", "--", "results/*/*/table.csv"],
+            cwd=REPO_ROOT, capture_output=True, check=True, text=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return {(REPO_ROOT / f).parent for f in out.split("\0") if f}
+
+
 def test_results_block_is_what_the_committed_runs_give():
     committed = readme.split_readme(README.read_text(encoding="utf-8"))[1]
-    assert committed == readme.build_block(REPO_ROOT / "results"), (
+    tracked = _tracked_runs()
+    keep = None if tracked is None else tracked.__contains__
+    assert committed == readme.build_block(REPO_ROOT / "results", keep=keep), (
         "README.md's results table is stale: run python -m benchmark.report.readme"
     )
+
+
+def test_a_run_of_ones_own_is_left_out_by_keep(tmp_path):
+    results = tmp_path / "results"
+    mine = _run(results, "synthetic", "20270101-000000-eeee", [("pop", 0.5, 0.1)])
+    committed = _run(results, "rsc15-64", "20260102-000000-bbbb", [("pop", 0.1, 0.05)])
+    assert set(readme.latest_runs(results)) == {"rsc15-64", "synthetic"}
+    assert readme.latest_runs(results, keep={committed}.__contains__) == {"rsc15-64": committed}
+    assert mine not in readme.latest_runs(results, keep={committed}.__contains__).values()
 
 
 def test_readme_is_short():

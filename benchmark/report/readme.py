@@ -28,6 +28,7 @@ import difflib
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -46,8 +47,10 @@ WHICH_HEADING = "## Which GRU4Rec?"
 """The heading of the third-party GRU4Rec table in a run's table.md (``report.which``)."""
 
 
-def latest_runs(results_root: Path) -> dict[str, Path]:
-    """{dataset: its latest run folder with a table.csv}, in column order."""
+def latest_runs(results_root: Path, keep: Callable[[Path], bool] | None = None) -> dict[str, Path]:
+    """{dataset: its latest run folder with a table.csv}, in column order; only the run
+    folders ``keep`` accepts, where given (the test takes the ones git tracks, so that a run
+    the user just made does not count as a committed one)."""
     runs = {}
     for folder in sorted(p for p in Path(results_root).iterdir() if p.is_dir()):
         if folder.name in NOT_DATASETS:
@@ -55,7 +58,10 @@ def latest_runs(results_root: Path) -> dict[str, Path]:
         done = [
             r
             for r in folder.iterdir()
-            if r.is_dir() and RUN_ID.fullmatch(r.name) and (r / "table.csv").is_file()
+            if r.is_dir()
+            and RUN_ID.fullmatch(r.name)
+            and (r / "table.csv").is_file()
+            and (keep is None or keep(r))
         ]
         if done:
             runs[folder.name] = max(done, key=lambda r: r.name)
@@ -115,7 +121,11 @@ def results_table(scores: dict[str, dict[str, tuple[float, float]]]) -> str:
     return "\n".join(lines)
 
 
-def build_block(results_root: Path, link_base: Path | None = None) -> str:
+def build_block(
+    results_root: Path,
+    link_base: Path | None = None,
+    keep: Callable[[Path], bool] | None = None,
+) -> str:
     """The text between the markers: the table, its source runs and the headline picture.
 
     Links are relative to ``link_base`` (default: the folder holding ``results_root``, where
@@ -123,7 +133,7 @@ def build_block(results_root: Path, link_base: Path | None = None) -> str:
     """
     results_root = Path(results_root)
     base = Path(link_base) if link_base is not None else results_root.parent
-    runs = latest_runs(results_root)
+    runs = latest_runs(results_root, keep)
     if not runs:
         raise ValueError(f"{results_root}: no dataset folder with a run holding table.csv")
 
