@@ -111,6 +111,9 @@ class Plan:
     record: dict = field(default_factory=dict)
     seeds_added: dict[str, int] = field(default_factory=dict)
     """``--resume --algorithms LABELS --seeds N``: the labels whose seed count it raises."""
+    only: list[str] | None = None
+    """``--resume RUN --algorithms LABELS``: this attempt fits only these labels; the run's other
+    unfinished rows stay pending for a later ``--resume`` (None: every unfinished row)."""
     cutoffs_given: bool = True
     """False when the cutoffs are the defaults: those above the number of items are then
     dropped (a small dataset of your own), where given ones are an error."""
@@ -126,6 +129,7 @@ def plan(options: RunOptions, *, resume: Path | None = None, overrides: dict | N
         ConfigError: anything invalid; the message names the option or config file and key.
     """
     record: dict = {}
+    only: list[str] | None = None
     seeds_given: tuple[int, list[str]] | None = None  # --seeds N for the labels named
     if resume is not None:
         resume = Path(resume).absolute()
@@ -145,6 +149,7 @@ def plan(options: RunOptions, *, resume: Path | None = None, overrides: dict | N
                     f"--algorithms gru4rec --seeds {n}"
                 )
         if "algorithms" in overrides:  # extends the run: labels it lacks are added at its end
+            only = list(dict.fromkeys(overrides["algorithms"]))
             kept = list(options.algorithms)
             overrides["algorithms"] = kept + [a for a in overrides["algorithms"] if a not in kept]
             added = overrides["algorithms"][len(kept) :]
@@ -199,6 +204,7 @@ def plan(options: RunOptions, *, resume: Path | None = None, overrides: dict | N
         resume=resume,
         record=record,
         seeds_added=seeds_added,
+        only=only,
     )
 
 

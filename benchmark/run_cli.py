@@ -96,7 +96,8 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
         help="finish an interrupted run, reusing every algorithm that had finished "
         "(the options come from its run.json; --data-dir, --clicks, --cache-dir "
         "may point to the same data elsewhere, any other option must match; "
-        "--algorithms adds labels, and with --seeds N gives those labels N seeds)",
+        "--algorithms adds labels and fits only those this time (other unfinished rows stay "
+        "pending), and with --seeds N gives those labels N seeds)",
     )
     p.add_argument(
         "--eval-batch-size", type=int, default=256, help="test sessions evaluated in parallel"

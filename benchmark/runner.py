@@ -122,7 +122,7 @@ def run(
             record["options"]["algorithms"] = list(options.algorithms)  # rows it was extended by
             record["options"]["seeds_per_label"] = dict(options.seeds_per_label)
             with stopped_in(run_dir):
-                _run_in(run_dir, data, options, specs, record, load_usage)
+                _run_in(run_dir, data, options, specs, record, load_usage, only=prepared.only)
     return run_dir
 
 
@@ -147,6 +147,7 @@ def _run_in(
     specs: list[AlgorithmSpec],
     record: dict,
     load_usage: object,
+    only: list[str] | None = None,
 ) -> None:
     io.remove_temporary_files(run_dir)  # left by a write that a kill interrupted
     # Loading includes preprocessing (or reading the cache); a resumed run adds its own attempt.
@@ -157,9 +158,19 @@ def _run_in(
     if _predictions_outdated(run_dir / "predictions.parquet", targets):
         io.write_parquet(run_dir / "predictions.parquet", targets)
 
+    pending = []  # unfinished rows this attempt leaves alone (--resume RUN --algorithms LABELS)
     for spec in specs:
         done_file = run_dir / "done" / f"{spec.label}.json"
-        if _reusable(run_dir, spec.label, len(targets)):
+        reusable = _reusable(run_dir, spec.label, len(targets))
+        if only is not None and spec.label not in only and not reusable:
+            log.info(
+                "%s: not finished; left for a later --resume (this attempt fits %s)",
+                spec.label,
+                ", ".join(only),
+            )
+            pending.append(spec.label)
+            continue
+        if reusable:
             missing = _missing_seeds(run_dir, spec, options)
             if not missing:
                 log.info("%s: finished in an earlier attempt, reused", spec.label)
@@ -203,7 +214,12 @@ def _run_in(
             (run_dir / "training").rmdir()
         gc.collect()
 
+    specs = [s for s in specs if s.label not in pending]
     write_tables(run_dir, [s.label for s in specs])
+    if pending:
+        record["pending"] = pending
+    else:
+        record.pop("pending", None)
     record["ended"] = _now()  # the last algorithm finished; the report is not written yet
     record["config"] = {
         s.label: {

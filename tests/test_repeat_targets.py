@@ -59,3 +59,25 @@ def test_resume_with_new_algorithms_adds_rows_and_keeps_the_others(tmp_path, cap
     assert "repeat" in pd.read_parquet(run_dir / "predictions.parquet")
     table = (run_dir / "table.md").read_text()
     assert "| spop" in table and "## Repeat and new targets" in table
+
+
+def test_resume_with_algorithms_fits_only_those_and_leaves_other_unfinished_rows(tmp_path):
+    base = ["--dataset", "synthetic", "--out", str(tmp_path), "--cache-dir", str(tmp_path / "c")]
+    assert run_cli.main([*base, "--algorithms", "pop,spop", "-q"]) == 0
+    (run_dir,) = (tmp_path / "synthetic").iterdir()
+    (run_dir / "done" / "spop.json").unlink()  # as if a kill had stopped spop's fit
+    assert run_cli.main(["--resume", str(run_dir), "--algorithms", "markov", "-q"]) == 0
+    record = io.read_json(run_dir / "run.json")
+    assert record["options"]["algorithms"] == ["pop", "spop", "markov"]
+    assert record["pending"] == ["spop"] and "finished" in record
+    assert not (run_dir / "done" / "spop.json").exists()
+    assert sorted(pd.read_csv(run_dir / "metrics.csv")["algorithm"].unique()) == ["markov", "pop"]
+    assert sorted(record["config"]) == ["markov", "pop"]
+    assert run_cli.main(["--resume", str(run_dir), "-q"]) == 0  # a plain resume fits the rest
+    record = io.read_json(run_dir / "run.json")
+    assert "pending" not in record and sorted(record["config"]) == ["markov", "pop", "spop"]
+    assert sorted(pd.read_csv(run_dir / "metrics.csv")["algorithm"].unique()) == [
+        "markov",
+        "pop",
+        "spop",
+    ]
