@@ -589,23 +589,26 @@ class NeuralRecommender(SessionRecommender):
         return out
 
     def _empty_scores(self, n: int, n_nonempty: int, into: torch.Tensor | None) -> torch.Tensor:
-        """The (n, n_items) output: ``into`` or a new tensor, zeroed unless every row gets
-        scores."""
+        """The (n, n_items) output: ``into`` or a new tensor, zeroed only when no row gets
+        scores (:meth:`_write_scores` writes every row otherwise)."""
         if into is None:
-            make = torch.empty if n_nonempty == n else torch.zeros
+            make = torch.zeros if n_nonempty == 0 else torch.empty
             return make(n, self.n_items_, device=self.device_)
-        if n_nonempty < n:
+        if n_nonempty == 0:
             into.zero_()
         return into
 
     def _write_scores(
         self, vectors: torch.Tensor, nonempty: torch.Tensor, out: torch.Tensor
     ) -> None:
-        """The scores of ``vectors`` into the rows ``nonempty`` of ``out``."""
-        if len(nonempty) == len(out):  # straight into the output: no temporary and copy
-            self.network_.scores(vectors, into=out)
-        else:
-            out[nonempty] = self.network_.scores(vectors).float()
+        """The scores of ``vectors`` into the rows ``nonempty`` of ``out``, 0 in the others: the
+        other rows get a zero vector, so one product writes all of ``out`` in place (scattering
+        a product of the nonempty rows into it cost a fifth of STAMP's evaluation)."""
+        if len(nonempty) < len(out):
+            full = vectors.new_zeros((len(out), vectors.shape[1]))
+            full[nonempty] = vectors
+            vectors = full
+        self.network_.scores(vectors, into=out)
 
     def _append(self, state: dict[str, torch.Tensor], items: np.ndarray, reset: np.ndarray):
         """Append each slot's known click to its prefix; the prefixes and their lengths."""
