@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from algorithms.base import SessionRecommender, deterministic_cpu, epoch_values, resolve_device
+from algorithms.base import SessionRecommender, cpu_training, epoch_values, resolve_device
 from algorithms.bpr_mf import BPRMF
 from benchmark.config import ConfigError, resolve
 from benchmark.registry import ALGORITHMS, get_algorithm
@@ -83,17 +83,19 @@ def test_records_written_before_a_rename_are_read_under_the_new_names():
     assert SessionRecommender.renamed == {}
 
 
-def test_deterministic_cpu_is_on_inside_restored_after_and_a_no_op_off_the_cpu():
+def test_cpu_training_is_on_inside_restored_after_and_a_no_op_off_the_cpu():
     torch.use_deterministic_algorithms(True, warn_only=True)  # the caller's own setting
     try:
         with pytest.raises(RuntimeError, match="inside"):
-            with deterministic_cpu(torch.device("cpu")):
+            with cpu_training(torch.device("cpu")):
                 assert torch.are_deterministic_algorithms_enabled()
                 assert not torch.is_deterministic_algorithms_warn_only_enabled()
+                assert (torch.tensor([1e-30]) * 1e-10).item() == 0.0  # denormal 1e-40 flushed
                 raise RuntimeError("inside")
         assert torch.is_deterministic_algorithms_warn_only_enabled()  # given back, warn_only too
+        assert (torch.tensor([1e-30]) * 1e-10).item() > 0.0  # flushing off again
         torch.use_deterministic_algorithms(False)
-        with deterministic_cpu(torch.device("cuda")):  # not touched off the CPU
+        with cpu_training(torch.device("cuda")):  # not touched off the CPU
             assert not torch.are_deterministic_algorithms_enabled()
     finally:
         torch.use_deterministic_algorithms(False)

@@ -157,7 +157,7 @@ def test_variants_speed_script_on_tiny_data(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_cpu_training_runs_torchs_deterministic_kernels_and_restores_the_flag(name, train):
-    # algorithms.base.deterministic_cpu, shared with the neural harness
+    # algorithms.base.cpu_training, shared with the neural harness
     seen = []
 
     def record(model, epoch):

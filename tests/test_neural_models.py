@@ -233,7 +233,7 @@ def test_speed_script_runs_on_a_slice_of_the_100k_sample(shared_data, tmp_path):
 
 
 def test_cpu_training_runs_torchs_deterministic_kernels_and_restores_the_flag():
-    # algorithms.base.deterministic_cpu around the harness's training, even when it fails
+    # algorithms.base.cpu_training around the harness's training, even when it fails
     seen = []
 
     def record(model, epoch):

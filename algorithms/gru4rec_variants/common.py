@@ -25,7 +25,7 @@ import torch
 from algorithms.base import (
     EpochCallback,
     SessionRecommender,
-    deterministic_cpu,
+    cpu_training,
     epoch_values,
     resolve_device,
 )
@@ -252,7 +252,7 @@ class EpochTrained(SessionRecommender):
     ):
         self.validate()
         self.device_ = resolve_device(self.device)
-        with deterministic_cpu(self.device_):
+        with cpu_training(self.device_):
             return self._fit(train, valid, on_epoch, resume_file)
 
     def _fit(

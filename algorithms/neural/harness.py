@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from algorithms.base import (
     EpochCallback,
     SessionRecommender,
-    deterministic_cpu,
+    cpu_training,
     epoch_values,
     resolve_device,
 )
@@ -365,7 +365,7 @@ class NeuralRecommender(SessionRecommender):
         other processes leave free: two threads on a busy two-core machine are many times
         slower than one); the caller's thread count is restored for the epoch callback and
         afterwards. On the CPU torch's deterministic kernels are on meanwhile
-        (``algorithms.base.deterministic_cpu``)."""
+        (``algorithms.base.cpu_training``)."""
         before = torch.get_num_threads()
         self._policy = None
         if self.device_.type == "cpu":
@@ -376,7 +376,7 @@ class NeuralRecommender(SessionRecommender):
             )
             torch.set_num_threads(before)
         try:
-            with deterministic_cpu(self.device_):
+            with cpu_training(self.device_):
                 yield
         finally:
             self._policy = None
