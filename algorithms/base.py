@@ -270,9 +270,9 @@ def cpu_training(device: torch.device) -> Iterator[None]:
     bits.
 
     Flushing: values below float32's normal range (1.2e-38) are many times slower to compute
-    with on x86 CPUs; they appear in a full-softmax model's training once it grows confident.
-    SR-GNN's first epoch on all of rsc15-64 trained at 1,016 events/s without flushing and
-    1,926 with it (on a slice of the first 50,000 sessions: 2,115 without). A GPU and
+    with on x86 CPUs, and training produces some.
+    SR-GNN's first epoch on all of rsc15-64 trained at 1,016 events/s with the deterministic
+    kernels and without flushing, 1,926 with both (docs/neural.md). A GPU and
     TensorFlow's CPU kernels flush too; numbers that small change no rank.
     """
     if torch is None or torch.device(device).type != "cpu":
