@@ -32,6 +32,22 @@ try:  # torch is a dependency, but the interface itself does not need it
 except ImportError:  # pragma: no cover
     torch = None  # type: ignore[assignment]
 
+
+def flush_denormals() -> bool:
+    """Flush float values below float32's normal range (1.2e-38) to zero in this process's CPU
+    computations, as GPUs and TensorFlow's CPU kernels do; True where the CPU supports it.
+
+    x86 cores compute with such values many times slower, and training produces some: SR-GNN's
+    first epoch on all of rsc15-64 ran at 1,016 events/s without flushing (docs/neural.md).
+    The setting is per thread, and torch's worker threads copy the main thread's when they are
+    created, at the first parallel operation, so this runs when this module is imported, which
+    every algorithm does before torch computes anything. Numbers that small change no rank.
+    """
+    return torch is not None and bool(torch.set_flush_denormal(True))
+
+
+flush_denormals()
+
 State = Any
 """Per-slot state: whatever the algorithm needs (None, arrays, tensors, or tuples of those).
 
@@ -259,21 +275,14 @@ def available_memory() -> int | None:
 
 @contextlib.contextmanager
 def cpu_training(device: torch.device) -> Iterator[None]:
-    """How a model trains on the CPU (a no-op elsewhere): torch's deterministic kernels on, and
-    denormal floats flushed to zero; the caller's deterministic setting comes back afterwards,
-    also on error, and flushing is switched off again (torch cannot say whether it was on).
+    """torch's deterministic kernels while a model trains on the CPU (a no-op elsewhere); the
+    caller's setting comes back afterwards, also on error. (Denormals are flushed process-wide:
+    :func:`flush_denormals`.)
 
-    Deterministic kernels: with more than one thread the default gradient of an embedding
-    lookup adds its rows up in an unordered parallel pass: two STAMP fits of one seed with two
-    threads ended an epoch up to 0.66 apart in some weight, RecBole's and Keras's GRU4Rec 2e-8
-    and 6e-8 (differences that grow over epochs). With one thread the two kernels give the same
-    bits.
-
-    Flushing: values below float32's normal range (1.2e-38) are many times slower to compute
-    with on x86 CPUs, and training produces some.
-    SR-GNN's first epoch on all of rsc15-64 trained at 1,016 events/s with the deterministic
-    kernels and without flushing, 1,926 with both (docs/neural.md). A GPU and
-    TensorFlow's CPU kernels flush too; numbers that small change no rank.
+    With more than one thread the default gradient of an embedding lookup adds its rows up in an
+    unordered parallel pass: two STAMP fits of one seed with two threads ended an epoch up to
+    0.66 apart in some weight, RecBole's and Keras's GRU4Rec 2e-8 and 6e-8 (differences that
+    grow over epochs). With one thread the two kernels give the same bits.
     """
     if torch is None or torch.device(device).type != "cpu":
         yield
@@ -281,11 +290,9 @@ def cpu_training(device: torch.device) -> Iterator[None]:
     before = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(True)
-    torch.set_flush_denormal(True)
     try:
         yield
     finally:
-        torch.set_flush_denormal(False)
         torch.use_deterministic_algorithms(before, warn_only=warn_only)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -90,12 +92,21 @@ def test_cpu_training_is_on_inside_restored_after_and_a_no_op_off_the_cpu():
             with cpu_training(torch.device("cpu")):
                 assert torch.are_deterministic_algorithms_enabled()
                 assert not torch.is_deterministic_algorithms_warn_only_enabled()
-                assert (torch.tensor([1e-30]) * 1e-10).item() == 0.0  # denormal 1e-40 flushed
                 raise RuntimeError("inside")
         assert torch.is_deterministic_algorithms_warn_only_enabled()  # given back, warn_only too
-        assert (torch.tensor([1e-30]) * 1e-10).item() > 0.0  # flushing off again
         torch.use_deterministic_algorithms(False)
         with cpu_training(torch.device("cuda")):  # not touched off the CPU
             assert not torch.are_deterministic_algorithms_enabled()
     finally:
         torch.use_deterministic_algorithms(False)
+
+
+def test_denormals_are_flushed_on_every_torch_thread():
+    # algorithms.base flushes them on import, before torch's worker threads exist; a fresh
+    # process, since this one's threads were made long before
+    code = (
+        "import algorithms.base, torch; torch.set_num_threads(2); "
+        "x = torch.full((400_000,), 1e-30) * 1e-10; print(int((x != 0).sum()))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"  # 1e-40, a denormal, is 0 on both threads' halves
