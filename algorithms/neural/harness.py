@@ -602,8 +602,8 @@ class NeuralRecommender(SessionRecommender):
         self, vectors: torch.Tensor, nonempty: torch.Tensor, out: torch.Tensor
     ) -> None:
         """The scores of ``vectors`` into the rows ``nonempty`` of ``out``, 0 in the others: the
-        other rows get a zero vector, so one product writes all of ``out`` in place (scattering
-        a product of the nonempty rows into it cost a fifth of STAMP's evaluation)."""
+        other rows get a zero vector, so one product writes all of ``out`` in place (no second
+        product, zeroing and scatter)."""
         if len(nonempty) < len(out):
             full = vectors.new_zeros((len(out), vectors.shape[1]))
             full[nonempty] = vectors
