@@ -43,7 +43,7 @@ def test_results_block_is_what_the_committed_runs_give():
 
 def test_a_run_of_ones_own_is_left_out_by_keep(tmp_path):
     results = tmp_path / "results"
-    mine = _run(results, "synthetic", "20270101-000000-eeee", [("pop", 0.5, 0.1)])
+    _run(results, "synthetic", "20270101-000000-eeee", [("pop", 0.5, 0.1)])
     committed = _run(results, "rsc15-64", "20260102-000000-bbbb", [("pop", 0.1, 0.05)])
     assert set(readme.latest_runs(results)) == {"rsc15-64", "synthetic"}
     assert readme.latest_runs(results, keep={committed}.__contains__) == {"rsc15-64": committed}
